@@ -38,6 +38,9 @@ from enum import StrEnum
 from types import TracebackType
 from typing import Any
 
+from pykka import ActorDeadError, ActorRef, Timeout
+from pykka.messages import ProxyGetAttr
+
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import (
     ChildStartFailed,
@@ -58,8 +61,6 @@ from posbus.actors.supervision.requests import (
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.scheduler import Cancellable, Scheduler, timer_scheduler
 from posbus.actors.supervision.supervised_actor import SupervisedActor
-from pykka import ActorDeadError, ActorRef, Timeout
-from pykka.messages import ProxyGetAttr
 
 logger = logging.getLogger(__name__)
 
@@ -471,7 +472,7 @@ class Supervisor(SupervisedActor):
         try:
             ref = child.spec.start(link)
             self._await_started(child, ref)
-        except Exception as exc:  # the child's own code failed: report it, restart it
+        except Exception as exc:  # noqa: BLE001 - actor boundary: the child failed to start; report, restart
             child.status = ChildStatus.START_FAILED
             child.ref = None
             child.last_error = repr(exc)

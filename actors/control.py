@@ -1,0 +1,91 @@
+"""In-process control messages between actors (not wire messages).
+
+Wire messages (market_update, execution_signal, risk_event) live in
+posbus.bus.messages; these are the requests actors send one another inside a
+worker: risk checks, exposure updates, inspection, crash injection. They are
+frozen values; none carries a shared mutable object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from posbus.actors.model.risk import OrderRequest, PositionExposure
+from posbus.adapters.exchange.reports import NewOrder
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOrder:
+    """Ask the risk supervisor for a pre-trade decision (answered with a RiskDecision)."""
+
+    request: OrderRequest
+
+
+@dataclass(frozen=True, slots=True)
+class ExposureChanged:
+    """A position's risk view changed (quantity, mark or P&L); told to the risk supervisor."""
+
+    exposure: PositionExposure
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitOrder:
+    """Send an order to the exchange; `stream` is the position stream its reports go to."""
+
+    order: NewOrder
+    order_id: str
+    stream: str
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOrder:
+    """Cancel an order at the exchange by its client order id."""
+
+    client_order_id: str
+    order_id: str
+    stream: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Time moved on: timers (cool-down expiry, trading-day rollover) may fire."""
+
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """The manual kill switch: stop new risk until `Resume`."""
+
+    reason: str
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Lift a manual halt (never an unexpired cool-down)."""
+
+    ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Inspect:
+    """Ask an actor for its full state as JSON-ready values."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resync:
+    """After a peer restarted: re-send what it may have lost (exposures, unacknowledged orders)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Crash:
+    """Make the receiving actor fail (fault injection in the demo and tests)."""
+
+    reason: str = "injected crash"
+
+
+class InjectedCrash(RuntimeError):
+    """Raised by an actor that was told `Crash`: a deliberate, expected failure."""

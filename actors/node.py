@@ -1,0 +1,351 @@
+"""Node: the actors of one process under one root supervisor.
+
+A node hosts the risk supervisor, one gateway per account and a position
+actor per account+symbol (started on demand), wired through a journal, and is
+the in-process engine the demo, the tests and the backtests drive. The worker
+processes of the bus each host a node (or part of one).
+
+Supervision tree (Erlang/OTP semantics, posbus.actors.supervision):
+
+    root (one_for_one)
+    +-- risk                    permanent
+    +-- gateway.ACCOUNT         permanent
+    +-- positions (one_for_one) permanent supervisor
+        +-- position/ACCOUNT/SYMBOL   transient: a closed position stays down
+
+Inputs: `signal` (an OrderIntent, journaled on the position's stream before
+the position hears of it), `market` (market updates to the gateway and the
+symbol's positions), `tick` (timers). All methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from posbus.actors.control import Crash, Halt, Inspect, Resume, Resync, Tick
+from posbus.actors.delivery import Delivered, Doorbell, Outbox
+from posbus.actors.events import EventLog
+from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
+from posbus.actors.journal import Journal
+from posbus.actors.model.risk import RiskLimits
+from posbus.actors.position_actor import PositionActor, position_stream
+from posbus.actors.risk_supervisor import RiskSupervisor
+from posbus.actors.supervision.child_spec import ChildSpec
+from posbus.actors.supervision.errors import ChildUnavailable, RestartIntensityExceeded
+from posbus.actors.supervision.handle import ChildHandle, HandleState
+from posbus.actors.supervision.policy import SupervisorPolicy
+from posbus.actors.supervision.requests import Children, StartChild
+from posbus.actors.supervision.restart_type import RestartType
+from posbus.actors.supervision.supervisor import Supervisor
+from posbus.adapters.clock import Clock
+from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
+
+logger = logging.getLogger(__name__)
+
+ASK_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class SymbolInfo:
+    """Risk metadata of a symbol: its correlation group and correlation to the reference."""
+
+    group: str = "default"
+    correlation: Decimal = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """What a node needs besides its journal, clock and exchange."""
+
+    account: str
+    limits: RiskLimits
+    starting_equity: Decimal
+    policy: SupervisorPolicy = field(default_factory=SupervisorPolicy)
+    symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
+
+
+class Node:
+    """One process's actors. Construct, `start()`, drive, `stop()`.
+
+    `on_escalate` is called (from the root supervisor's thread) when the root
+    supervisor gives up: the worker process exits non-zero there.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        journal: Journal,
+        exchange: ExchangeClient,
+        clock: Clock,
+        events: EventLog | None = None,
+        sender: str = "node",
+        on_escalate: Callable[[RestartIntensityExceeded], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.exchange = exchange
+        self.clock = clock
+        self.events = events if events is not None else EventLog()
+        self.outbox = Outbox(journal, sender, clock)
+        self.escalated = threading.Event()
+        self._on_escalate = on_escalate
+        self._lock = threading.Lock()  # guards _positions, held only briefly
+        self._spawn_lock = threading.Lock()  # serialises starting position actors
+        self._positions: dict[str, ChildHandle] = {}
+        self._last_market: dict[str, MarketUpdate] = {}
+        self._root: Any = None
+        self._positions_sup: Any = None
+        self.risk: ChildHandle | None = None
+        self.gateway: ChildHandle | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the supervision tree; returns once every static child is up."""
+        cfg = self.config
+        risk_spec = ChildSpec(
+            "risk",
+            lambda link: RiskSupervisor.start(
+                link,
+                limits=cfg.limits,
+                starting_equity=cfg.starting_equity,
+                outbox=self.outbox,
+                events=self.events,
+                clock=self.clock,
+                on_started=self._resync_positions,
+            ),
+            restart=RestartType.PERMANENT,
+        )
+        gateway_spec = ChildSpec(
+            f"gateway.{cfg.account}",
+            lambda link: GatewayActor.start(
+                link,
+                account=cfg.account,
+                exchange=self.exchange,
+                outbox=self.outbox,
+                lookup=self._doorbell,
+                events=self.events,
+            ),
+            restart=RestartType.PERMANENT,
+        )
+        positions_spec = Supervisor.spec("positions", [], policy=cfg.policy)
+        self._root = Supervisor.start(
+            None,
+            [risk_spec, gateway_spec, positions_spec],
+            policy=cfg.policy,
+            on_escalate=self._escalate,
+            name="root",
+        )
+        root = self._root.proxy()
+        self.risk = root.handle("risk").get(timeout=ASK_TIMEOUT_S)
+        self.gateway = root.handle(f"gateway.{cfg.account}").get(timeout=ASK_TIMEOUT_S)
+        self._positions_sup = root.handle("positions").get(timeout=ASK_TIMEOUT_S)
+        # Positions with journaled history but possibly open: start them so
+        # they recover (replay) and report their exposure.
+        for stream in self.journal.streams():
+            if stream.startswith("position/"):
+                _, account, symbol = stream.split("/", 2)
+                self.position(account, symbol)
+        self._resync_gateway()
+
+    def stop(self) -> None:
+        """Stop every actor, children before parents."""
+        if self._root is not None and self._root.is_alive():
+            self._root.stop(timeout=30)
+
+    def _escalate(self, error: RestartIntensityExceeded) -> None:
+        logger.critical("root supervisor gave up", extra={"error": str(error)})
+        self.escalated.set()
+        if self._on_escalate is not None:
+            self._on_escalate(error)
+
+    # -- positions -----------------------------------------------------------------
+
+    def position(self, account: str, symbol: str) -> ChildHandle:
+        """The handle of the position actor of account+symbol, started if needed."""
+        stream = position_stream(account, symbol)
+        with self._lock:
+            handle = self._positions.get(stream)
+        if handle is not None and handle.state is not HandleState.TERMINATED:
+            return handle
+        with self._spawn_lock:
+            with self._lock:
+                handle = self._positions.get(stream)
+            if handle is not None and handle.state is not HandleState.TERMINATED:
+                return handle
+            info = self.config.symbols.get(symbol, SymbolInfo())
+            spec = ChildSpec(
+                stream,
+                lambda link: PositionActor.start(
+                    link,
+                    account=account,
+                    symbol=symbol,
+                    outbox=self.outbox,
+                    risk=self.risk,
+                    gateway=self.gateway,
+                    events=self.events,
+                    clock=self.clock,
+                    group=info.group,
+                    correlation=info.correlation,
+                    on_closed=self._on_position_closed,
+                    last_market=self._last_market.get(symbol),
+                ),
+                restart=RestartType.TRANSIENT,
+            )
+            started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
+            with self._lock:
+                self._positions[stream] = started
+            return started
+
+    def _on_position_closed(self, stream: str) -> None:
+        logger.info("position closed; its actor stops", extra={"stream": stream})
+
+    def _doorbell(self, stream: str) -> Doorbell | None:
+        with self._lock:
+            handle = self._positions.get(stream)
+        if handle is None or handle.state is HandleState.TERMINATED:
+            account, symbol = stream.split("/", 2)[1:]
+            return _LazyPosition(self, account, symbol)
+        return handle
+
+    def _resync_positions(self) -> None:
+        with self._lock:
+            handles = list(self._positions.values())
+        for handle in handles:
+            if handle.state is HandleState.RUNNING:
+                handle.tell(Resync())
+
+    def _resync_gateway(self) -> None:
+        self._resync_positions()
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def signal(self, intent: OrderIntent) -> Delivered:
+        """Journal an intent on its position's stream, then hand it to the position."""
+        handle = self.position(intent.account, intent.symbol)
+        return self.outbox.deliver(position_stream(intent.account, intent.symbol), intent, handle)
+
+    def cancel(self, account: str, symbol: str, order_id: str) -> Delivered:
+        """Journal a cancel request for `order_id`, then hand it to its position."""
+        handle = self.position(account, symbol)
+        request = CancelRequest(order_id=order_id, ts_ns=self.clock.now_ns())
+        return self.outbox.deliver(position_stream(account, symbol), request, handle)
+
+    def market(self, update: MarketUpdate) -> None:
+        """Hand a market update to the gateway and every running position of its symbol."""
+        assert self.gateway is not None
+        self.gateway.tell(update)
+        with self._lock:
+            self._last_market[update.symbol] = update
+            handles = [
+                h
+                for stream, h in self._positions.items()
+                if stream.endswith("/" + update.symbol) and h.state is HandleState.RUNNING
+            ]
+        for handle in handles:
+            handle.tell(update)
+
+    def tick(self) -> None:
+        """Let timers fire (cool-down expiry, trading-day rollover)."""
+        assert self.risk is not None
+        self.risk.tell(Tick(self.clock.now_ns()))
+
+    def halt(self, reason: str) -> str:
+        """The manual kill switch; returns the new risk state (journaled before it returns)."""
+        assert self.risk is not None
+        state: str = self.risk.ask(Halt(reason, self.clock.now_ns()), timeout=ASK_TIMEOUT_S)
+        return state
+
+    def resume(self) -> str:
+        """Lift a manual halt; returns the new risk state."""
+        assert self.risk is not None
+        state: str = self.risk.ask(Resume(self.clock.now_ns()), timeout=ASK_TIMEOUT_S)
+        return state
+
+    def crash(self, name: str) -> None:
+        """Inject a failure into the actor called `name` ("risk", "gateway.A", a stream)."""
+        handle = self._handle(name)
+        handle.tell(Crash(f"injected into {name}"))
+
+    def _handle(self, name: str) -> ChildHandle:
+        if name == "risk" and self.risk is not None:
+            return self.risk
+        if self.gateway is not None and name == self.gateway.name:
+            return self.gateway
+        with self._lock:
+            handle = self._positions.get(name)
+        if handle is None:
+            raise KeyError(f"no actor named {name!r}")
+        return handle
+
+    # -- synchronisation ---------------------------------------------------------------
+
+    def settle(self, timeout_s: float = 30.0) -> None:
+        """Block until every message sent so far has been handled and nothing new was journaled.
+
+        A barrier for tests, the demo's summary and backtests: it asks each
+        actor in flow order (gateway, positions, risk) and repeats until a
+        full round leaves the journal unchanged. Raises TimeoutError.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            before = self._journal_marks()
+            handles = [self.gateway, *self._running_positions(), self.risk]
+            for handle in handles:
+                if handle is not None and handle.state is HandleState.RUNNING:
+                    # A child restarting right now is seen again in the next round.
+                    with contextlib.suppress(ChildUnavailable):
+                        handle.ask(Inspect(), timeout=max(0.1, deadline - time.monotonic()))
+            busy = any(h is not None and h.state is HandleState.DOWN for h in handles)
+            if not busy and self._journal_marks() == before:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"node did not settle within {timeout_s} s")
+
+    def _journal_marks(self) -> dict[str, int]:
+        return {stream: self.journal.last_seq(stream) for stream in self.journal.streams()}
+
+    def _running_positions(self) -> list[ChildHandle]:
+        with self._lock:
+            return [h for h in self._positions.values() if h.state is HandleState.RUNNING]
+
+    # -- inspection -------------------------------------------------------------------
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """The full state of one actor; a position that is down is rebuilt from its journal."""
+        handle = self._handle(name)
+        if name.startswith("position/") and handle.state is HandleState.TERMINATED:
+            _, account, symbol = name.split("/", 2)
+            return PositionActor.recovered_state(self.outbox, account, symbol)
+        state: dict[str, Any] = handle.ask(Inspect(), timeout=ASK_TIMEOUT_S)
+        return state
+
+    def position_names(self) -> list[str]:
+        """Streams of every position actor this node has started."""
+        with self._lock:
+            return sorted(self._positions)
+
+    def actors(self) -> list[dict[str, Any]]:
+        """Every supervised actor: name, restart type, alive, restarts, last error."""
+        root = self._root.proxy()
+        out: list[dict[str, Any]] = list(root.children().get(timeout=ASK_TIMEOUT_S))
+        out += self._positions_sup.ask(Children(), timeout=ASK_TIMEOUT_S)
+        return out
+
+
+class _LazyPosition:
+    """A doorbell for a position whose actor is down for good: starts it on the first ring."""
+
+    def __init__(self, node: Node, account: str, symbol: str) -> None:
+        self.node, self.account, self.symbol = node, account, symbol
+
+    def tell(self, message: object) -> None:
+        self.node.position(self.account, self.symbol).tell(message)

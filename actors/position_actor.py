@@ -1,0 +1,617 @@
+"""PositionActor: one account+symbol position and its orders, as a pykka actor.
+
+The actor is a thin shell around pure state (`Position`, `Order`). Everything
+that changes that state arrives as a journaled record on the actor's stream
+(`position/ACCOUNT/SYMBOL`, see posbus.actors.delivery) and is applied in
+sequence order exactly once, so start-up, restart and crash recovery are one
+code path: replay the stream, then carry on live. Market updates are not
+journaled: they only move the mark.
+
+Order flow: an `OrderIntent` record creates a PendingOrder; the actor asks the
+risk supervisor for a pre-trade decision (a message, never a shared object),
+journals `OrderSubmit` or `OrderRejected` on its own stream, and only then
+tells the gateway. Acks, fills, cancels and rejects come back journaled by the
+gateway. The exchange's fills are facts: a fill that the order state machine
+refuses still moves the position, and the order goes to Error for
+reconciliation.
+
+This actor must never send an order that was not journaled first, and never
+apply a record twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import zlib
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+import pykka
+
+from posbus.actors.control import (
+    CancelOrder,
+    CheckOrder,
+    Crash,
+    ExposureChanged,
+    InjectedCrash,
+    Inspect,
+    Resync,
+    SubmitOrder,
+)
+from posbus.actors.delivery import Delivered, Outbox, StreamCursor
+from posbus.actors.events import EventSink
+from posbus.actors.model.errors import InvalidState, OrderValidationError, PosbusError
+from posbus.actors.model.order import TERMINAL_STATES, Order, OrderStatus
+from posbus.actors.model.position import Position, PositionStatus
+from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
+from posbus.actors.model.side import Side
+from posbus.actors.supervision.link import SupervisorLink
+from posbus.actors.supervision.supervised_actor import SupervisedActor
+from posbus.adapters.clock import Clock
+from posbus.adapters.exchange.reports import NewOrder
+from posbus.bus.messages import (
+    CancelRequest,
+    MarketUpdate,
+    OrderAck,
+    OrderCancelled,
+    OrderExpired,
+    OrderFill,
+    OrderIntent,
+    OrderRejected,
+    OrderSubmit,
+)
+
+logger = logging.getLogger(__name__)
+
+RISK_ASK_TIMEOUT_S = 5.0
+VOLATILITY_WINDOW = 100
+
+_WORKING = frozenset(
+    {
+        OrderStatus.AWAITING_FILL,
+        OrderStatus.ACCEPTED,
+        OrderStatus.PARTIALLY_FILLED,
+        OrderStatus.CANCEL_REQUESTED,
+    }
+)
+
+
+def _is_live(order: Order) -> bool:
+    """Pending or working: the order may still trade."""
+    return order.status in _WORKING or order.status is OrderStatus.PENDING
+
+
+def position_stream(account: str, symbol: str) -> str:
+    """The journal stream of the position of `account` in `symbol`."""
+    return f"position/{account}/{symbol}"
+
+
+def client_order_id(stream: str, seq: int) -> str:
+    """A unique, exchange-safe client order id (<= 36 chars of [0-9a-z]) for record `seq`."""
+    return f"pb{zlib.crc32(stream.encode()):08x}{seq:x}"
+
+
+@dataclass(slots=True)
+class ExecutionStats:
+    """Latency and slippage of one order, for the position's execution report."""
+
+    intent_ts_ns: int
+    arrival_price: Decimal | None
+    side: Side
+    ack_ts_ns: int | None = None
+    fill_ts_ns: list[int] = field(default_factory=list)
+    fill_qty: Decimal = Decimal(0)
+    fill_notional: Decimal = Decimal(0)
+
+    def ack_latency_ms(self) -> float | None:
+        """Intent to ack, in milliseconds."""
+        if self.ack_ts_ns is None:
+            return None
+        return (self.ack_ts_ns - self.intent_ts_ns) / 1e6
+
+    def fill_latency_ms(self) -> float | None:
+        """Intent to last fill, in milliseconds."""
+        if not self.fill_ts_ns:
+            return None
+        return (self.fill_ts_ns[-1] - self.intent_ts_ns) / 1e6
+
+    def slippage_bps(self) -> Decimal | None:
+        """Average fill price against the arrival price, in bps; positive = paid more."""
+        if self.arrival_price is None or self.fill_qty == 0:
+            return None
+        avg = self.fill_notional / self.fill_qty
+        return (avg - self.arrival_price) * self.side.sign / self.arrival_price * 10_000
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready view."""
+        slip = self.slippage_bps()
+        return {
+            "intent_ts_ns": self.intent_ts_ns,
+            "arrival_price": None if self.arrival_price is None else str(self.arrival_price),
+            "ack_latency_ms": self.ack_latency_ms(),
+            "fill_latency_ms": self.fill_latency_ms(),
+            "fills": len(self.fill_ts_ns),
+            "slippage_bps": None if slip is None else f"{slip:.4f}",
+        }
+
+
+class PositionActor(SupervisedActor):
+    """One position (account + symbol) and its orders.
+
+    Runs in its own pykka thread; every method below runs there. Told:
+    `Delivered` records (intents, submits, acks, fills, cancels, rejects),
+    `MarketUpdate`, `Resync`, `Crash`. Asked: `Inspect` (returns its state).
+
+    Args:
+        link: its supervisor's link (None when unsupervised).
+        account, symbol: which position.
+        outbox: journal + delivery (its own stream, and reports from the gateway).
+        risk: the risk supervisor (a ChildHandle or ActorRef; asked CheckOrder,
+            told ExposureChanged).
+        gateway: the account's gateway (told SubmitOrder / CancelOrder).
+        events: where position events are published.
+        clock: the time source for the records it writes.
+        group, correlation: its correlation group and correlation to the
+            reference asset, for the risk supervisor.
+        on_closed: called (in this thread) when the position is flat with no
+            working order, just before the actor stops itself: a closed
+            position stays down (restart type transient).
+    """
+
+    def __init__(
+        self,
+        link: SupervisorLink | None,
+        *,
+        account: str,
+        symbol: str,
+        outbox: Outbox,
+        risk: Any,
+        gateway: Any,
+        events: EventSink,
+        clock: Clock,
+        group: str = "default",
+        correlation: Decimal = Decimal(1),
+        on_closed: Callable[[str], None] | None = None,
+        last_market: MarketUpdate | None = None,
+    ) -> None:
+        super().__init__(link)
+        self.account = account
+        self.symbol = symbol
+        self.stream = position_stream(account, symbol)
+        self.outbox = outbox
+        self.risk = risk
+        self.gateway = gateway
+        self.events = events
+        self.clock = clock
+        self.group = group
+        self.correlation = correlation
+        self.on_closed = on_closed
+        self.position = Position(account, symbol)
+        self.orders: dict[str, Order] = {}
+        self.by_client_id: dict[str, str] = {}
+        self.stats: dict[str, ExecutionStats] = {}
+        self.mark: Decimal | None = None
+        self.mark_ts_ns: int | None = None
+        self.returns: deque[float] = deque(maxlen=VOLATILITY_WINDOW)
+        self.cursor = StreamCursor(outbox.journal, self.stream, self._apply)
+        self.live = False
+        self.replayed = 0
+        self._followups: deque[Callable[[], None]] = deque()
+        self._last_message_ns: int | None = None
+        if last_market is not None:
+            self._on_market_state(last_market)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def on_start(self) -> None:
+        """Rebuild from the journal, then resume what the crash interrupted."""
+        self.replayed = self.cursor.replay()
+        self.live = True
+        logger.info(
+            "position recovered",
+            extra={"stream": self.stream, "records": self.replayed, "qty": str(self.position.qty)},
+        )
+        for order in list(self.orders.values()):
+            if order.status is OrderStatus.PENDING:
+                self._followups.append(partial(self._decide, order.order_id))
+            elif order.status is OrderStatus.AWAITING_FILL:
+                # Sent, outcome unknown: the gateway submits idempotently by client order id.
+                self._send(order)
+            elif order.status is OrderStatus.CANCEL_REQUESTED:
+                self._send_cancel(order, self.clock.now_ns())
+        self._publish_exposure()
+        self._drain()
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message (actor thread)."""
+        self._last_message_ns = self.clock.now_ns()
+        if isinstance(message, Delivered):
+            self.cursor.offer(message)
+            self._drain()
+            self._stop_if_closed()
+            return None
+        if isinstance(message, MarketUpdate):
+            self._on_market(message)
+            return None
+        if isinstance(message, list):
+            # A batch drained from a socket: the latest market update wins.
+            for item in message:
+                self.on_receive(item)
+            return None
+        if isinstance(message, Inspect):
+            return self.inspect()
+        if isinstance(message, Resync):
+            for order in self.orders.values():
+                if order.status is OrderStatus.AWAITING_FILL:
+                    self._send(order)
+            self._publish_exposure()
+            return None
+        if isinstance(message, Crash):
+            raise InjectedCrash(message.reason)
+        raise TypeError(f"{self.stream}: unexpected message {type(message).__name__}")
+
+    # -- journaled records -----------------------------------------------------------
+
+    def _apply(self, d: Delivered) -> None:
+        m = d.message
+        if isinstance(m, OrderIntent):
+            self._on_intent(d.seq, m)
+        elif isinstance(m, OrderSubmit):
+            self._on_submit(m)
+        elif isinstance(m, OrderAck):
+            self._on_ack(m)
+        elif isinstance(m, OrderFill):
+            self._on_fill(m)
+        elif isinstance(m, CancelRequest):
+            self._on_cancel_request(m)
+        elif isinstance(m, OrderCancelled | OrderRejected | OrderExpired):
+            self._on_order_end(m)
+        else:
+            raise TypeError(f"{self.stream}: unexpected record {type(m).__name__}")
+
+    def _on_intent(self, seq: int, intent: OrderIntent) -> None:
+        side, qty = intent.side, intent.qty
+        if intent.reduce_only:
+            open_qty = abs(self.position.qty) - self._working_reduce_qty()
+            side = Side.SELL if self.position.qty > 0 else Side.BUY
+            qty = min(qty, open_qty)
+            if qty <= 0:
+                logger.info(
+                    "reduce-only intent with nothing to reduce",
+                    extra={"stream": self.stream, "intent_id": intent.intent_id},
+                )
+                return
+        order_id = f"{self.account}:{self.symbol}:{seq}"
+        order = Order(
+            order_id=order_id,
+            client_order_id=client_order_id(self.stream, seq),
+            account=self.account,
+            symbol=self.symbol,
+            side=side,
+            qty=qty,
+            limit_price=intent.limit_price,
+            created_ts_ns=intent.ts_ns,
+        )
+        self.orders[order_id] = order
+        self.by_client_id[order.client_order_id] = order_id
+        self.stats[order_id] = ExecutionStats(intent.ts_ns, self.mark, side)
+        status = self.position.status
+        if status is PositionStatus.CLOSED:
+            self.position.on_intent(intent.ts_ns)
+        elif intent.reduce_only and status is PositionStatus.OPEN and qty == abs(self.position.qty):
+            self.position.request_close(intent.ts_ns)
+        self._log_order(order, "created", reason=intent.reason)
+        if self.live:
+            self._followups.append(partial(self._decide, order_id))
+
+    def _on_submit(self, m: OrderSubmit) -> None:
+        order = self.orders[m.order_id]
+        order.submit(m.ts_ns)
+        if self.position.status is PositionStatus.PENDING:
+            self.position.on_submitted(m.ts_ns)
+        self._log_order(order, "submitted")
+        if self.live:
+            self._send(order)
+
+    def _on_ack(self, m: OrderAck) -> None:
+        order = self._find(m.client_order_id, m.order_id)
+        if order is None:
+            return
+        if order.acked:
+            return  # a re-sent submit was acknowledged again: not news
+        self._transition(order, lambda: order.ack(m.ts_ns, m.exchange_order_id))
+        self.stats[order.order_id].ack_ts_ns = m.ts_ns
+
+    def _on_fill(self, m: OrderFill) -> None:
+        fill = m.to_fill()
+        order = self._find(m.client_order_id, m.order_id)
+        if order is not None:
+            self._transition(order, lambda: order.apply_fill(fill))
+            stats = self.stats.get(order.order_id)
+            if stats is not None and fill.trade_id not in self.position.trade_ids:
+                stats.fill_ts_ns.append(fill.ts_ns)
+                stats.fill_qty += fill.qty
+                stats.fill_notional += fill.qty * fill.price
+        else:
+            logger.warning(
+                "fill for an order this position does not know; applied to the position",
+                extra={"stream": self.stream, "trade_id": fill.trade_id},
+            )
+        effect = self.position.apply_fill_effect(fill)
+        if effect is None:
+            return
+        self._lifecycle_after_order(order)
+        if self.live:
+            self._publish_exposure()
+
+    def _on_cancel_request(self, m: CancelRequest) -> None:
+        order = self.orders.get(m.order_id)
+        if order is None:
+            raise OrderValidationError(f"cancel of unknown order {m.order_id}", symbol=self.symbol)
+        self._transition(order, lambda: order.request_cancel(m.ts_ns))
+        if self.live and order.status is OrderStatus.CANCEL_REQUESTED:
+            self._send_cancel(order, m.ts_ns)
+        self._lifecycle_after_order(order)
+
+    def _on_order_end(self, m: OrderCancelled | OrderRejected | OrderExpired) -> None:
+        order = self.orders.get(m.order_id)
+        if order is None:
+            return
+        if isinstance(m, OrderCancelled):
+            self._transition(order, lambda: order.cancelled(m.ts_ns))
+        elif isinstance(m, OrderRejected):
+            self._transition(order, lambda: order.reject(m.reason, m.ts_ns))
+        else:
+            self._transition(order, lambda: order.expire(m.ts_ns))
+        self._lifecycle_after_order(order)
+
+    # -- decisions (live only) -----------------------------------------------------------
+
+    def _decide(self, order_id: str) -> None:
+        order = self.orders[order_id]
+        if order.status is not OrderStatus.PENDING:
+            return
+        now = self.clock.now_ns()
+        request = OrderRequest(
+            account=self.account,
+            symbol=self.symbol,
+            side=order.side,
+            qty=order.qty,
+            price=order.limit_price,
+            order_id=order.order_id,
+            ts_ns=now,
+        )
+        decision = self._ask_risk(request)
+        if decision.approved:
+            record: OrderSubmit | OrderRejected = OrderSubmit(
+                order_id=order.order_id,
+                client_order_id=order.client_order_id,
+                account=self.account,
+                symbol=self.symbol,
+                side=order.side,
+                qty=order.qty,
+                limit_price=order.limit_price,
+                ts_ns=now,
+            )
+        else:
+            record = OrderRejected(
+                order_id=order.order_id, reason=f"risk: {decision.reason}", ts_ns=now
+            )
+        self.cursor.offer(self.outbox.append(self.stream, record))
+
+    def _ask_risk(self, request: OrderRequest) -> RiskDecision:
+        try:
+            decision = self.risk.ask(CheckOrder(request), timeout=RISK_ASK_TIMEOUT_S)
+        except (PosbusError, pykka.ActorDeadError, pykka.Timeout) as exc:
+            # Fail safe: no answer is a refusal, never an approval.
+            return RiskDecision(False, f"risk supervisor unavailable ({exc})", "missing_data")
+        if not isinstance(decision, RiskDecision):
+            return RiskDecision(False, "risk supervisor gave no decision", "missing_data")
+        return decision
+
+    def _send(self, order: Order) -> None:
+        new = NewOrder(
+            client_order_id=order.client_order_id,
+            account=self.account,
+            symbol=self.symbol,
+            side=order.side,
+            qty=order.qty,
+            limit_price=order.limit_price,
+            ts_ns=order.last_ts_ns,
+        )
+        self.gateway.tell(SubmitOrder(new, order.order_id, self.stream))
+
+    def _send_cancel(self, order: Order, ts_ns: int) -> None:
+        self.gateway.tell(CancelOrder(order.client_order_id, order.order_id, self.stream, ts_ns))
+
+    # -- market data -------------------------------------------------------------------
+
+    def _on_market(self, m: MarketUpdate) -> None:
+        self._on_market_state(m)
+        self._publish_exposure()
+
+    def _on_market_state(self, m: MarketUpdate) -> None:
+        mid = (m.bid + m.ask) / 2
+        if self.mark is not None:
+            self.returns.append(math.log(float(mid / self.mark)))
+        self.mark = mid
+        self.mark_ts_ns = m.ts_ns
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _find(self, client_id: str, order_id: str) -> Order | None:
+        oid = self.by_client_id.get(client_id, order_id)
+        return self.orders.get(oid)
+
+    def _working_reduce_qty(self) -> Decimal:
+        reducing = Side.SELL if self.position.qty > 0 else Side.BUY
+        return sum(
+            (o.remaining_qty for o in self.orders.values() if o.side is reducing and _is_live(o)),
+            Decimal(0),
+        )
+
+    def _transition(self, order: Order, change: Callable[[], object]) -> None:
+        before = order.status
+        try:
+            change()
+        except (InvalidState, OrderValidationError) as exc:
+            # The exchange's word is a fact the order machine did not expect:
+            # keep the money moving, park the order in Error for reconciliation.
+            logger.error(
+                "order event refused; order set to Error",
+                extra={"stream": self.stream, "order_id": order.order_id, **exc.context()},
+            )
+            if not order.is_terminal:
+                order.error(str(exc), order.last_ts_ns)
+        if order.status is not before:
+            self._log_order(order, f"{before.value}->{order.status.value}")
+
+    def _lifecycle_after_order(self, order: Order | None) -> None:
+        if order is None or order.status not in TERMINAL_STATES:
+            return
+        if any(
+            o.status in _WORKING or o.status is OrderStatus.PENDING for o in self.orders.values()
+        ):
+            return
+        status = self.position.status
+        if status in (PositionStatus.PENDING, PositionStatus.AWAITING_FILL):
+            if self.position.qty == 0:
+                self.position.cancel_intent(order.last_ts_ns)
+        elif status is PositionStatus.CLOSING and self.position.qty != 0:
+            self.position.cancel_close(order.last_ts_ns)
+
+    def _stop_if_closed(self) -> None:
+        if not self.live or self.on_closed is None:
+            return
+        if self.position.status is not PositionStatus.CLOSED or self.position.qty != 0:
+            return
+        if any(not o.is_terminal for o in self.orders.values()):
+            return
+        self.on_closed(self.stream)
+        self.actor_ref.stop(block=False)
+
+    def _drain(self) -> None:
+        while self._followups:
+            self._followups.popleft()()
+
+    def _publish_exposure(self) -> None:
+        mark = self.mark
+        exposure = PositionExposure(
+            account=self.account,
+            symbol=self.symbol,
+            qty=self.position.qty,
+            mark=mark,
+            mark_ts_ns=self.mark_ts_ns if mark is not None else None,
+            realized_pnl=self.position.realized_pnl,
+            unrealized_pnl=self.position.unrealized_pnl(mark) if mark is not None else Decimal(0),
+            group=self.group,
+            correlation=self.correlation,
+        )
+        self.risk.tell(ExposureChanged(exposure, self.clock.now_ns()))
+
+    def _log_order(self, order: Order, what: str, reason: str = "") -> None:
+        logger.info(
+            "order %s",
+            what,
+            extra={
+                "stream": self.stream,
+                "order_id": order.order_id,
+                "client_order_id": order.client_order_id,
+                "symbol": self.symbol,
+                "state": order.status.value,
+                "reason": reason or order.reason,
+                "ts_ns": order.last_ts_ns,
+                "replay": not self.live,
+            },
+        )
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def volatility(self) -> float | None:
+        """Standard deviation of the last log returns of the mid price (per update)."""
+        if len(self.returns) < 2:
+            return None
+        return statistics.stdev(self.returns)
+
+    def execution_summary(self) -> dict[str, Any]:
+        """Per-symbol execution quality: mean latencies, mean slippage and their correlation."""
+        lat = []
+        slip = []
+        for stats in self.stats.values():
+            latency = stats.fill_latency_ms()
+            slippage = stats.slippage_bps()
+            if latency is not None and slippage is not None:
+                lat.append(latency)
+                slip.append(float(slippage))
+        summary: dict[str, Any] = {
+            "orders": len(self.stats),
+            "filled_orders": len(lat),
+            "mean_fill_latency_ms": statistics.fmean(lat) if lat else None,
+            "mean_slippage_bps": statistics.fmean(slip) if slip else None,
+            "latency_slippage_correlation": None,
+        }
+        if len(lat) >= 2 and len(set(lat)) > 1 and len(set(slip)) > 1:
+            summary["latency_slippage_correlation"] = statistics.correlation(lat, slip)
+        return summary
+
+    @classmethod
+    def recovered_state(cls, outbox: Outbox, account: str, symbol: str) -> dict[str, Any]:
+        """The state of a position whose actor is not running, rebuilt from its journal.
+
+        Runs in the caller's thread on a private, never-started instance: a
+        read-only replay (nothing is sent, nothing is journaled).
+        """
+        shell = cls(
+            None,
+            account=account,
+            symbol=symbol,
+            outbox=outbox,
+            risk=None,
+            gateway=None,
+            events=_NoEvents(),
+            clock=outbox.clock,
+        )
+        shell.replayed = shell.cursor.replay()
+        return shell.inspect()
+
+    def inspect(self) -> dict[str, Any]:
+        """The actor's full state, JSON-ready (decimals as strings)."""
+        mark = self.mark
+        unrealized = self.position.unrealized_pnl(mark) if mark is not None else None
+        return {
+            "name": self.stream,
+            "account": self.account,
+            "symbol": self.symbol,
+            "status": self.position.status.value,
+            "qty": str(self.position.qty),
+            "avg_entry_price": str(self.position.avg_entry_price),
+            "entry_ts_ns": self.position.entry_ts_ns,
+            "realized_pnl": str(self.position.realized_pnl),
+            "unrealized_pnl": None if unrealized is None else str(unrealized),
+            "fees": str(self.position.fees),
+            "mark": None if mark is None else str(mark),
+            "mark_ts_ns": self.mark_ts_ns,
+            "value": None if mark is None else str(self.position.value(mark)),
+            "volatility": self.volatility(),
+            "group": self.group,
+            "correlation": str(self.correlation),
+            "journal_seq": self.cursor.position,
+            "replayed": self.replayed,
+            "last_message_ns": self._last_message_ns,
+            "orders": {
+                oid: {**order.to_dict(), "execution": self.stats[oid].to_dict()}
+                for oid, order in self.orders.items()
+            },
+            "execution": self.execution_summary(),
+        }
+
+
+class _NoEvents:
+    def publish(self, message: object) -> None:
+        raise AssertionError("a read-only replay must not publish")

@@ -1,0 +1,246 @@
+"""RiskSupervisor: the desk's pre-trade risk checks and risk state, as one pykka actor.
+
+A thin shell around the pure `RiskEngine`: positions tell it their exposure
+(`ExposureChanged`) and ask it for a decision before any order leaves
+(`CheckOrder`). Every state change (Warning, CoolDown, Halted, back to Normal)
+is journaled on the `risk` stream before it is announced as a `risk_event`, and
+every refusal is announced too, with the reason and the numbers.
+
+Recovery: the engine's durable part (state, halt, cool-down timer, peak and
+day-start equity, breach flags) travels in each journaled record; a restarted
+supervisor restores it from the newest record, so a cool-down is never lifted
+by a restart. Exposures are volatile: after a restart the positions re-send
+theirs (`on_started` lets the node ask them).
+
+This actor must never approve an order it could not check.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from posbus.actors.control import (
+    CheckOrder,
+    Crash,
+    ExposureChanged,
+    Halt,
+    InjectedCrash,
+    Inspect,
+    Resume,
+    Tick,
+)
+from posbus.actors.delivery import Outbox, decode_record
+from posbus.actors.events import EventSink
+from posbus.actors.model.risk import RiskDecision, RiskEngine, RiskLimits, RiskState
+from posbus.actors.model.risk_state import RiskTransition
+from posbus.actors.supervision.link import SupervisorLink
+from posbus.actors.supervision.supervised_actor import SupervisedActor
+from posbus.adapters.clock import Clock
+from posbus.bus.messages import RiskEvent
+
+logger = logging.getLogger(__name__)
+
+RISK_STREAM = "risk"
+# Engine fields that must survive a restart; journaled with every state record.
+_DURABLE = (
+    "state",
+    "halted",
+    "halt_reason",
+    "cooldown_until_ns",
+    "peak_equity",
+    "day_start_equity",
+    "day_index",
+    "daily_breached",
+    "drawdown_breached",
+)
+_PREFIX = "durable."
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRecord:
+    """One pre-trade decision, kept for inspection and the invariant tests."""
+
+    order_id: str
+    state: RiskState
+    approved: bool
+    risk_reducing: bool
+    check: str
+
+
+class RiskSupervisor(SupervisedActor):
+    """The risk supervisor actor (its own pykka thread; every method runs there).
+
+    Told: `ExposureChanged`, `Tick`, `Crash`. Asked: `CheckOrder` (returns a
+    `RiskDecision`), `Halt` / `Resume` (journaled before the reply; return the
+    new state), `Inspect`.
+    """
+
+    def __init__(
+        self,
+        link: SupervisorLink | None,
+        *,
+        limits: RiskLimits,
+        starting_equity: Decimal,
+        outbox: Outbox,
+        events: EventSink,
+        clock: Clock,
+        on_started: Callable[[], None] | None = None,
+        decision_log: int = 10_000,
+    ) -> None:
+        super().__init__(link)
+        self.limits = limits
+        self.starting_equity = starting_equity
+        self.outbox = outbox
+        self.events = events
+        self.clock = clock
+        self.on_started = on_started
+        self.engine = RiskEngine(limits, starting_equity, clock.now_ns())
+        self.decisions: deque[DecisionRecord] = deque(maxlen=decision_log)
+        self.counts: Counter[str] = Counter()
+        self.restored_from: int = 0
+
+    def on_start(self) -> None:
+        """Restore the durable risk state from the journal, then ask for exposures."""
+        last: RiskEvent | None = None
+        for record in self.outbox.journal.read(RISK_STREAM):
+            message = decode_record(record).message
+            if isinstance(message, RiskEvent):
+                last = message
+                self.restored_from = record.seq
+        if last is not None:
+            self._restore(last)
+        logger.info(
+            "risk supervisor started",
+            extra={"state": self.engine.state.value, "restored_from_seq": self.restored_from},
+        )
+        if self.on_started is not None:
+            self.on_started()
+
+    def _restore(self, event: RiskEvent) -> None:
+        snapshot = self.engine.to_dict()
+        for key in _DURABLE:
+            raw = event.values.get(_PREFIX + key)
+            if raw is None:
+                continue
+            if key in ("halted", "daily_breached", "drawdown_breached"):
+                snapshot[key] = raw == "true"
+            elif key in ("cooldown_until_ns", "day_index"):
+                snapshot[key] = None if raw == "" else int(raw)
+            else:
+                snapshot[key] = raw
+        self.engine = RiskEngine.from_dict(snapshot, limits=self.limits)
+
+    def on_receive(self, message: Any) -> Any:
+        """Dispatch one message (actor thread)."""
+        if isinstance(message, ExposureChanged):
+            self._announce(self.engine.update_position(message.exposure, message.ts_ns))
+            return None
+        if isinstance(message, CheckOrder):
+            return self._check(message)
+        if isinstance(message, Tick):
+            self._announce(self.engine.tick(message.ts_ns))
+            return None
+        if isinstance(message, Halt):
+            self._announce(self.engine.halt(message.reason, message.ts_ns), manual="halt")
+            return self.engine.state.value
+        if isinstance(message, Resume):
+            self._announce(self.engine.resume(message.ts_ns), manual="resume")
+            return self.engine.state.value
+        if isinstance(message, Inspect):
+            return self.inspect()
+        if isinstance(message, Crash):
+            raise InjectedCrash(message.reason)
+        raise TypeError(f"risk supervisor: unexpected message {type(message).__name__}")
+
+    def _check(self, message: CheckOrder) -> RiskDecision:
+        request = message.request
+        state = self.engine.state
+        decision = self.engine.check_order(request)
+        self.decisions.append(
+            DecisionRecord(
+                request.order_id, state, decision.approved, decision.risk_reducing, decision.check
+            )
+        )
+        self.counts["approved" if decision.approved else f"rejected.{decision.check}"] += 1
+        if not decision.approved:
+            logger.info(
+                "order refused by risk",
+                extra={
+                    "order_id": request.order_id,
+                    "symbol": request.symbol,
+                    "check": decision.check,
+                    "reason": decision.reason,
+                    "state": state.value,
+                },
+            )
+            self.events.publish(
+                RiskEvent(
+                    event="order_rejected",
+                    state=state.value,
+                    previous_state=None,
+                    reason=f"{decision.check}: {decision.reason}",
+                    account=request.account,
+                    symbol=request.symbol,
+                    values={**decision.values, "order_id": request.order_id},
+                    ts_ns=request.ts_ns,
+                )
+            )
+        return decision
+
+    def _announce(self, transitions: list[RiskTransition], manual: str = "") -> None:
+        durable = self._durable_values()
+        for transition in transitions:
+            event = RiskEvent(
+                event="state_change",
+                state=transition.state.value,
+                previous_state=transition.previous.value,
+                reason=transition.reason or manual,
+                account=None,
+                symbol=None,
+                values={**transition.values, **durable},
+                ts_ns=transition.ts_ns,
+            )
+            # Write-ahead: journaled before anyone hears of it.
+            self.outbox.append(RISK_STREAM, event)
+            self.counts[f"state.{transition.state.value}"] += 1
+            logger.warning(
+                "risk state change",
+                extra={
+                    "previous": transition.previous.value,
+                    "state": transition.state.value,
+                    "reason": transition.reason,
+                },
+            )
+            self.events.publish(event)
+
+    def _durable_values(self) -> dict[str, str]:
+        snapshot = self.engine.to_dict()
+        out: dict[str, str] = {}
+        for key in _DURABLE:
+            value = snapshot[key]
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif value is None:
+                text = ""
+            else:
+                text = str(value)
+            out[_PREFIX + key] = text
+        return out
+
+    def inspect(self) -> dict[str, Any]:
+        """State, metrics, limits and decision counts, JSON-ready."""
+        return {
+            "name": "risk",
+            "state": self.engine.state.value,
+            "halt_reason": self.engine.halt_reason,
+            "cooldown_until_ns": self.engine.cooldown_until_ns,
+            "metrics": self.engine.metrics(),
+            "limits": self.limits.to_dict(),
+            "decisions": dict(self.counts),
+            "restored_from_seq": self.restored_from,
+        }
