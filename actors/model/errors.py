@@ -52,7 +52,9 @@ class PosbusError(Exception):
 
     def __str__(self) -> str:
         extra = ", ".join(
-            f"{k}={v}" for k, v in self.context().items() if k not in ("error", "message", "transient")
+            f"{k}={v}"
+            for k, v in self.context().items()
+            if k not in ("error", "message", "transient")
         )
         return f"{self.message} ({extra})" if extra else self.message
 

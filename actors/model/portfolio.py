@@ -30,7 +30,7 @@ SNAPSHOT_SCHEMA: Final = 1
 _ZERO: Final = Decimal(0)
 
 
-class MissingMark(PosbusError):  # noqa: N818 - named like the shared errors (InvalidState...)
+class MissingMark(PosbusError):
     """A value needs the mark price of symbols that have none yet (fail safe: no guessing)."""
 
     def __init__(self, symbols: Iterable[str]) -> None:

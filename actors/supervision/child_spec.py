@@ -6,10 +6,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pykka import ActorRef
+
 from posbus.actors.supervision.handle import DEFAULT_BUFFER_CAPACITY, ChildHandle
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.restart_type import RestartType
-from pykka import ActorRef
 
 
 @dataclass(frozen=True, slots=True)

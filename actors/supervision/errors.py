@@ -23,17 +23,17 @@ class SupervisionError(PosbusError):
         return {**super().context(), "child": self.child}
 
 
-class ChildUnavailable(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class ChildUnavailable(SupervisionError):
     """The child is down and a restart is pending: an ask cannot be served now."""
 
     transient = True
 
 
-class ChildTerminated(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class ChildTerminated(SupervisionError):
     """The child is down for good (temporary, or transient after a normal exit)."""
 
 
-class ChildBufferFull(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class ChildBufferFull(SupervisionError):
     """The child is down and its handle already holds `capacity` undelivered messages."""
 
     transient = True
@@ -45,18 +45,18 @@ class ChildBufferFull(SupervisionError):  # noqa: N818 - named like the shared e
         self.capacity = capacity
 
 
-class DuplicateChild(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class DuplicateChild(SupervisionError):
     """`StartChild` with the name of a child that is still running or restarting."""
 
 
-class ChildStartFailed(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class ChildStartFailed(SupervisionError):
     """A child's start callable raised, or the new actor died or hung in `on_start`.
 
     The supervisor treats it as an abnormal exit of that child.
     """
 
 
-class RestartIntensityExceeded(SupervisionError):  # noqa: N818 - named like the shared errors (RateLimited...)
+class RestartIntensityExceeded(SupervisionError):
     """More than `max_restarts` restarts within `period_s`: the supervisor gives up.
 
     Raised inside a nested supervisor so that it fails and its parent handles

@@ -19,12 +19,13 @@ from collections import deque
 from enum import StrEnum
 from typing import Any
 
+from pykka import ActorDeadError, ActorRef
+
 from posbus.actors.supervision.errors import (
     ChildBufferFull,
     ChildTerminated,
     ChildUnavailable,
 )
-from pykka import ActorDeadError, ActorRef
 
 DEFAULT_BUFFER_CAPACITY = 10_000
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from types import TracebackType
 
-from posbus.actors.supervision.link import ChildExited, SupervisorLink
 from pykka import ActorDeadError, ThreadingActor
+
+from posbus.actors.supervision.link import ChildExited, SupervisorLink
 
 logger = logging.getLogger(__name__)
 

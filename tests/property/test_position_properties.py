@@ -17,6 +17,7 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.position import AVG_PRICE_DIGITS, FillEffect, Position, PositionStatus
 from posbus.actors.model.side import Side

@@ -3,6 +3,7 @@
 from decimal import Decimal
 
 import pytest
+
 from posbus.adapters.cli.decimal_text import format_decimal
 
 

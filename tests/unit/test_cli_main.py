@@ -6,6 +6,7 @@ import argparse
 import re
 
 import pytest
+
 from posbus.actors.model.errors import OrderValidationError
 from posbus.adapters.cli import main as cli
 from posbus.adapters.cli import positions

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from posbus.actors.model.errors import InvalidState, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.order import (

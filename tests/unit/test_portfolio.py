@@ -10,6 +10,7 @@ from decimal import Decimal, Inexact, localcontext
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from posbus.actors.model.errors import OrderError, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.portfolio import Mark, MissingMark, PnL, Portfolio

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from decimal import Decimal
 
 import pytest
+
 from posbus.actors.model.errors import InvalidState, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.position import (

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
 from posbus.adapters.exchange.reports import (

@@ -21,6 +21,7 @@ import pykka
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from posbus.actors.supervision import (
     Backoff,
     ChildBufferFull,

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
