@@ -1,0 +1,771 @@
+"""The pure risk engine: pre-trade checks and the Normal/Warning/CoolDown/Halted machine.
+
+Every aggregate the checks need (equity, gross notional, correlation-weighted
+net exposure per group and in total, peak and day-start equity) is kept up to
+date by deltas when a position's exposure changes, so a pre-trade check costs
+O(1) in the number of open positions and a position update O(log n) (a heap
+finds the stalest mark).
+
+This module must never read a clock, start a thread or do I/O: timestamps are
+passed in (int ns since the epoch, UTC), so live trading, recovery replay and
+backtests run the same arithmetic. Money is `Decimal` throughout, computed in a
+local 100-digit context that traps `Inexact`: an aggregate is either exact or
+the call raises `decimal.Inexact` and leaves the engine unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import (
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from typing import Any
+
+from posbus.actors.model.errors import InvalidState
+from posbus.actors.model.risk_exposure import PositionExposure
+from posbus.actors.model.risk_limits import RiskLimits
+from posbus.actors.model.risk_request import OrderRequest, RiskDecision
+from posbus.actors.model.risk_state import RiskState, RiskTransition
+
+_NS_PER_S = 1_000_000_000
+_DAY_NS = 86_400 * _NS_PER_S
+# Sorts before every real timestamp: an open position without a mark is the stalest of all.
+_NO_MARK_TS = -(2**63)
+_SNAPSHOT_VERSION = 1
+_ZERO = Decimal(0)
+_RATIO_QUANTUM = Decimal("1e-12")
+
+_EXACT = Context(
+    prec=100,
+    rounding=ROUND_HALF_EVEN,
+    traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
+)
+# Ratios (leverage, drawdown) are only ever shown, never compared: limits are
+# checked by cross-multiplication in _EXACT, so rounding here cannot move a decision.
+_SHOW = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+
+_HeapEntry = tuple[int, int, str, str]  # (mark_ts_ns or _NO_MARK_TS, seq, account, symbol)
+
+
+@dataclass(frozen=True, slots=True)
+class _SymbolInfo:
+    """The latest mark of a symbol (any account) and its correlation group."""
+
+    mark: Decimal | None
+    mark_ts_ns: int | None
+    group: str
+    correlation: Decimal
+
+
+def _fmt(value: Decimal) -> str:
+    """A decimal string without exponent or trailing zeros ("24000", not "2.4E+4")."""
+    if value == 0:
+        return "0"  # never "-0" or "0.00"
+    return f"{value.normalize(_EXACT):f}"
+
+
+def _ratio(numerator: Decimal, denominator: Decimal) -> str:
+    if denominator <= 0:
+        return "Infinity"
+    with localcontext(_SHOW):
+        return _fmt((numerator / denominator).quantize(_RATIO_QUANTUM).normalize())
+
+
+class RiskEngine:
+    """Pre-trade risk checks and the risk state machine of one desk, pure and incremental.
+
+    Not thread-safe: one owner (the risk actor's thread) calls every method.
+    State changes only in `update_position`, `tick`, `halt` and `resume`, each
+    returning the `RiskTransition`s it caused (the actor emits them as
+    risk_events); `check_order` never changes the state, it only records
+    approved orders for the rate limit. So a cooldown whose time has come keeps
+    refusing orders until the next `tick` (or update): the actor ticks on a timer.
+
+    States:
+
+    - Warning while daily loss, drawdown or leverage is at or beyond
+      `warning_fraction` of its limit (>=); the leverage cap for new risk is then
+      `max_leverage * warning_leverage_factor`. Left as soon as all are below.
+    - CoolDown is forced when the daily loss reaches `daily_loss_limit`
+      (day_start_equity - equity >= limit) or the drawdown reaches
+      `max_drawdown` (peak - equity >= max_drawdown * peak): reaching the limit
+      is enough. It lasts `cooldown_s` from the breach, survives a restart
+      (`to_dict`) and a new trading day, and is lifted only by `tick` (or any
+      other call) at or after `cooldown_until_ns`, to Normal or Warning as the
+      numbers say. A breach starts a cooldown once, when it is crossed; a breach
+      still present after the cooldown keeps refusing new risk through the
+      "daily_loss" / "drawdown" checks until the day rolls over or equity
+      recovers. Leverage beyond the cap does not force CoolDown (marks move it);
+      it refuses new risk through the "leverage" check.
+    - Halted is the manual kill switch (`halt`): like CoolDown, only
+      risk-reducing orders pass. A breach while halted still starts its
+      cooldown timer, and `resume` returns to CoolDown while that timer runs.
+
+    Pre-trade checks (`check_order`), in this order, first refusal wins:
+
+    1. Halted / CoolDown: refuse unless the order is risk-reducing.
+    2. A risk-reducing order (it lowers |qty| of its account+symbol position
+       without flipping past zero) skips the data, loss and exposure checks in
+       every state, so a position can always be closed out; only the rate limit
+       applies to it. Note that closing one leg of a hedge can raise a group's
+       net exposure; closeout is allowed anyway.
+    3. missing_data: no exposure was ever registered for the symbol (its group
+       and correlation are unknown), or a market order has no mark to price
+       it, or an open position has no mark. Register symbols by sending a flat
+       (qty 0) `PositionExposure` with a mark before the first order.
+    4. stale_mark: a market order priced from a mark older than
+       `stale_after_s`, or any open position whose mark is older than
+       `stale_after_s` relative to the order's `ts_ns` (its value is unknown, so
+       it is counted at its worst case: no new risk). Exactly `stale_after_s`
+       old is still fresh.
+    5. leverage: equity <= 0 refuses all new risk.
+    6. daily_loss / drawdown: the breach is still present.
+    7. order_notional: qty * price <= `max_order_notional`.
+    8. leverage: gross + order notional <= cap * equity (the whole notional is
+       added, even for an order that flips a position: conservative).
+    9. group_exposure / total_exposure: |net + qty * price * correlation| <=
+       the cap, or not larger than the current |net| (an order that lowers an
+       over-limit exposure, a hedge, passes this check).
+    10. order_rate: at most `max_orders_per_second` approved orders with
+        ts in (ts_ns - 1 s, ts_ns]; refused orders do not count.
+
+    Caps are inclusive: a value AT the cap passes, beyond it is refused.
+    """
+
+    def __init__(self, limits: RiskLimits, starting_equity: Decimal, ts_ns: int) -> None:
+        """Start flat, in Normal, with `starting_equity` as peak and day-start equity.
+
+        Raises `ValueError` when `starting_equity` is not a positive finite Decimal.
+        """
+        if not isinstance(starting_equity, Decimal) or not starting_equity.is_finite():
+            raise ValueError("starting_equity must be a finite Decimal")
+        if starting_equity <= 0:
+            raise ValueError("starting_equity must be positive")
+        self._limits = limits
+        self._stale_ns = limits.stale_after_s * _NS_PER_S
+        self._starting_equity = starting_equity
+        self._positions: dict[tuple[str, str], PositionExposure] = {}
+        self._position_seq: dict[tuple[str, str], int] = {}
+        self._seq = 0
+        self._mark_heap: list[_HeapEntry] = []
+        self._symbols: dict[str, _SymbolInfo] = {}
+        self._realized = _ZERO
+        self._unrealized = _ZERO
+        self._gross = _ZERO
+        self._group_net: dict[str, Decimal] = {}
+        self._group_members: dict[str, int] = {}
+        self._total_net = _ZERO
+        self._open_count = 0
+        self._peak = starting_equity
+        self._day_start = starting_equity
+        self._day_index = self._day_of(ts_ns)
+        self._last_ts_ns = ts_ns
+        self._halted = False
+        self._halt_reason = ""
+        self._cooldown_until: int | None = None
+        self._daily_breached = False
+        self._drawdown_breached = False
+        self._state = RiskState.NORMAL
+        self._approved_ts: deque[int] = deque()
+
+    # -- inspection -------------------------------------------------------------
+
+    @property
+    def state(self) -> RiskState:
+        """The current risk state."""
+        return self._state
+
+    @property
+    def limits(self) -> RiskLimits:
+        """The limits this engine enforces."""
+        return self._limits
+
+    @property
+    def cooldown_until_ns(self) -> int | None:
+        """When the running cooldown ends (ns), or None when none runs."""
+        return self._cooldown_until
+
+    @property
+    def halt_reason(self) -> str:
+        """Why the engine was halted; "" when it is not halted."""
+        return self._halt_reason
+
+    def position(self, account: str, symbol: str) -> PositionExposure | None:
+        """The stored exposure of account+symbol, or None."""
+        return self._positions.get((account, symbol))
+
+    def positions(self) -> list[PositionExposure]:
+        """Every stored exposure, flat ones included (O(n): for inspection and audits)."""
+        return list(self._positions.values())
+
+    def metrics(self) -> dict[str, str]:
+        """The aggregates as decimal strings, for admin views and audits.
+
+        Keys: equity, peak_equity, day_start_equity, daily_pnl, drawdown
+        (fraction of peak), gross, leverage (gross / equity), total_exposure
+        (signed net; its limit applies to the absolute value), open_positions,
+        and one `group_exposure:<group>` (signed net) per group seen.
+        """
+        out = self._core_values()
+        for group, net in sorted(self._group_net.items()):
+            out[f"group_exposure:{group}"] = _fmt(net)
+        return out
+
+    # -- state changes ----------------------------------------------------------
+
+    def update_position(self, exp: PositionExposure, ts_ns: int) -> list[RiskTransition]:
+        """Replace the exposure of exp's account+symbol and re-evaluate the state.
+
+        Rolls the trading day and expires the cooldown first when `ts_ns` says so,
+        then updates every aggregate by the difference between the old and the
+        new exposure (O(log n)). Returns the transitions this caused (0 or 1).
+        Raises `decimal.Inexact` (engine unchanged) only if the numbers need more
+        than 100 significant digits.
+        """
+        events: list[str] = []
+        now = self._advance(ts_ns, events)
+        self._apply(exp)
+        equity = self._equity()
+        self._peak = max(self._peak, equity)
+        notable = self._evaluate(now, events)
+        return self._settle(now, events, notable)
+
+    def tick(self, ts_ns: int) -> list[RiskTransition]:
+        """Advance time: roll the trading day over and expire the cooldown when due.
+
+        At a trading-day boundary the day-start equity resets to the current
+        equity; a running cooldown is not lifted by it, only by its timer.
+        Returns the transitions this caused (0 or 1).
+        """
+        events: list[str] = []
+        now = self._advance(ts_ns, events)
+        notable = self._evaluate(now, events)
+        return self._settle(now, events, notable)
+
+    def halt(self, reason: str, ts_ns: int) -> list[RiskTransition]:
+        """Engage the kill switch: only risk-reducing orders pass until `resume`.
+
+        Halting an already halted engine changes nothing and returns [] (a
+        safety action must never fail).
+        """
+        events: list[str] = []
+        now = self._advance(ts_ns, events)
+        notable = self._evaluate(now, events)
+        if not self._halted:
+            self._halted = True
+            self._halt_reason = reason
+        return self._settle(now, events, notable)
+
+    def resume(self, ts_ns: int) -> list[RiskTransition]:
+        """Release the kill switch, to the state the numbers imply.
+
+        An unexpired cooldown is never lifted: the engine resumes into CoolDown.
+        Raises `InvalidState` when the engine is not halted.
+        """
+        if not self._halted:
+            raise InvalidState(self._state.value, "resume", ts_ns=ts_ns)
+        events: list[str] = []
+        now = self._advance(ts_ns, events)
+        notable = self._evaluate(now, events)
+        self._halted = False
+        events.append(f"resumed after halt ({self._halt_reason})")
+        self._halt_reason = ""
+        return self._settle(now, events, notable)
+
+    # -- pre-trade check --------------------------------------------------------
+
+    def check_order(self, req: OrderRequest) -> RiskDecision:
+        """Approve or refuse an order before it reaches a gateway; O(1) in positions.
+
+        See the class docstring for the checks, their order and boundaries.
+        An approved order is recorded for the rate limit.
+        """
+        with localcontext(_EXACT):
+            return self._check(req)
+
+    def _check(self, req: OrderRequest) -> RiskDecision:
+        limits = self._limits
+        held = self._positions.get((req.account, req.symbol))
+        qty = held.qty if held is not None else _ZERO
+        signed = req.signed_qty
+        reducing = qty != 0 and (qty > 0) != (signed > 0) and req.qty <= abs(qty)
+
+        if not reducing:
+            if self._state is RiskState.HALTED:
+                return _refuse(
+                    "halted",
+                    f"trading halted ({self._halt_reason}): risk-reducing orders only",
+                    {"position_qty": _fmt(qty), "order_qty": _fmt(signed)},
+                )
+            if self._state is RiskState.COOLDOWN:
+                until = self._cooldown_until
+                return _refuse(
+                    "cooldown",
+                    f"cooldown until {until} ns: risk-reducing orders only",
+                    {
+                        "position_qty": _fmt(qty),
+                        "order_qty": _fmt(signed),
+                        "cooldown_until_ns": str(until),
+                    },
+                )
+        if reducing:
+            return self._admit(
+                req, {"position_qty": _fmt(qty), "order_qty": _fmt(signed)}, reducing=True
+            )
+
+        info = self._symbols.get(req.symbol)
+        if info is None:
+            return _refuse(
+                "missing_data",
+                f"no exposure registered for {req.symbol}: group and correlation unknown",
+                {},
+            )
+        if req.price is not None:
+            price = req.price
+        else:
+            if info.mark is None or info.mark_ts_ns is None:
+                return _refuse("missing_data", f"market order on {req.symbol} without a mark", {})
+            price = info.mark
+            age = req.ts_ns - info.mark_ts_ns
+            if age > self._stale_ns:
+                return _refuse(
+                    "stale_mark",
+                    f"mark of {req.symbol} is {age} ns old, beyond {self._stale_ns} ns",
+                    {"mark_ts_ns": str(info.mark_ts_ns), "age_ns": str(age)},
+                )
+        oldest = self._oldest_open()
+        if oldest is not None:
+            mark_ts, _, account, symbol = oldest
+            if mark_ts == _NO_MARK_TS:
+                return _refuse("missing_data", f"open position {account}/{symbol} has no mark", {})
+            age = req.ts_ns - mark_ts
+            if age > self._stale_ns:
+                return _refuse(
+                    "stale_mark",
+                    f"open position {account}/{symbol} has a mark {age} ns old, "
+                    f"beyond {self._stale_ns} ns",
+                    {"mark_ts_ns": str(mark_ts), "age_ns": str(age)},
+                )
+
+        equity = self._equity()
+        if equity <= 0:
+            return _refuse(
+                "leverage", "equity is not positive: no new risk", {"equity": _fmt(equity)}
+            )
+        if self._daily_breached:
+            loss = self._day_start - equity
+            return _refuse(
+                "daily_loss",
+                f"daily loss {_fmt(loss)} at or beyond limit {_fmt(limits.daily_loss_limit)}",
+                {"daily_loss": _fmt(loss), "limit": _fmt(limits.daily_loss_limit)},
+            )
+        if self._drawdown_breached:
+            ratio = _ratio(self._peak - equity, self._peak)
+            return _refuse(
+                "drawdown",
+                f"drawdown {ratio} at or beyond limit {_fmt(limits.max_drawdown)}",
+                {
+                    "drawdown": ratio,
+                    "peak_equity": _fmt(self._peak),
+                    "equity": _fmt(equity),
+                    "limit": _fmt(limits.max_drawdown),
+                },
+            )
+
+        notional = req.qty * price
+        if notional > limits.max_order_notional:
+            return _refuse(
+                "order_notional",
+                f"order notional {_fmt(notional)} beyond {_fmt(limits.max_order_notional)}",
+                {"notional": _fmt(notional), "limit": _fmt(limits.max_order_notional)},
+            )
+
+        cap = limits.max_leverage
+        if self._state is RiskState.WARNING:
+            cap = cap * limits.warning_leverage_factor
+        gross_after = self._gross + notional
+        if gross_after > cap * equity:
+            return _refuse(
+                "leverage",
+                f"projected leverage {_ratio(gross_after, equity)} beyond cap {_fmt(cap)}",
+                {
+                    "projected_gross": _fmt(gross_after),
+                    "equity": _fmt(equity),
+                    "projected_leverage": _ratio(gross_after, equity),
+                    "cap": _fmt(cap),
+                },
+            )
+
+        delta = signed * price * info.correlation
+        group_now = self._group_net.get(info.group, _ZERO)
+        group_after = group_now + delta
+        if abs(group_after) > limits.max_group_exposure and abs(group_after) > abs(group_now):
+            return _refuse(
+                "group_exposure",
+                f"group {info.group} exposure {_fmt(group_after)} beyond "
+                f"{_fmt(limits.max_group_exposure)}",
+                {
+                    "group": info.group,
+                    "exposure": _fmt(group_now),
+                    "projected_exposure": _fmt(group_after),
+                    "limit": _fmt(limits.max_group_exposure),
+                },
+            )
+        total_after = self._total_net + delta
+        if abs(total_after) > limits.max_total_exposure and abs(total_after) > abs(self._total_net):
+            return _refuse(
+                "total_exposure",
+                f"total exposure {_fmt(total_after)} beyond {_fmt(limits.max_total_exposure)}",
+                {
+                    "exposure": _fmt(self._total_net),
+                    "projected_exposure": _fmt(total_after),
+                    "limit": _fmt(limits.max_total_exposure),
+                },
+            )
+
+        return self._admit(
+            req,
+            {
+                "notional": _fmt(notional),
+                "projected_gross": _fmt(gross_after),
+                "projected_group_exposure": _fmt(group_after),
+                "projected_total_exposure": _fmt(total_after),
+            },
+            reducing=False,
+        )
+
+    def _admit(self, req: OrderRequest, values: dict[str, str], *, reducing: bool) -> RiskDecision:
+        """The rate limit, last so that only orders every other check approved count."""
+        window = self._approved_ts
+        # Half-open window (ts - 1 s, ts]: an approval exactly 1 s old has left it.
+        cutoff = req.ts_ns - _NS_PER_S
+        while window and window[0] <= cutoff:
+            window.popleft()
+        limit = self._limits.max_orders_per_second
+        if len(window) >= limit:
+            return RiskDecision(
+                approved=False,
+                reason=f"{len(window)} orders approved in the last second, limit {limit}",
+                check="order_rate",
+                values={"approved_in_window": str(len(window)), "limit": str(limit)},
+                risk_reducing=reducing,
+            )
+        window.append(req.ts_ns)
+        return RiskDecision(
+            approved=True, reason="", check="", values=values, risk_reducing=reducing
+        )
+
+    # -- snapshot ---------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole engine as plain values (decimals as exact strings), for snapshots.
+
+        Includes the state, the halt and the running cooldown, so CoolDown
+        survives a restart; `from_dict(to_dict())` is an exact round trip.
+        """
+        return {
+            "version": _SNAPSHOT_VERSION,
+            "limits": self._limits.to_dict(),
+            "starting_equity": str(self._starting_equity),
+            "positions": [exp.to_dict() for exp in self._positions.values()],
+            "symbols": {
+                symbol: {
+                    "mark": None if info.mark is None else str(info.mark),
+                    "mark_ts_ns": info.mark_ts_ns,
+                    "group": info.group,
+                    "correlation": str(info.correlation),
+                }
+                for symbol, info in self._symbols.items()
+            },
+            "peak_equity": str(self._peak),
+            "day_start_equity": str(self._day_start),
+            "day_index": self._day_index,
+            "last_ts_ns": self._last_ts_ns,
+            "state": self._state.value,
+            "halted": self._halted,
+            "halt_reason": self._halt_reason,
+            "cooldown_until_ns": self._cooldown_until,
+            "daily_breached": self._daily_breached,
+            "drawdown_breached": self._drawdown_breached,
+            "approved_ts_ns": list(self._approved_ts),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, limits: RiskLimits | None = None) -> RiskEngine:
+        """Rebuild an engine from `to_dict` output; aggregates are recomputed exactly.
+
+        `limits` replaces the snapshot's limits (a changed config on restart);
+        the restored state stays as it was until the next state change.
+        Raises `ValueError` for an unknown snapshot version, `KeyError` for a
+        missing field.
+        """
+        if data.get("version") != _SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported risk snapshot version {data.get('version')!r}")
+        engine = cls(
+            limits if limits is not None else RiskLimits.from_dict(data["limits"]),
+            Decimal(data["starting_equity"]),
+            int(data["last_ts_ns"]),
+        )
+        for raw in data["positions"]:
+            engine._apply(PositionExposure.from_dict(raw))
+        engine._symbols = {
+            str(symbol): _SymbolInfo(
+                mark=None if raw["mark"] is None else Decimal(raw["mark"]),
+                mark_ts_ns=None if raw["mark_ts_ns"] is None else int(raw["mark_ts_ns"]),
+                group=str(raw["group"]),
+                correlation=Decimal(raw["correlation"]),
+            )
+            for symbol, raw in data["symbols"].items()
+        }
+        engine._peak = Decimal(data["peak_equity"])
+        engine._day_start = Decimal(data["day_start_equity"])
+        engine._day_index = int(data["day_index"])
+        engine._state = RiskState(data["state"])
+        engine._halted = bool(data["halted"])
+        engine._halt_reason = str(data["halt_reason"])
+        until = data["cooldown_until_ns"]
+        engine._cooldown_until = None if until is None else int(until)
+        engine._daily_breached = bool(data["daily_breached"])
+        engine._drawdown_breached = bool(data["drawdown_breached"])
+        engine._approved_ts = deque(int(ts) for ts in data["approved_ts_ns"])
+        return engine
+
+    # -- internals --------------------------------------------------------------
+
+    def _day_of(self, ts_ns: int) -> int:
+        return (ts_ns - self._limits.trading_day_offset_s * _NS_PER_S) // _DAY_NS
+
+    def _equity(self) -> Decimal:
+        with localcontext(_EXACT):
+            return self._starting_equity + self._realized + self._unrealized
+
+    def _advance(self, ts_ns: int, events: list[str]) -> int:
+        """Move the engine's time forward (never back); roll the day, expire the cooldown."""
+        now = max(ts_ns, self._last_ts_ns)
+        self._last_ts_ns = now
+        day = self._day_of(now)
+        if day > self._day_index:
+            self._day_index = day
+            self._day_start = self._equity()
+            events.append("trading day rollover")
+        if self._cooldown_until is not None and now >= self._cooldown_until:
+            self._cooldown_until = None
+            events.append("cooldown expired")
+        return now
+
+    def _apply(self, exp: PositionExposure) -> None:
+        """Replace one exposure and update every aggregate by its delta.
+
+        Everything is computed into locals before anything is assigned, so a
+        trapped decimal signal leaves the engine unchanged.
+        """
+        key = (exp.account, exp.symbol)
+        old = self._positions.get(key)
+        with localcontext(_EXACT):
+            new_gross, new_net = _contribution(exp)
+            realized = self._realized + exp.realized_pnl
+            unrealized = self._unrealized + exp.unrealized_pnl
+            gross = self._gross + new_gross
+            total = self._total_net + new_net
+            groups = {exp.group: self._group_net.get(exp.group, _ZERO)}
+            open_count = self._open_count + (exp.qty != 0)
+            if old is not None:
+                old_gross, old_net = _contribution(old)
+                realized -= old.realized_pnl
+                unrealized -= old.unrealized_pnl
+                gross -= old_gross
+                total -= old_net
+                groups.setdefault(old.group, self._group_net.get(old.group, _ZERO))
+                groups[old.group] -= old_net
+                open_count -= old.qty != 0
+            groups[exp.group] += new_net
+            members = {exp.group: self._group_members.get(exp.group, 0)}
+            if old is None or old.group != exp.group:
+                members[exp.group] += 1
+                if old is not None:
+                    members[old.group] = self._group_members[old.group] - 1
+        info = self._symbol_after(exp)
+
+        self._positions[key] = exp
+        self._realized = realized
+        self._unrealized = unrealized
+        self._gross = gross
+        self._total_net = total
+        self._group_net.update(groups)
+        self._group_members.update(members)
+        for group, count in members.items():
+            if count == 0:
+                # The last member left: its net is exactly zero, and a group that
+                # no position names must not linger in metrics and snapshots.
+                del self._group_members[group]
+                del self._group_net[group]
+        self._open_count = open_count
+        self._symbols[exp.symbol] = info
+        self._seq += 1
+        self._position_seq[key] = self._seq
+        if exp.qty != 0:
+            mark_ts = exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS
+            heapq.heappush(self._mark_heap, (mark_ts, self._seq, exp.account, exp.symbol))
+            # Superseded entries are dropped lazily at the top; rebuilding when
+            # they outnumber live ones keeps the heap O(open positions), amortised O(1).
+            if len(self._mark_heap) > 2 * self._open_count + 32:
+                self._rebuild_heap()
+
+    def _symbol_after(self, exp: PositionExposure) -> _SymbolInfo:
+        """The symbol's info once exp is applied: its latest mark from any account
+        (by mark time) and the group and correlation exp reports."""
+        known = self._symbols.get(exp.symbol)
+        mark, mark_ts = (None, None) if known is None else (known.mark, known.mark_ts_ns)
+        fresher = exp.mark_ts_ns is not None and (mark_ts is None or exp.mark_ts_ns >= mark_ts)
+        if exp.mark is not None and fresher:
+            mark, mark_ts = exp.mark, exp.mark_ts_ns
+        return _SymbolInfo(mark, mark_ts, exp.group, exp.correlation)
+
+    def _rebuild_heap(self) -> None:
+        self._mark_heap = [
+            (
+                exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS,
+                self._position_seq[key],
+                exp.account,
+                exp.symbol,
+            )
+            for key, exp in self._positions.items()
+            if exp.qty != 0
+        ]
+        heapq.heapify(self._mark_heap)
+
+    def _oldest_open(self) -> _HeapEntry | None:
+        """The open position with the stalest (or no) mark; drops superseded entries."""
+        heap = self._mark_heap
+        while heap:
+            top = heap[0]
+            if self._position_seq.get((top[2], top[3])) == top[1]:
+                return top
+            heapq.heappop(heap)
+        return None
+
+    def _evaluate(self, now: int, events: list[str]) -> bool:
+        """Refresh the loss-limit breaches; start a cooldown when one is newly crossed.
+
+        Returns True when a breach was crossed (worth a transition even if the
+        state does not change, e.g. while already halted).
+        """
+        limits = self._limits
+        with localcontext(_EXACT):
+            equity = self._equity()
+            loss = self._day_start - equity
+            daily = loss >= limits.daily_loss_limit
+            drawdown = self._peak - equity >= limits.max_drawdown * self._peak
+        crossed = False
+        if daily and not self._daily_breached:
+            events.append(
+                f"daily loss limit reached: loss {_fmt(loss)} >= {_fmt(limits.daily_loss_limit)}"
+            )
+            crossed = True
+        if drawdown and not self._drawdown_breached:
+            events.append(
+                f"drawdown limit reached: {_ratio(self._peak - equity, self._peak)} of peak "
+                f">= {_fmt(limits.max_drawdown)}"
+            )
+            crossed = True
+        self._daily_breached = daily
+        self._drawdown_breached = drawdown
+        if crossed and self._cooldown_until is None:
+            self._cooldown_until = now + limits.cooldown_s * _NS_PER_S
+        return crossed
+
+    def _warnings(self) -> list[str]:
+        limits = self._limits
+        fraction = limits.warning_fraction
+        out: list[str] = []
+        with localcontext(_EXACT):
+            equity = self._equity()
+            loss = self._day_start - equity
+            if loss >= fraction * limits.daily_loss_limit:
+                out.append(
+                    f"daily loss {_fmt(loss)} reached {_fmt(fraction)} of "
+                    f"{_fmt(limits.daily_loss_limit)}"
+                )
+            if self._peak - equity >= fraction * limits.max_drawdown * self._peak:
+                out.append(
+                    f"drawdown {_ratio(self._peak - equity, self._peak)} reached "
+                    f"{_fmt(fraction)} of {_fmt(limits.max_drawdown)}"
+                )
+            # With equity <= 0 the right side is <= 0: leverage is unbounded, so Warning.
+            if self._gross >= fraction * limits.max_leverage * equity:
+                out.append(
+                    f"leverage {_ratio(self._gross, equity)} reached {_fmt(fraction)} of "
+                    f"{_fmt(limits.max_leverage)}"
+                )
+        return out
+
+    def _settle(self, now: int, events: list[str], notable: bool) -> list[RiskTransition]:
+        """Move to the state the flags and numbers imply; report it if anything happened."""
+        warnings: list[str] = []
+        if self._halted:
+            target = RiskState.HALTED
+            why = f"halted: {self._halt_reason}"
+        elif self._cooldown_until is not None:
+            target = RiskState.COOLDOWN
+            why = f"closeout only until {self._cooldown_until} ns"
+        else:
+            warnings = self._warnings()
+            target = RiskState.WARNING if warnings else RiskState.NORMAL
+            why = "; ".join(warnings) if warnings else "all metrics below their warning levels"
+        if target is self._state and not notable:
+            return []
+        transition = RiskTransition(
+            previous=self._state,
+            state=target,
+            reason="; ".join([*events, why]),
+            ts_ns=now,
+            values=self._core_values(),
+        )
+        self._state = target
+        return [transition]
+
+    def _core_values(self) -> dict[str, str]:
+        with localcontext(_EXACT):
+            equity = self._equity()
+            values = {
+                "equity": _fmt(equity),
+                "peak_equity": _fmt(self._peak),
+                "day_start_equity": _fmt(self._day_start),
+                "daily_pnl": _fmt(equity - self._day_start),
+                "drawdown": _ratio(self._peak - equity, self._peak),
+                "gross": _fmt(self._gross),
+                "leverage": _ratio(self._gross, equity),
+                "total_exposure": _fmt(self._total_net),
+                "open_positions": str(self._open_count),
+            }
+        if self._cooldown_until is not None:
+            values["cooldown_until_ns"] = str(self._cooldown_until)
+        return values
+
+
+def _contribution(exp: PositionExposure) -> tuple[Decimal, Decimal]:
+    """(|qty * mark|, qty * mark * correlation); a position without a mark adds nothing.
+
+    Unmarked open positions are kept out of the sums and block new risk instead
+    (see `missing_data`), so no guessed price ever enters an aggregate.
+    """
+    if exp.mark is None:
+        return _ZERO, _ZERO
+    notional = exp.qty * exp.mark
+    return abs(notional), notional * exp.correlation
+
+
+def _refuse(check: str, reason: str, values: dict[str, str]) -> RiskDecision:
+    return RiskDecision(
+        approved=False, reason=reason, check=check, values=values, risk_reducing=False
+    )

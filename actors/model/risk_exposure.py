@@ -1,0 +1,79 @@
+"""What the risk engine knows of one position: its size, mark, P&L and correlation group."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+_ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class PositionExposure:
+    """The risk view of one account+symbol position, immutable.
+
+    `qty` is signed (long > 0, short < 0). `mark` is the latest mark price and
+    `mark_ts_ns` when it was observed; both are None when no mark is known yet
+    (the engine then treats the position as the worst case). `realized_pnl`
+    already includes fees; `unrealized_pnl` is against `mark`. `correlation` is
+    the correlation of the symbol to the reference asset, in [-1, 1], and
+    `group` names its correlation group. A flat position (qty == 0) still
+    carries its realized P&L into equity.
+
+    Raises `ValueError` on non-finite numbers, a non-positive mark, a mark
+    without its timestamp (or the reverse) or a correlation outside [-1, 1].
+    """
+
+    account: str
+    symbol: str
+    qty: Decimal
+    mark: Decimal | None
+    mark_ts_ns: int | None
+    realized_pnl: Decimal
+    unrealized_pnl: Decimal
+    group: str
+    correlation: Decimal
+
+    def __post_init__(self) -> None:
+        where = f"exposure {self.account}/{self.symbol}"
+        for name in ("qty", "realized_pnl", "unrealized_pnl", "correlation"):
+            value = getattr(self, name)
+            if not isinstance(value, Decimal) or not value.is_finite():
+                raise ValueError(f"{where}: {name} must be a finite Decimal")
+        if (self.mark is None) != (self.mark_ts_ns is None):
+            raise ValueError(f"{where}: mark and mark_ts_ns must be both set or both None")
+        if self.mark is not None and (not self.mark.is_finite() or self.mark <= 0):
+            raise ValueError(f"{where}: mark must be a positive finite number")
+        if not -_ONE <= self.correlation <= _ONE:
+            raise ValueError(f"{where}: correlation must be within [-1, 1]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The exposure as plain values (decimals as exact strings), for snapshots."""
+        return {
+            "account": self.account,
+            "symbol": self.symbol,
+            "qty": str(self.qty),
+            "mark": None if self.mark is None else str(self.mark),
+            "mark_ts_ns": self.mark_ts_ns,
+            "realized_pnl": str(self.realized_pnl),
+            "unrealized_pnl": str(self.unrealized_pnl),
+            "group": self.group,
+            "correlation": str(self.correlation),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PositionExposure:
+        """Rebuild an exposure written by `to_dict`; raises `ValueError` or `KeyError`."""
+        mark = data["mark"]
+        return cls(
+            account=str(data["account"]),
+            symbol=str(data["symbol"]),
+            qty=Decimal(data["qty"]),
+            mark=None if mark is None else Decimal(mark),
+            mark_ts_ns=None if data["mark_ts_ns"] is None else int(data["mark_ts_ns"]),
+            realized_pnl=Decimal(data["realized_pnl"]),
+            unrealized_pnl=Decimal(data["unrealized_pnl"]),
+            group=str(data["group"]),
+            correlation=Decimal(data["correlation"]),
+        )

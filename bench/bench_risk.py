@@ -1,0 +1,179 @@
+"""Pre-trade check latency against the number of open positions.
+
+Sets up a RiskEngine with 10, 1,000 and 10,000 open positions, times
+`check_order` (20,000 calls, median of 5 repeats, ns per call) and prints the
+ratio 10,000 / 10 (target < 1.2: the check is O(1) in positions). As a
+baseline in the same run it times a naive check that loops over every
+position to recompute gross, group and total exposure and the stalest mark
+before deciding; it gets fewer calls at large sizes so the run stays short.
+
+Orders go to the same 10 symbols at every size, so the comparison measures the
+algorithm, not cache misses on a bigger dict. All orders pass every check (the
+limits are wide), so the whole path runs.
+
+Run: /tmp/venv/bin/python bench/bench_risk.py
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from decimal import Decimal
+
+from posbus.actors.model.risk import (
+    OrderRequest,
+    PositionExposure,
+    RiskEngine,
+    RiskLimits,
+)
+from posbus.actors.model.side import Side
+
+NS = 1_000_000_000
+T0 = 20_000 * 86_400 * NS + 12 * 3_600 * NS
+SIZES = (10, 1_000, 10_000)
+CALLS = 20_000
+REPEATS = 5
+GROUPS = 10
+ORDER_SYMBOLS = 10
+
+LIMITS = RiskLimits(
+    daily_loss_limit=Decimal("1000000"),
+    max_drawdown=Decimal("0.5"),
+    max_leverage=Decimal("1000"),
+    warning_fraction=Decimal("0.8"),
+    warning_leverage_factor=Decimal("0.5"),
+    max_group_exposure=Decimal("1000000000000"),
+    max_total_exposure=Decimal("1000000000000"),
+    max_order_notional=Decimal("1000000000"),
+    max_orders_per_second=1_000_000_000,
+    cooldown_s=300,
+    stale_after_s=3_600,
+)
+STARTING_EQUITY = Decimal("1000000000")
+
+
+def build_engine(n: int) -> RiskEngine:
+    engine = RiskEngine(LIMITS, STARTING_EQUITY, T0)
+    for i in range(n):
+        engine.update_position(
+            PositionExposure(
+                account="acct",
+                symbol=f"S{i}",
+                qty=Decimal("1.5") if i % 2 else Decimal("-0.75"),
+                mark=Decimal("100.25"),
+                mark_ts_ns=T0,
+                realized_pnl=Decimal("0"),
+                unrealized_pnl=Decimal("0.5"),
+                group=f"g{i % GROUPS}",
+                correlation=Decimal("0.85"),
+            ),
+            T0,
+        )
+    return engine
+
+
+def make_orders(count: int, base_ts: int) -> list[OrderRequest]:
+    return [
+        OrderRequest(
+            account="other",  # no position there: every order adds risk and runs every check
+            symbol=f"S{i % ORDER_SYMBOLS}",
+            side=Side.BUY,
+            qty=Decimal("0.001"),
+            price=Decimal("100"),
+            order_id=f"o{i}",
+            ts_ns=base_ts + i * 1_000,
+        )
+        for i in range(count)
+    ]
+
+
+def naive_check(engine: RiskEngine, req: OrderRequest) -> bool:
+    """The baseline: recompute every aggregate from all positions on each check."""
+    limits = engine.limits
+    gross = Decimal(0)
+    groups: dict[str, Decimal] = {}
+    oldest: int | None = None
+    equity = STARTING_EQUITY
+    info = None
+    for exp in engine.positions():
+        equity += exp.realized_pnl + exp.unrealized_pnl
+        if exp.symbol == req.symbol:
+            info = exp
+        if exp.mark is None:
+            continue
+        notional = exp.qty * exp.mark
+        gross += abs(notional)
+        groups[exp.group] = groups.get(exp.group, Decimal(0)) + notional * exp.correlation
+        if exp.qty != 0 and exp.mark_ts_ns is not None:
+            oldest = exp.mark_ts_ns if oldest is None else min(oldest, exp.mark_ts_ns)
+    if info is None or req.price is None:
+        return False
+    if oldest is not None and req.ts_ns - oldest > limits.stale_after_s * NS:
+        return False
+    notional = req.qty * req.price
+    if notional > limits.max_order_notional or gross + notional > limits.max_leverage * equity:
+        return False
+    delta = req.signed_qty * req.price * info.correlation
+    group_after = groups.get(info.group, Decimal(0)) + delta
+    total_after = sum(groups.values(), Decimal(0)) + delta
+    return (
+        abs(group_after) <= limits.max_group_exposure
+        and abs(total_after) <= limits.max_total_exposure
+    )
+
+
+def _timed(fn: Callable[[OrderRequest], object], orders: list[OrderRequest]) -> float:
+    """ns per call of fn over orders, with the garbage collector out of the way."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter_ns()
+        for req in orders:
+            fn(req)
+        return (time.perf_counter_ns() - start) / len(orders)
+    finally:
+        gc.enable()
+
+
+def time_engines(engines: dict[int, RiskEngine]) -> dict[int, float]:
+    """Median ns per check for each size; sizes take turns within each repeat so that
+    load from other processes on the machine falls on all of them alike."""
+    samples: dict[int, list[float]] = {n: [] for n in engines}
+    for r in range(REPEATS):
+        # Each repeat starts 10 s later so the rate window has emptied.
+        orders = make_orders(CALLS, T0 + (r + 1) * 10 * NS)
+        for n, engine in engines.items():
+            samples[n].append(_timed(engine.check_order, orders))
+    for engine in engines.values():
+        assert engine.check_order(make_orders(1, T0 + 100 * NS)[0]).approved
+    return {n: statistics.median(s) for n, s in samples.items()}
+
+
+def time_naive(engine: RiskEngine, n: int) -> float:
+    calls = max(50, min(CALLS, 2_000_000 // n))
+    orders = make_orders(calls, T0 + NS)
+    assert naive_check(engine, orders[0])
+    samples = [_timed(lambda req: naive_check(engine, req), orders) for _ in range(REPEATS)]
+    return statistics.median(samples)
+
+
+def main() -> None:
+    print(f"risk pre-trade check, ns per call (median of {REPEATS} repeats)")
+    engines = {n: build_engine(n) for n in SIZES}
+    engine_ns = time_engines(engines)
+    print(f"{'positions':>10} {'engine':>12} {'naive loop':>14} {'naive/engine':>13}")
+    for n in SIZES:
+        naive = time_naive(engines[n], n)
+        print(f"{n:>10,} {engine_ns[n]:>12,.0f} {naive:>14,.0f} {naive / engine_ns[n]:>12.1f}x")
+    ratio = engine_ns[SIZES[-1]] / engine_ns[SIZES[0]]
+    verdict = "ok" if ratio < 1.2 else "ABOVE TARGET"
+    print(
+        f"engine ratio {SIZES[-1]:,} / {SIZES[0]:,} positions: {ratio:.3f}"
+        f" (target < 1.2: {verdict})"
+    )
+
+
+if __name__ == "__main__":
+    main()
