@@ -38,7 +38,11 @@ from posbus.actors.model.risk import RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.risk_supervisor import RiskSupervisor
 from posbus.actors.supervision.child_spec import ChildSpec
-from posbus.actors.supervision.errors import ChildUnavailable, RestartIntensityExceeded
+from posbus.actors.supervision.errors import (
+    ChildTerminated,
+    ChildUnavailable,
+    RestartIntensityExceeded,
+)
 from posbus.actors.supervision.handle import ChildHandle, HandleState
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.requests import Children, StartChild
@@ -298,13 +302,14 @@ class Node:
         deadline = time.monotonic() + timeout_s
         while True:
             before = self._journal_marks()
-            handles = [self.gateway, *self._running_positions(), self.risk]
+            handles = [self.gateway, *self._live_positions(), self.risk]
             for handle in handles:
                 if handle is not None and handle.state is HandleState.RUNNING:
-                    # A child restarting right now is seen again in the next round.
-                    with contextlib.suppress(ChildUnavailable):
+                    # A child restarting right now is seen again in the next round;
+                    # a position that closed and stopped meanwhile has nothing left to do.
+                    with contextlib.suppress(ChildUnavailable, ChildTerminated):
                         handle.ask(Inspect(), timeout=max(0.1, deadline - time.monotonic()))
-            busy = any(h is not None and h.state is HandleState.DOWN for h in handles)
+            busy = any(h is not None and _restarting(h) for h in handles)
             if not busy and self._journal_marks() == before:
                 return
             if time.monotonic() > deadline:
@@ -313,9 +318,10 @@ class Node:
     def _journal_marks(self) -> dict[str, int]:
         return {stream: self.journal.last_seq(stream) for stream in self.journal.streams()}
 
-    def _running_positions(self) -> list[ChildHandle]:
+    def _live_positions(self) -> list[ChildHandle]:
+        # Running or restarting: a position that is down for good is settled.
         with self._lock:
-            return [h for h in self._positions.values() if h.state is HandleState.RUNNING]
+            return [h for h in self._positions.values() if h.state is not HandleState.TERMINATED]
 
     # -- inspection -------------------------------------------------------------------
 
@@ -328,6 +334,11 @@ class Node:
         state: dict[str, Any] = handle.ask(Inspect(), timeout=ASK_TIMEOUT_S)
         return state
 
+    def running_position_names(self) -> list[str]:
+        """Streams of the position actors running right now."""
+        with self._lock:
+            return sorted(n for n, h in self._positions.items() if h.state is HandleState.RUNNING)
+
     def position_names(self) -> list[str]:
         """Streams of every position actor this node has started."""
         with self._lock:
@@ -339,6 +350,16 @@ class Node:
         out: list[dict[str, Any]] = list(root.children().get(timeout=ASK_TIMEOUT_S))
         out += self._positions_sup.ask(Children(), timeout=ASK_TIMEOUT_S)
         return out
+
+
+def _restarting(handle: ChildHandle) -> bool:
+    """True while `handle`'s child is down or has died and its supervisor has not yet seen it.
+
+    A dead child still reads RUNNING until its supervisor handles the exit: its
+    restart (replay, resync) is work in flight that `settle` must wait for.
+    """
+    state = handle.state
+    return state is HandleState.DOWN or (state is HandleState.RUNNING and not handle.alive)
 
 
 class _LazyPosition:

@@ -595,6 +595,7 @@ class PositionActor(SupervisedActor):
             "realized_pnl": str(self.position.realized_pnl),
             "unrealized_pnl": None if unrealized is None else str(unrealized),
             "fees": str(self.position.fees),
+            "trade_ids": sorted(self.position.trade_ids),
             "mark": None if mark is None else str(mark),
             "mark_ts_ns": self.mark_ts_ns,
             "value": None if mark is None else str(self.position.value(mark)),

@@ -7,9 +7,11 @@ is journaled on the `risk` stream before it is announced as a `risk_event`, and
 every refusal is announced too, with the reason and the numbers.
 
 Recovery: the engine's durable part (state, halt, cool-down timer, peak and
-day-start equity, breach flags) travels in each journaled record; a restarted
-supervisor restores it from the newest record, so a cool-down is never lifted
-by a restart. Exposures are volatile: after a restart the positions re-send
+day-start equity, breach flags) is journaled as a `risk.durable` command record
+just before the events of each state change (a risk event's values may only
+hold decimal numbers, and the durable part has names and flags); a restarted
+supervisor restores it from the newest such record, so a cool-down is never
+lifted by a restart. Exposures are volatile: after a restart the positions re-send
 theirs (`on_started` lets the node ask them).
 
 This actor must never approve an order it could not check.
@@ -41,7 +43,8 @@ from posbus.actors.model.risk_state import RiskTransition
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
 from posbus.adapters.clock import Clock
-from posbus.bus.messages import RiskEvent
+from posbus.bus.constraints import is_decimal_text
+from posbus.bus.messages import Command, RiskEvent
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +62,10 @@ _DURABLE = (
     "drawdown_breached",
 )
 _PREFIX = "durable."
+DURABLE_RECORD = "risk.durable"
+# The newest decisions shown by `inspect`: enough for an operator (and the
+# invariant tests, which read them after every step) without a 10k-entry reply.
+_INSPECT_DECISIONS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +113,10 @@ class RiskSupervisor(SupervisedActor):
 
     def on_start(self) -> None:
         """Restore the durable risk state from the journal, then ask for exposures."""
-        last: RiskEvent | None = None
+        last: Command | None = None
         for record in self.outbox.journal.read(RISK_STREAM):
             message = decode_record(record).message
-            if isinstance(message, RiskEvent):
+            if isinstance(message, Command) and message.name == DURABLE_RECORD:
                 last = message
                 self.restored_from = record.seq
         if last is not None:
@@ -121,11 +128,11 @@ class RiskSupervisor(SupervisedActor):
         if self.on_started is not None:
             self.on_started()
 
-    def _restore(self, event: RiskEvent) -> None:
+    def _restore(self, record: Command) -> None:
         snapshot = self.engine.to_dict()
         for key in _DURABLE:
-            raw = event.values.get(_PREFIX + key)
-            if raw is None:
+            raw = record.args.get(_PREFIX + key)
+            if not isinstance(raw, str):
                 continue
             if key in ("halted", "daily_breached", "drawdown_breached"):
                 snapshot[key] = raw == "true"
@@ -183,17 +190,28 @@ class RiskSupervisor(SupervisedActor):
                     event="order_rejected",
                     state=state.value,
                     previous_state=None,
-                    reason=f"{decision.check}: {decision.reason}",
+                    # The order id is no number: it travels in the reason.
+                    reason=f"{decision.check}: {decision.reason} (order {request.order_id})",
                     account=request.account,
                     symbol=request.symbol,
-                    values={**decision.values, "order_id": request.order_id},
+                    values=_decimal_values(decision.values),
                     ts_ns=request.ts_ns,
                 )
             )
         return decision
 
     def _announce(self, transitions: list[RiskTransition], manual: str = "") -> None:
-        durable = self._durable_values()
+        if not transitions:
+            return
+        # Write-ahead: the durable state, then the events, journaled before anyone hears of them.
+        self.outbox.append(
+            RISK_STREAM,
+            Command(
+                name=DURABLE_RECORD,
+                args=dict(self._durable_values()),
+                request_id=f"{DURABLE_RECORD}:{transitions[-1].ts_ns}",
+            ),
+        )
         for transition in transitions:
             event = RiskEvent(
                 event="state_change",
@@ -202,10 +220,9 @@ class RiskSupervisor(SupervisedActor):
                 reason=transition.reason or manual,
                 account=None,
                 symbol=None,
-                values={**transition.values, **durable},
+                values=_decimal_values(transition.values),
                 ts_ns=transition.ts_ns,
             )
-            # Write-ahead: journaled before anyone hears of it.
             self.outbox.append(RISK_STREAM, event)
             self.counts[f"state.{transition.state.value}"] += 1
             logger.warning(
@@ -233,7 +250,7 @@ class RiskSupervisor(SupervisedActor):
         return out
 
     def inspect(self) -> dict[str, Any]:
-        """State, metrics, limits and decision counts, JSON-ready."""
+        """State, metrics, limits, decision counts and the newest decisions, JSON-ready."""
         return {
             "name": "risk",
             "state": self.engine.state.value,
@@ -241,6 +258,26 @@ class RiskSupervisor(SupervisedActor):
             "cooldown_until_ns": self.engine.cooldown_until_ns,
             "metrics": self.engine.metrics(),
             "limits": self.limits.to_dict(),
-            "decisions": dict(self.counts),
+            "decisions_since_start": dict(self.counts),
+            "recent_decisions": [
+                {
+                    "order_id": record.order_id,
+                    "state": record.state.value,
+                    "approved": record.approved,
+                    "risk_reducing": record.risk_reducing,
+                    "check": record.check,
+                }
+                for record in list(self.decisions)[-_INSPECT_DECISIONS:]
+            ],
             "restored_from_seq": self.restored_from,
         }
+
+
+def _decimal_values(values: dict[str, str]) -> dict[str, str]:
+    """The entries a risk event's values can carry: plain decimal numbers only.
+
+    Names (a correlation group) and unbounded ratios ("Infinity" when equity is
+    not positive) are left out: the wire refuses them, and a refused event would
+    fail the risk supervisor in the middle of a decision.
+    """
+    return {key: value for key, value in values.items() if is_decimal_text(value)}

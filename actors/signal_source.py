@@ -9,11 +9,13 @@ a while, which is what a real strategy has to live with too).
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from posbus.actors.model.side import Side
 from posbus.bus.messages import OrderIntent
+
+_CLOSE_ALL = Decimal(10**9)
 
 
 class RandomSignalSource:
@@ -25,7 +27,7 @@ class RandomSignalSource:
         *,
         account: str,
         seed: int = 0,
-        order_qty: Decimal = Decimal("0.1"),
+        order_qty: Mapping[str, Decimal],
         open_probability: float = 0.05,
         close_probability: float = 0.03,
     ) -> None:
@@ -60,7 +62,8 @@ class RandomSignalSource:
             account=self.account,
             symbol=symbol,
             side=side,
-            qty=self.order_qty if not reduce_only else Decimal(10**9),
+            # A reduce-only intent is clamped to the open quantity by the position.
+            qty=self.order_qty[symbol] if not reduce_only else _CLOSE_ALL,
             limit_price=None,
             intent_id=f"demo-{self._count}",
             reduce_only=reduce_only,

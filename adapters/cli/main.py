@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from posbus.actors.model.errors import PosbusError
-from posbus.adapters.cli import positions
+from posbus.adapters.cli import demo, positions
 from posbus.adapters.cli.command import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -29,7 +29,7 @@ from posbus.adapters.cli.command import (
     UsageError,
 )
 
-COMMANDS: tuple[Registrar, ...] = (positions.register,)
+COMMANDS: tuple[Registrar, ...] = (demo.register, positions.register)
 """Every top-level command's `register`, in the order `posbus --help` lists them.
 
 To wire the running-stack listing: replace `positions.register` with
@@ -43,6 +43,8 @@ Run `posbus COMMAND --help` for a command's options and examples.
 
 _EPILOG = """\
 examples:
+  posbus demo
+  posbus demo --duration 5 --json
   posbus positions rebuild --trades examples/trades.csv --mark BTC-USDT=64000
   posbus positions rebuild --help
 """
