@@ -12,6 +12,7 @@ def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     config.write_text(f'run_dir = "{tmp_path / "var"}"\n[demo]\nsteps_per_s = 50\n')
     return subprocess.run(
         [sys.executable, "-m", "posbus.adapters.cli.main", "demo", "--config", str(config), *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,6 +47,7 @@ def test_demo_rejects_an_unknown_config_key(tmp_path: Path):
     config.write_text("[risk]\nmax_leverag = 2\n")
     result = subprocess.run(
         [sys.executable, "-m", "posbus.adapters.cli.main", "demo", "--config", str(config)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

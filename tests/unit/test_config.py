@@ -57,7 +57,10 @@ def test_a_file_overrides_only_what_it_names(tmp_path: Path):
         ({"supervisor": {"strategy": "one_for_some"}}, "strategy"),
         ({"symbols": {"BTCUSDT": {"price": "1", "order_qty": "1"}}}, "BASE/QUOTE"),
         ({"symbols": {"BTC/USDT": {"price": "1"}}}, "order_qty"),
-        ({"symbols": {"BTC/USDT": {"price": "1", "order_qty": 1, "correlation": 2}}}, "correlation"),
+        (
+            {"symbols": {"BTC/USDT": {"price": "1", "order_qty": 1, "correlation": 2}}},
+            "correlation",
+        ),
         ({"demo": {"duration_s": 0}}, "duration_s"),
         ({"log": {"format": "xml"}}, "format"),
         ({"mystery": 1}, "mystery"),
