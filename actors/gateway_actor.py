@@ -13,6 +13,12 @@ twice is harmless: positions ignore a trade id they have applied.
 
 This actor must never submit an order twice: the exchange deduplicates by
 client order id, and a re-sent submit only replays the order's reports.
+
+A network exchange (a `ReportingExchange`, the ccxt gateway) answers later,
+as messages told to this actor, so its mailbox never waits on the network;
+the ledger, the start-up hold and reconciliation of such an exchange live in
+posbus.adapters.exchange.exchange_sync (`ExchangeSync`), which this actor
+drives from its own thread.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from posbus.actors.control import CancelOrder, Crash, InjectedCrash, Inspect, SubmitOrder
@@ -29,6 +36,12 @@ from posbus.actors.model.fill import Fill
 from posbus.actors.position_actor import position_stream
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
+from posbus.adapters.exchange.exchange_events import (
+    BreakerChanged,
+    ReconcileDue,
+    ReconcileSnapshot,
+)
+from posbus.adapters.exchange.exchange_sync import ExchangeSync, ReportingExchange
 from posbus.adapters.exchange.reports import (
     ExecutionReport,
     NewOrder,
@@ -68,6 +81,18 @@ class ExchangeClient(Protocol):
     def fetch_order(self, client_order_id: str) -> ExchangeOrderView | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class ExchangeReports:
+    """Reports the exchange sent on its own, not as the answer to a call.
+
+    A user-data stream pushes these in live trading; in a backtest they are
+    the answers that reach us once the simulated latency has passed.
+    Handled like the answer to a submit: fills and acks go to their positions.
+    """
+
+    reports: tuple[ExecutionReport, ...]
+
+
 def gateway_stream(account: str) -> str:
     """The journal stream of the gateway of `account`."""
     return f"gateway/{account}"
@@ -76,7 +101,9 @@ def gateway_stream(account: str) -> str:
 class GatewayActor(SupervisedActor):
     """The gateway of one account (own pykka thread; every method runs there).
 
-    Told: `SubmitOrder`, `CancelOrder`, `MarketUpdate`, `Crash`. Asked: `Inspect`.
+    Told: `SubmitOrder`, `CancelOrder`, `MarketUpdate`, `ExchangeReports`, `Crash`;
+    from a network exchange also `BreakerChanged`, `ReconcileDue` (tell one
+    to reconcile now) and `ReconcileSnapshot`. Asked: `Inspect`.
 
     Args:
         link: its supervisor's link.
@@ -86,6 +113,8 @@ class GatewayActor(SupervisedActor):
         lookup: maps a position stream to the doorbell of its actor (None when
             it is not running: the record waits in the journal).
         events: where it announces what it did.
+        halt: asks the risk supervisor to halt the account (a reconciliation
+            found what it cannot resolve); None only reports.
     """
 
     def __init__(
@@ -93,10 +122,11 @@ class GatewayActor(SupervisedActor):
         link: SupervisorLink | None,
         *,
         account: str,
-        exchange: ExchangeClient,
+        exchange: ExchangeClient | ReportingExchange,
         outbox: Outbox,
         lookup: Callable[[str], Doorbell | None],
         events: EventSink,
+        halt: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(link)
         self.account = account
@@ -108,16 +138,41 @@ class GatewayActor(SupervisedActor):
         self.routes: dict[str, tuple[str, str]] = {}  # client order id -> (order id, stream)
         self.delivered_fills = 0
         self.counts: Counter[str] = Counter()
+        self.sync: ExchangeSync | None = None
+        # The synchronous client (the simulated exchange), None for a network one.
+        self.client: ExchangeClient | None = None
+        if not isinstance(exchange, ReportingExchange):
+            self.client = exchange
+        else:
+            self.sync = ExchangeSync(
+                account=account,
+                stream=self.stream,
+                exchange=exchange,
+                outbox=outbox,
+                deliver=self._deliver,
+                events=events,
+                halt=halt,
+                routes=self.routes,
+                counts=self.counts,
+            )
 
     def on_start(self) -> None:
-        """Deliver the fills the previous incarnation may not have delivered."""
+        """Deliver the fills the previous incarnation may not have delivered.
+
+        With a network exchange: rebuild the ledger from the journal and
+        reconcile (see ExchangeSync); fills come back through reconciliation.
+        """
+        if self.sync is not None:
+            self.sync.start(self.actor_ref.tell)
+            return
         for record in self.outbox.journal.read(self.stream):
             message = decode_record(record).message
             if isinstance(message, Command) and message.name == "gateway.fills_delivered":
                 index = message.args.get("index")
                 if isinstance(index, int):
                     self.delivered_fills = index
-        missed = self.exchange.fills(self.delivered_fills)
+        assert self.client is not None
+        missed = self.client.fills(self.delivered_fills)
         for fill in missed:
             self._deliver_fill(fill, "taker")
         self._advance_watermark()
@@ -126,22 +181,36 @@ class GatewayActor(SupervisedActor):
             extra={"account": self.account, "redelivered_fills": len(missed)},
         )
 
+    def on_stop(self) -> None:
+        """Report the exit; a network client keeps its answers for the next incarnation."""
+        super().on_stop()
+        if self.sync is not None:
+            self.sync.stop()
+
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message (actor thread)."""
+        if self.sync is not None and self._on_network(self.sync, message):
+            return None
         if isinstance(message, SubmitOrder):
             self.routes[message.order.client_order_id] = (message.order_id, message.stream)
             self.counts["submits"] += 1
-            self._handle(self.exchange.submit(message.order))
+            assert self.client is not None
+            self._handle(self.client.submit(message.order))
             return None
         if isinstance(message, CancelOrder):
             self.routes[message.client_order_id] = (message.order_id, message.stream)
             self.counts["cancels"] += 1
-            self._handle(self.exchange.cancel(message.client_order_id, message.ts_ns))
+            assert self.client is not None
+            self._handle(self.client.cancel(message.client_order_id, message.ts_ns))
             return None
         if isinstance(message, MarketUpdate):
+            assert self.client is not None
             self._handle(
-                self.exchange.on_market(message.symbol, message.bid, message.ask, message.ts_ns)
+                self.client.on_market(message.symbol, message.bid, message.ask, message.ts_ns)
             )
+            return None
+        if isinstance(message, ExchangeReports):
+            self._handle(list(message.reports))
             return None
         if isinstance(message, list):
             for item in message:
@@ -152,6 +221,32 @@ class GatewayActor(SupervisedActor):
         if isinstance(message, Crash):
             raise InjectedCrash(message.reason)
         raise TypeError(f"gateway {self.account}: unexpected message {type(message).__name__}")
+
+    def _on_network(self, sync: ExchangeSync, message: Any) -> bool:
+        """Messages handled differently with a network exchange; False for the others."""
+        if isinstance(message, SubmitOrder):
+            self.counts["submits"] += 1
+            sync.submit(message)
+        elif isinstance(message, CancelOrder):
+            self.counts["cancels"] += 1
+            sync.cancel(message)
+        elif isinstance(message, MarketUpdate):
+            pass  # the exchange itself is the market: nothing to match here
+        elif isinstance(message, BreakerChanged):
+            sync.on_breaker(message)
+        elif isinstance(message, ReconcileDue):
+            sync.on_due(message)
+        elif isinstance(message, ReconcileSnapshot):
+            sync.on_snapshot(message)
+        else:
+            return False
+        return True
+
+    def _deliver(self, stream: str, signal: Message) -> None:
+        """Journal `signal` on a position stream, then tell the position."""
+        self.outbox.deliver(stream, signal, self.lookup(stream))
+        if self.sync is not None:
+            self.sync.observe(stream, signal)
 
     def _handle(self, reports: list[ExecutionReport]) -> None:
         fills = 0
@@ -171,6 +266,8 @@ class GatewayActor(SupervisedActor):
             order_id, stream = route
             signal: Message
             if isinstance(report, OrderAccepted):
+                if self.sync is not None and not self.sync.is_new_ack(report.client_order_id):
+                    continue  # already journaled (a lookup found it again)
                 signal = OrderAck(
                     order_id, report.client_order_id, report.exchange_order_id, report.ts_ns
                 )
@@ -183,11 +280,14 @@ class GatewayActor(SupervisedActor):
             else:  # pragma: no cover - the union is exhaustive
                 raise TypeError(f"unknown report {report!r}")
             self.counts[type(report).__name__] += 1
-            self.outbox.deliver(stream, signal, self.lookup(stream))
-        if fills:
+            self._deliver(stream, signal)
+        if fills and self.client is not None:
             self._advance_watermark()
 
     def _deliver_fill(self, fill: Fill, liquidity: str) -> None:
+        if self.sync is not None and not self.sync.is_new_trade(fill.symbol, fill.trade_id):
+            self.counts["duplicate_fills"] += 1
+            return
         route = self._route(fill.order_id)
         order_id, stream = (
             route if route else (fill.order_id, position_stream(fill.account, fill.symbol))
@@ -207,13 +307,16 @@ class GatewayActor(SupervisedActor):
             ts_ns=fill.ts_ns,
         )
         self.counts["fills"] += 1
-        self.outbox.deliver(stream, signal, self.lookup(stream))
+        self._deliver(stream, signal)
 
     def _route(self, client_order_id: str) -> tuple[str, str] | None:
         route = self.routes.get(client_order_id)
         if route is not None:
             return route
-        view = self.exchange.fetch_order(client_order_id)
+        if self.sync is not None:
+            return self.sync.route(client_order_id)  # never a network call from here
+        assert self.client is not None
+        view = self.client.fetch_order(client_order_id)
         if view is None:
             return None
         # The simulated exchange's fills carry the client order id as order id;
@@ -221,7 +324,8 @@ class GatewayActor(SupervisedActor):
         return client_order_id, position_stream(view.account, view.symbol)
 
     def _advance_watermark(self) -> None:
-        total = self.delivered_fills + len(self.exchange.fills(self.delivered_fills))
+        assert self.client is not None
+        total = self.delivered_fills + len(self.client.fills(self.delivered_fills))
         if total == self.delivered_fills:
             return
         self.delivered_fills = total
@@ -235,11 +339,18 @@ class GatewayActor(SupervisedActor):
         )
 
     def inspect(self) -> dict[str, Any]:
-        """Routes, delivered fills and counters, JSON-ready."""
-        return {
+        """Routes, delivered fills and counters, JSON-ready.
+
+        With a network exchange also its breaker, ledger and last
+        reconciliation (`network`); credentials appear redacted.
+        """
+        view: dict[str, Any] = {
             "name": self.stream,
             "account": self.account,
             "delivered_fills": self.delivered_fills,
             "known_orders": len(self.routes),
             "counts": dict(self.counts),
         }
+        if self.sync is not None:
+            view["network"] = self.sync.inspect()
+        return view

@@ -29,13 +29,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import pykka
+
 from posbus.actors.control import Crash, Halt, Inspect, Resume, Resync, Tick
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
-from posbus.actors.journal import Journal
-from posbus.actors.model.risk import RiskLimits
+from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
+from posbus.actors.model.errors import PosbusError
+from posbus.actors.model.risk import PositionExposure, RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
+from posbus.actors.recovery import TakeSnapshot
 from posbus.actors.risk_supervisor import RiskSupervisor
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import (
@@ -49,6 +53,7 @@ from posbus.actors.supervision.requests import Children, StartChild
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
 from posbus.adapters.clock import Clock
+from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
 
 logger = logging.getLogger(__name__)
@@ -73,6 +78,12 @@ class NodeConfig:
     starting_equity: Decimal
     policy: SupervisorPolicy = field(default_factory=SupervisorPolicy)
     symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
+    # Exposure conflation of the positions (PositionActor); 0 = tell risk every change.
+    exposure_interval_ns: int = 0
+    exposure_pnl_step: Decimal = Decimal(0)
+    # Periodic snapshots of every actor (clock time between two); None = only on
+    # demand (`snapshot()`) and on a clean `stop()`.
+    snapshot_interval_s: float | None = 30.0
 
 
 class Node:
@@ -87,11 +98,12 @@ class Node:
         config: NodeConfig,
         *,
         journal: Journal,
-        exchange: ExchangeClient,
+        exchange: ExchangeClient | ReportingExchange,
         clock: Clock,
         events: EventLog | None = None,
         sender: str = "node",
         on_escalate: Callable[[RestartIntensityExceeded], None] | None = None,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -105,10 +117,16 @@ class Node:
         self._spawn_lock = threading.Lock()  # serialises starting position actors
         self._positions: dict[str, ChildHandle] = {}
         self._last_market: dict[str, MarketUpdate] = {}
+        self._closed_at: dict[str, int] = {}  # stream -> last applied seq when it stopped
         self._root: Any = None
         self._positions_sup: Any = None
         self.risk: ChildHandle | None = None
         self.gateway: ChildHandle | None = None
+        # Snapshots go to `snapshots`, else to the journal when it keeps them too.
+        self.snapshots: SnapshotStore | None = snapshots
+        if snapshots is None and isinstance(journal, SnapshotStore):
+            self.snapshots = journal
+        self._last_snapshot_ns = clock.now_ns()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -125,6 +143,7 @@ class Node:
                 events=self.events,
                 clock=self.clock,
                 on_started=self._resync_positions,
+                snapshots=self.snapshots,
             ),
             restart=RestartType.PERMANENT,
         )
@@ -137,6 +156,7 @@ class Node:
                 outbox=self.outbox,
                 lookup=self._doorbell,
                 events=self.events,
+                halt=self._halt_from_gateway,
             ),
             restart=RestartType.PERMANENT,
         )
@@ -159,10 +179,25 @@ class Node:
                 _, account, symbol = stream.split("/", 2)
                 self.position(account, symbol)
         self._resync_gateway()
+        if isinstance(self.exchange, MarketFeed) and cfg.symbols:
+            # A network exchange is the market: its quotes feed the positions.
+            self.exchange.subscribe_market(sorted(cfg.symbols), self.market)
 
     def stop(self) -> None:
-        """Stop every actor, children before parents."""
+        """Snapshot every running actor (a clean shutdown), then stop them, children first.
+
+        A snapshot that cannot be taken is logged; the next start replays the
+        journal further instead. After an escalation nothing is snapshotted.
+        """
         if self._root is not None and self._root.is_alive():
+            if not self.escalated.is_set():
+                try:
+                    self.snapshot()
+                except (PosbusError, pykka.Timeout) as exc:
+                    logger.error(
+                        "snapshot on shutdown failed; the next start replays more",
+                        extra={"error": repr(exc)},
+                    )
             self._root.stop(timeout=30)
 
     def _escalate(self, error: RestartIntensityExceeded) -> None:
@@ -201,6 +236,10 @@ class Node:
                     correlation=info.correlation,
                     on_closed=self._on_position_closed,
                     last_market=self._last_market.get(symbol),
+                    exposure_interval_ns=self.config.exposure_interval_ns,
+                    exposure_pnl_step=self.config.exposure_pnl_step,
+                    snapshots=self.snapshots,
+                    on_corrupt=self._on_journal_corrupt,
                 ),
                 restart=RestartType.TRANSIENT,
             )
@@ -209,10 +248,83 @@ class Node:
                 self._positions[stream] = started
             return started
 
-    def _on_position_closed(self, stream: str) -> None:
+    # -- snapshots -------------------------------------------------------------------
+
+    def snapshot(self, timeout_s: float = ASK_TIMEOUT_S) -> dict[str, int]:
+        """Snapshot the risk supervisor and every running position now; returns
+        {actor name: snapshot seq} of those that saved one (an actor with nothing
+        new since its last snapshot saves none). Asked all at once, so the store
+        group-commits them; blocks until each is durable. Any thread.
+        """
+        if self.snapshots is None:
+            return {}
+        self._last_snapshot_ns = self.clock.now_ns()
+        futures = []
+        for handle in self._snapshot_targets():
+            ref = handle.ref
+            if ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    futures.append((handle.name, ref.ask(TakeSnapshot(), block=False)))
+        deadline = time.monotonic() + timeout_s
+        saved: dict[str, int] = {}
+        for name, future in futures:
+            try:
+                seq = future.get(timeout=max(0.1, deadline - time.monotonic()))
+            except pykka.ActorDeadError:
+                continue  # died meanwhile: its restart recovers from the journal
+            if isinstance(seq, int):
+                saved[name] = seq
+        return saved
+
+    def _snapshot_targets(self) -> list[ChildHandle]:
+        with self._lock:
+            positions = [h for h in self._positions.values() if h.state is HandleState.RUNNING]
+        return [h for h in (self.risk, *positions) if h is not None]
+
+    def _on_journal_corrupt(self, stream: str, error: JournalCorrupt) -> None:
+        """A position found its stream corrupt (its thread, failing its start): halt trading.
+
+        The halt is journaled by the risk supervisor and survives restarts: the
+        account stays Halted until an operator has repaired the journal and
+        resumes. Told, never asked: the position's supervisor waits for it.
+        """
+        logger.critical(
+            "journal corrupt: halting the account",
+            extra={"stream": stream, "seq": error.seq, "problem": error.problem},
+        )
+        if self.risk is not None:
+            self.risk.tell(Halt(f"journal corrupt: {error}", self.clock.now_ns()))
+
+    def _on_position_closed(self, stream: str, applied_seq: int) -> None:
         logger.info("position closed; its actor stops", extra={"stream": stream})
+        with self._lock:
+            self._closed_at[stream] = applied_seq
+
+    def _revive_missed(self) -> None:
+        """Restart closed positions whose stream got records after they stopped.
+
+        A record told to a position in the instant it stops is dropped from its
+        inbox by pykka; it is journaled, so starting the position replays it.
+        """
+        with self._lock:
+            closed = [
+                (stream, seq)
+                for stream, seq in self._closed_at.items()
+                if self._positions[stream].state is HandleState.TERMINATED
+            ]
+        for stream, seq in closed:
+            if self.journal.last_seq(stream) > seq:
+                _, account, symbol = stream.split("/", 2)
+                with self._lock:
+                    del self._closed_at[stream]
+                self.position(account, symbol)
 
     def _doorbell(self, stream: str) -> Doorbell | None:
+        if self._positions_sup is None:
+            # Still in start(): the gateway redelivers missed fills from its
+            # on_start before the positions supervisor exists. The record waits
+            # in the journal; start() then starts every journaled position.
+            return None
         with self._lock:
             handle = self._positions.get(stream)
         if handle is None or handle.state is HandleState.TERMINATED:
@@ -220,12 +332,37 @@ class Node:
             return _LazyPosition(self, account, symbol)
         return handle
 
-    def _resync_positions(self) -> None:
+    def _resync_positions(self) -> list[PositionExposure]:
+        """Have every position re-send what a restarted peer lost; return their exposures.
+
+        Called from the restarted peer's `on_start` (its thread). A running
+        position is asked (it re-sends unacknowledged orders and its
+        exposure); a closed one, down for good, is replayed from its journal,
+        since its realized P&L still counts in equity. A position restarting
+        right now reports its exposure itself once it is up.
+        """
         with self._lock:
-            handles = list(self._positions.values())
-        for handle in handles:
-            if handle.state is HandleState.RUNNING:
-                handle.tell(Resync())
+            handles = dict(self._positions)
+        exposures: list[PositionExposure] = []
+        for stream, handle in handles.items():
+            _, account, symbol = stream.split("/", 2)
+            exposure: Any = None
+            if handle.state is not HandleState.TERMINATED:
+                with contextlib.suppress(ChildUnavailable, ChildTerminated):
+                    exposure = handle.ask(Resync(), timeout=ASK_TIMEOUT_S)
+            if handle.state is HandleState.TERMINATED:
+                info = self.config.symbols.get(symbol, SymbolInfo())
+                exposure = PositionActor.recovered_exposure(
+                    self.outbox,
+                    account,
+                    symbol,
+                    info.group,
+                    info.correlation,
+                    snapshots=self.snapshots,
+                )
+            if isinstance(exposure, PositionExposure):
+                exposures.append(exposure)
+        return exposures
 
     def _resync_gateway(self) -> None:
         self._resync_positions()
@@ -258,15 +395,30 @@ class Node:
             handle.tell(update)
 
     def tick(self) -> None:
-        """Let timers fire (cool-down expiry, trading-day rollover)."""
+        """Let timers fire (cool-down expiry, trading-day rollover, periodic snapshots)."""
         assert self.risk is not None
-        self.risk.tell(Tick(self.clock.now_ns()))
+        now = self.clock.now_ns()
+        self.risk.tell(Tick(now))
+        interval = self.config.snapshot_interval_s
+        due = interval is not None and now - self._last_snapshot_ns >= interval * 1e9
+        if self.snapshots is not None and due:
+            self._last_snapshot_ns = now
+            # Told, not asked: the caller's loop never waits for an fsync.
+            for handle in self._snapshot_targets():
+                handle.tell(TakeSnapshot())
+        self._revive_missed()
 
     def halt(self, reason: str) -> str:
         """The manual kill switch; returns the new risk state (journaled before it returns)."""
         assert self.risk is not None
         state: str = self.risk.ask(Halt(reason, self.clock.now_ns()), timeout=ASK_TIMEOUT_S)
         return state
+
+    def _halt_from_gateway(self, reason: str) -> None:
+        """A reconciliation found what it cannot resolve (gateway thread): halt, told not asked."""
+        logger.critical("gateway asks to halt the account", extra={"reason": reason})
+        if self.risk is not None:
+            self.risk.tell(Halt(reason, self.clock.now_ns()))
 
     def resume(self) -> str:
         """Lift a manual halt; returns the new risk state."""
@@ -296,11 +448,16 @@ class Node:
         """Block until every message sent so far has been handled and nothing new was journaled.
 
         A barrier for tests, the demo's summary and backtests: it asks each
-        actor in flow order (gateway, positions, risk) and repeats until a
-        full round leaves the journal unchanged. Raises TimeoutError.
+        actor in flow order (gateway, positions, risk) and repeats until two
+        full rounds in a row leave the journal unchanged. Two, because a
+        message sent against the flow (a position's cancel or re-sent order to
+        the gateway, asked earlier in the round) journals nothing until the
+        next round reaches it. Raises TimeoutError.
         """
         deadline = time.monotonic() + timeout_s
+        quiet = 0
         while True:
+            self._revive_missed()
             before = self._journal_marks()
             handles = [self.gateway, *self._live_positions(), self.risk]
             for handle in handles:
@@ -310,7 +467,8 @@ class Node:
                     with contextlib.suppress(ChildUnavailable, ChildTerminated):
                         handle.ask(Inspect(), timeout=max(0.1, deadline - time.monotonic()))
             busy = any(h is not None and _restarting(h) for h in handles)
-            if not busy and self._journal_marks() == before:
+            quiet = 0 if busy or self._journal_marks() != before else quiet + 1
+            if quiet == 2:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"node did not settle within {timeout_s} s")
@@ -330,7 +488,7 @@ class Node:
         handle = self._handle(name)
         if name.startswith("position/") and handle.state is HandleState.TERMINATED:
             _, account, symbol = name.split("/", 2)
-            return PositionActor.recovered_state(self.outbox, account, symbol)
+            return PositionActor.recovered_state(self.outbox, account, symbol, self.snapshots)
         state: dict[str, Any] = handle.ask(Inspect(), timeout=ASK_TIMEOUT_S)
         return state
 

@@ -46,11 +46,13 @@ from posbus.actors.control import (
 )
 from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
+from posbus.actors.journal import JournalCorrupt, SnapshotStore
 from posbus.actors.model.errors import InvalidState, OrderValidationError, PosbusError
 from posbus.actors.model.order import TERMINAL_STATES, Order, OrderStatus
 from posbus.actors.model.position import Position, PositionStatus
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
 from posbus.actors.model.side import Side
+from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
 from posbus.adapters.clock import Clock
@@ -140,13 +142,42 @@ class ExecutionStats:
             "slippage_bps": None if slip is None else f"{slip:.4f}",
         }
 
+    def to_state(self) -> dict[str, Any]:
+        """The raw fields, exact (decimals as strings), for snapshots."""
+        return {
+            "intent_ts_ns": self.intent_ts_ns,
+            "arrival_price": None if self.arrival_price is None else str(self.arrival_price),
+            "side": self.side.value,
+            "ack_ts_ns": self.ack_ts_ns,
+            "fill_ts_ns": list(self.fill_ts_ns),
+            "fill_qty": str(self.fill_qty),
+            "fill_notional": str(self.fill_notional),
+        }
+
+    @classmethod
+    def from_state(cls, data: dict[str, Any]) -> ExecutionStats:
+        """Rebuild from `to_state()` output (KeyError, ValueError, TypeError if malformed)."""
+        arrival = data["arrival_price"]
+        ack = data["ack_ts_ns"]
+        return cls(
+            intent_ts_ns=int(data["intent_ts_ns"]),
+            arrival_price=None if arrival is None else Decimal(arrival),
+            side=Side(data["side"]),
+            ack_ts_ns=None if ack is None else int(ack),
+            fill_ts_ns=[int(ts) for ts in data["fill_ts_ns"]],
+            fill_qty=Decimal(data["fill_qty"]),
+            fill_notional=Decimal(data["fill_notional"]),
+        )
+
 
 class PositionActor(SupervisedActor):
     """One position (account + symbol) and its orders.
 
     Runs in its own pykka thread; every method below runs there. Told:
     `Delivered` records (intents, submits, acks, fills, cancels, rejects),
-    `MarketUpdate`, `Resync`, `Crash`. Asked: `Inspect` (returns its state).
+    `MarketUpdate`, `Resync`, `Crash`. Asked: `Inspect` (returns its state),
+    `Resync` (re-sends unacknowledged orders and its exposure; returns the
+    `PositionExposure`).
 
     Args:
         link: its supervisor's link (None when unsupervised).
@@ -162,6 +193,13 @@ class PositionActor(SupervisedActor):
         on_closed: called (in this thread) when the position is flat with no
             working order, just before the actor stops itself: a closed
             position stays down (restart type transient).
+        exposure_interval_ns, exposure_pnl_step: conflation of mark-only
+            exposure updates to the risk supervisor (see `_exposure_due`);
+            0 (the default) tells it every change.
+        snapshots: where `TakeSnapshot` saves its state and recovery looks
+            first (None: no snapshots, recovery replays the whole stream).
+        on_corrupt: called (in this thread) when recovery finds the stream
+            corrupt, before the start fails (the node halts trading there).
     """
 
     def __init__(
@@ -177,8 +215,12 @@ class PositionActor(SupervisedActor):
         clock: Clock,
         group: str = "default",
         correlation: Decimal = Decimal(1),
-        on_closed: Callable[[str], None] | None = None,
+        on_closed: Callable[[str, int], None] | None = None,
         last_market: MarketUpdate | None = None,
+        exposure_interval_ns: int = 0,
+        exposure_pnl_step: Decimal = Decimal(0),
+        snapshots: SnapshotStore | None = None,
+        on_corrupt: Callable[[str, JournalCorrupt], None] | None = None,
     ) -> None:
         super().__init__(link)
         self.account = account
@@ -192,6 +234,12 @@ class PositionActor(SupervisedActor):
         self.group = group
         self.correlation = correlation
         self.on_closed = on_closed
+        # Exposure conflation (see `_exposure_due`); 0 tells risk every change.
+        self.exposure_interval_ns = exposure_interval_ns
+        self.exposure_pnl_step = exposure_pnl_step
+        self._published_mark_ts: int | None = None
+        self._published_unrealized = Decimal(0)
+        self._unpublished = False
         self.position = Position(account, symbol)
         self.orders: dict[str, Order] = {}
         self.by_client_id: dict[str, str] = {}
@@ -202,6 +250,10 @@ class PositionActor(SupervisedActor):
         self.cursor = StreamCursor(outbox.journal, self.stream, self._apply)
         self.live = False
         self.replayed = 0
+        self.snapshots = snapshots
+        self.on_corrupt = on_corrupt
+        self.recovery: RecoveryReport | None = None
+        self._snapshot_seq = 0
         self._followups: deque[Callable[[], None]] = deque()
         self._last_message_ns: int | None = None
         if last_market is not None:
@@ -210,8 +262,21 @@ class PositionActor(SupervisedActor):
     # -- lifecycle ---------------------------------------------------------------
 
     def on_start(self) -> None:
-        """Rebuild from the journal, then resume what the crash interrupted."""
-        self.replayed = self.cursor.replay()
+        """Rebuild (latest snapshot + journal replay), then resume what the crash interrupted.
+
+        A corrupt stream fails the start: `on_corrupt` is told first, and the
+        actor never runs on a partial state.
+        """
+        try:
+            self._recover()
+        except JournalCorrupt as exc:
+            logger.critical(
+                "position recovery failed: journal corrupt; the position stays down",
+                extra={"stream": self.stream, "seq": exc.seq, "problem": exc.problem},
+            )
+            if self.on_corrupt is not None:
+                self.on_corrupt(self.stream, exc)
+            raise
         self.live = True
         logger.info(
             "position recovered",
@@ -246,12 +311,14 @@ class PositionActor(SupervisedActor):
             return None
         if isinstance(message, Inspect):
             return self.inspect()
+        if isinstance(message, TakeSnapshot):
+            return self.take_snapshot()
         if isinstance(message, Resync):
             for order in self.orders.values():
                 if order.status is OrderStatus.AWAITING_FILL:
                     self._send(order)
-            self._publish_exposure()
-            return None
+            # The reply lets a restarting risk supervisor load every exposure at once.
+            return self._publish_exposure()
         if isinstance(message, Crash):
             raise InjectedCrash(message.reason)
         raise TypeError(f"{self.stream}: unexpected message {type(message).__name__}")
@@ -333,11 +400,6 @@ class PositionActor(SupervisedActor):
         order = self._find(m.client_order_id, m.order_id)
         if order is not None:
             self._transition(order, lambda: order.apply_fill(fill))
-            stats = self.stats.get(order.order_id)
-            if stats is not None and fill.trade_id not in self.position.trade_ids:
-                stats.fill_ts_ns.append(fill.ts_ns)
-                stats.fill_qty += fill.qty
-                stats.fill_notional += fill.qty * fill.price
         else:
             logger.warning(
                 "fill for an order this position does not know; applied to the position",
@@ -345,7 +407,14 @@ class PositionActor(SupervisedActor):
             )
         effect = self.position.apply_fill_effect(fill)
         if effect is None:
-            return
+            return  # a trade id already applied
+        # After the position said the fill is new: asking `trade_ids` first would
+        # copy the whole set on every fill (quadratic replay).
+        stats = self.stats.get(order.order_id) if order is not None else None
+        if stats is not None:
+            stats.fill_ts_ns.append(fill.ts_ns)
+            stats.fill_qty += fill.qty
+            stats.fill_notional += fill.qty * fill.price
         self._lifecycle_after_order(order)
         if self.live:
             self._publish_exposure()
@@ -382,11 +451,14 @@ class PositionActor(SupervisedActor):
             account=self.account,
             symbol=self.symbol,
             side=order.side,
-            qty=order.qty,
+            qty=self._risk_qty(order),
             price=order.limit_price,
             order_id=order.order_id,
             ts_ns=now,
         )
+        if self._unpublished:
+            # A conflated mark must not leave risk judging this order on an older one.
+            self._publish_exposure()
         decision = self._ask_risk(request)
         if decision.approved:
             record: OrderSubmit | OrderRejected = OrderSubmit(
@@ -404,6 +476,30 @@ class PositionActor(SupervisedActor):
                 order_id=order.order_id, reason=f"risk: {decision.reason}", ts_ns=now
             )
         self.cursor.offer(self.outbox.append(self.stream, record))
+
+    def _risk_qty(self, order: Order) -> Decimal:
+        """The qty the risk check judges `order` by: its own, or with its side's working orders.
+
+        The risk engine calls an order risk-reducing (and lets it through
+        CoolDown and Halted) when it alone does not take the filled position
+        past flat. Two such orders can, together: +1 with a resting sell 1 and
+        a new sell 1 ends -1. When the order and the live orders on its side
+        would together pass flat, it is judged with them, at their combined
+        qty: the new risk they may add if all fill.
+        """
+        held = self.position.qty
+        if held == 0 or (held > 0) == (order.side is Side.BUY):
+            return order.qty
+        working = sum(
+            (
+                o.remaining_qty
+                for o in self.orders.values()
+                if o is not order and o.side is order.side and _is_live(o)
+            ),
+            Decimal(0),
+        )
+        combined = order.qty + working
+        return order.qty if combined <= abs(held) else combined
 
     def _ask_risk(self, request: OrderRequest) -> RiskDecision:
         try:
@@ -434,7 +530,31 @@ class PositionActor(SupervisedActor):
 
     def _on_market(self, m: MarketUpdate) -> None:
         self._on_market_state(m)
+        if self.exposure_interval_ns and not self._exposure_due():
+            self._unpublished = True
+            return
         self._publish_exposure()
+
+    def _exposure_due(self) -> bool:
+        """Conflation of mark-only changes (exposure_interval_ns > 0).
+
+        A new mark is told to the risk supervisor when `exposure_interval_ns`
+        of market time has passed since the last exposure told, or when the
+        unrealized P&L moved by `exposure_pnl_step` or more (0: no such
+        trigger). Fills, starts, resyncs and this position's own orders always
+        tell at once, so risk never judges an order on a conflated mark of its
+        own symbol; between those, its view of equity may lag by at most one
+        interval (or one P&L step).
+        """
+        last = self._published_mark_ts
+        mark_ts = self.mark_ts_ns
+        if last is None or mark_ts is None or mark_ts - last >= self.exposure_interval_ns:
+            return True
+        step = self.exposure_pnl_step
+        if step and self.position.qty and self.mark is not None:
+            moved = self.position.unrealized_pnl(self.mark) - self._published_unrealized
+            return abs(moved) >= step
+        return False
 
     def _on_market_state(self, m: MarketUpdate) -> None:
         mid = (m.bid + m.ask) / 2
@@ -463,9 +583,17 @@ class PositionActor(SupervisedActor):
         except (InvalidState, OrderValidationError) as exc:
             # The exchange's word is a fact the order machine did not expect:
             # keep the money moving, park the order in Error for reconciliation.
+            # "message" is a LogRecord attribute: passed as an extra key it would
+            # make logging raise and the fact would crash the actor on every replay.
+            context = {k: v for k, v in exc.context().items() if k != "message"}
             logger.error(
                 "order event refused; order set to Error",
-                extra={"stream": self.stream, "order_id": order.order_id, **exc.context()},
+                extra={
+                    "stream": self.stream,
+                    "order_id": order.order_id,
+                    **context,
+                    "reason": exc.message,
+                },
             )
             if not order.is_terminal:
                 order.error(str(exc), order.last_ts_ns)
@@ -493,16 +621,28 @@ class PositionActor(SupervisedActor):
             return
         if any(not o.is_terminal for o in self.orders.values()):
             return
-        self.on_closed(self.stream)
+        # A closed position's actor stays down: its snapshot spares the next
+        # start (and the risk supervisor's resync) replaying its whole history.
+        self.take_snapshot()
+        self.on_closed(self.stream, self.cursor.position)
         self.actor_ref.stop(block=False)
 
     def _drain(self) -> None:
         while self._followups:
             self._followups.popleft()()
 
-    def _publish_exposure(self) -> None:
+    def _publish_exposure(self) -> PositionExposure:
+        exposure = self.exposure()
+        self._published_mark_ts = exposure.mark_ts_ns
+        self._published_unrealized = exposure.unrealized_pnl
+        self._unpublished = False
+        self.risk.tell(ExposureChanged(exposure, self.clock.now_ns()))
+        return exposure
+
+    def exposure(self) -> PositionExposure:
+        """The risk supervisor's view of this position: qty, mark, P&L, correlation group."""
         mark = self.mark
-        exposure = PositionExposure(
+        return PositionExposure(
             account=self.account,
             symbol=self.symbol,
             qty=self.position.qty,
@@ -513,7 +653,6 @@ class PositionActor(SupervisedActor):
             group=self.group,
             correlation=self.correlation,
         )
-        self.risk.tell(ExposureChanged(exposure, self.clock.now_ns()))
 
     def _log_order(self, order: Order, what: str, reason: str = "") -> None:
         logger.info(
@@ -560,8 +699,72 @@ class PositionActor(SupervisedActor):
             summary["latency_slippage_correlation"] = statistics.correlation(lat, slip)
         return summary
 
+    # -- snapshots and recovery -------------------------------------------------------------
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """Everything the journal put into this actor, JSON-ready and exact.
+
+        Marks, returns and timing fields come from market data, not the
+        journal: they are not part of it.
+        """
+        return {
+            "stream": self.stream,
+            "seq": self.cursor.position,
+            "position": self.position.to_dict(),
+            "orders": [order.to_dict() for order in self.orders.values()],
+            "stats": {oid: stats.to_state() for oid, stats in self.stats.items()},
+        }
+
+    def restore_state(self, state: Any) -> None:
+        """Load `snapshot_state()` output; all or nothing (raises before changing anything)."""
+        if state["stream"] != self.stream:
+            raise ValueError(f"snapshot of {state['stream']!r}, not {self.stream!r}")
+        position = Position.from_dict(state["position"])
+        orders = [Order.from_dict(raw) for raw in state["orders"]]
+        stats = {str(oid): ExecutionStats.from_state(raw) for oid, raw in state["stats"].items()}
+        if (position.account, position.symbol) != (self.account, self.symbol):
+            raise ValueError("snapshot position belongs to another account or symbol")
+        if set(stats) != {order.order_id for order in orders}:
+            raise ValueError("snapshot orders and execution stats do not match")
+        self.position = position
+        self.orders = {order.order_id: order for order in orders}
+        self.by_client_id = {order.client_order_id: order.order_id for order in orders}
+        self.stats = stats
+
+    def take_snapshot(self) -> int | None:
+        """Save the state at the current stream position (actor thread).
+
+        Returns the snapshot's seq, or None when there is no store or
+        nothing new since the last one. Durable on return.
+        """
+        seq = self.cursor.position
+        if self.snapshots is None or seq in (0, self._snapshot_seq):
+            return None
+        self.snapshots.save_snapshot(
+            self.stream, seq, encode_snapshot("position", self.snapshot_state())
+        )
+        self._snapshot_seq = seq
+        return seq
+
+    def _recover(self) -> None:
+        self.recovery = recover(
+            self.outbox.journal,
+            self.snapshots,
+            self.cursor,
+            kind="position",
+            restore=self.restore_state,
+        )
+        self.replayed = self.recovery.replayed
+        self._snapshot_seq = self.recovery.snapshot_seq
+
     @classmethod
-    def recovered_state(cls, outbox: Outbox, account: str, symbol: str) -> dict[str, Any]:
+    def recovered_state(
+        cls,
+        outbox: Outbox,
+        account: str,
+        symbol: str,
+        snapshots: SnapshotStore | None = None,
+    ) -> dict[str, Any]:
         """The state of a position whose actor is not running, rebuilt from its journal.
 
         Runs in the caller's thread on a private, never-started instance: a
@@ -576,9 +779,43 @@ class PositionActor(SupervisedActor):
             gateway=None,
             events=_NoEvents(),
             clock=outbox.clock,
+            snapshots=snapshots,
         )
-        shell.replayed = shell.cursor.replay()
+        shell._recover()
         return shell.inspect()
+
+    @classmethod
+    def recovered_exposure(
+        cls,
+        outbox: Outbox,
+        account: str,
+        symbol: str,
+        group: str,
+        correlation: Decimal,
+        *,
+        snapshots: SnapshotStore | None = None,
+    ) -> PositionExposure:
+        """The exposure of a position whose actor is not running, rebuilt from its journal.
+
+        Runs in the caller's thread, a read-only replay like `recovered_state`.
+        Such a position is closed (flat), so it carries no mark: only its
+        realized P&L, which still counts in equity.
+        """
+        shell = cls(
+            None,
+            account=account,
+            symbol=symbol,
+            outbox=outbox,
+            risk=None,
+            gateway=None,
+            events=_NoEvents(),
+            clock=outbox.clock,
+            snapshots=snapshots,
+            group=group,
+            correlation=correlation,
+        )
+        shell._recover()
+        return shell.exposure()
 
     def inspect(self) -> dict[str, Any]:
         """The actor's full state, JSON-ready (decimals as strings)."""
@@ -604,6 +841,7 @@ class PositionActor(SupervisedActor):
             "correlation": str(self.correlation),
             "journal_seq": self.cursor.position,
             "replayed": self.replayed,
+            "recovery": None if self.recovery is None else self.recovery.to_dict(),
             "last_message_ns": self._last_message_ns,
             "orders": {
                 oid: {**order.to_dict(), "execution": self.stats[oid].to_dict()}

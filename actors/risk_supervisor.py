@@ -12,7 +12,8 @@ just before the events of each state change (a risk event's values may only
 hold decimal numbers, and the durable part has names and flags); a restarted
 supervisor restores it from the newest such record, so a cool-down is never
 lifted by a restart. Exposures are volatile: after a restart the positions re-send
-theirs (`on_started` lets the node ask them).
+theirs (`on_started` lets the node ask them, and returns what they said), and
+they are loaded all at once: one by one, each would be judged on a partial book.
 
 This actor must never approve an order it could not check.
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -36,10 +37,18 @@ from posbus.actors.control import (
     Resume,
     Tick,
 )
-from posbus.actors.delivery import Outbox, decode_record
+from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
-from posbus.actors.model.risk import RiskDecision, RiskEngine, RiskLimits, RiskState
+from posbus.actors.journal import JournalCorrupt, SnapshotStore
+from posbus.actors.model.risk import (
+    PositionExposure,
+    RiskDecision,
+    RiskEngine,
+    RiskLimits,
+    RiskState,
+)
 from posbus.actors.model.risk_state import RiskTransition
+from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
 from posbus.adapters.clock import Clock
@@ -96,8 +105,9 @@ class RiskSupervisor(SupervisedActor):
         outbox: Outbox,
         events: EventSink,
         clock: Clock,
-        on_started: Callable[[], None] | None = None,
+        on_started: Callable[[], Sequence[PositionExposure] | None] | None = None,
         decision_log: int = 10_000,
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         super().__init__(link)
         self.limits = limits
@@ -110,23 +120,62 @@ class RiskSupervisor(SupervisedActor):
         self.decisions: deque[DecisionRecord] = deque(maxlen=decision_log)
         self.counts: Counter[str] = Counter()
         self.restored_from: int = 0
+        self.snapshots = snapshots
+        self.recovery: RecoveryReport | None = None
+        self._snapshot_seq = 0
+        self._last_durable: Command | None = None
 
     def on_start(self) -> None:
-        """Restore the durable risk state from the journal, then ask for exposures."""
-        last: Command | None = None
-        for record in self.outbox.journal.read(RISK_STREAM):
-            message = decode_record(record).message
-            if isinstance(message, Command) and message.name == DURABLE_RECORD:
-                last = message
-                self.restored_from = record.seq
-        if last is not None:
-            self._restore(last)
+        """Restore the risk state (latest snapshot + the durable records after it), then
+        ask for exposures. A corrupt `risk` stream fails the start: while the risk
+        supervisor is down every pre-trade check is refused."""
+        journal = self.outbox.journal
+        try:
+            self.recovery = recover(
+                journal,
+                self.snapshots,
+                StreamCursor(journal, RISK_STREAM, self._apply_record),
+                kind="risk",
+                restore=self.restore_state,
+            )
+        except JournalCorrupt as exc:
+            logger.critical(
+                "risk recovery failed: journal corrupt; every order is refused",
+                extra={"stream": RISK_STREAM, "seq": exc.seq, "problem": exc.problem},
+            )
+            raise
+        self._snapshot_seq = self.recovery.snapshot_seq
+        if self._last_durable is None:
+            self.restored_from = self.recovery.snapshot_seq
+        else:
+            self._restore(self._last_durable)
         logger.info(
             "risk supervisor started",
             extra={"state": self.engine.state.value, "restored_from_seq": self.restored_from},
         )
         if self.on_started is not None:
-            self.on_started()
+            exposures = self.on_started()
+            if exposures:
+                self._load_book(exposures)
+
+    def _load_book(self, exposures: Sequence[PositionExposure]) -> None:
+        """Load every position's exposure at once, keeping the restored durable state.
+
+        Applied one by one, each update would be judged on a partial book: a
+        loss limit "breached" by the positions heard so far, or a peak raised
+        by them, though the whole book is fine. The book is built on a scratch
+        engine (its judgements are dropped) and moved under the restored state;
+        the next update or tick judges the full book.
+        """
+        now = self.clock.now_ns()
+        scratch = RiskEngine(self.limits, self.starting_equity, now)
+        for exposure in exposures:
+            scratch.update_position(exposure, now)
+        book = scratch.to_dict()
+        snapshot = self.engine.to_dict()
+        snapshot["positions"] = book["positions"]
+        snapshot["symbols"] = book["symbols"]
+        self.engine = RiskEngine.from_dict(snapshot, limits=self.limits)
 
     def _restore(self, record: Command) -> None:
         snapshot = self.engine.to_dict()
@@ -160,6 +209,8 @@ class RiskSupervisor(SupervisedActor):
             return self.engine.state.value
         if isinstance(message, Inspect):
             return self.inspect()
+        if isinstance(message, TakeSnapshot):
+            return self.take_snapshot()
         if isinstance(message, Crash):
             raise InjectedCrash(message.reason)
         raise TypeError(f"risk supervisor: unexpected message {type(message).__name__}")
@@ -235,6 +286,35 @@ class RiskSupervisor(SupervisedActor):
             )
             self.events.publish(event)
 
+    def _apply_record(self, delivered: Delivered) -> None:
+        message = delivered.message
+        if isinstance(message, Command) and message.name == DURABLE_RECORD:
+            self._last_durable = message
+            self.restored_from = delivered.seq
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def snapshot_state(self) -> dict[str, Any]:
+        """The whole engine (durable state, book, marks, rate window), JSON-ready and exact."""
+        return {"engine": self.engine.to_dict()}
+
+    def restore_state(self, state: Any) -> None:
+        """Load `snapshot_state()` output under the configured limits; all or nothing."""
+        self.engine = RiskEngine.from_dict(state["engine"], limits=self.limits)
+
+    def take_snapshot(self) -> int | None:
+        """Save the engine at the `risk` stream's position (actor thread; this actor is
+        the stream's only writer). Returns the seq, or None when there is no store or
+        nothing was journaled since the last one. Durable on return."""
+        seq = self.outbox.journal.last_seq(RISK_STREAM)
+        if self.snapshots is None or seq in (0, self._snapshot_seq):
+            return None
+        self.snapshots.save_snapshot(
+            RISK_STREAM, seq, encode_snapshot("risk", self.snapshot_state())
+        )
+        self._snapshot_seq = seq
+        return seq
+
     def _durable_values(self) -> dict[str, str]:
         snapshot = self.engine.to_dict()
         out: dict[str, str] = {}
@@ -270,6 +350,7 @@ class RiskSupervisor(SupervisedActor):
                 for record in list(self.decisions)[-_INSPECT_DECISIONS:]
             ],
             "restored_from_seq": self.restored_from,
+            "recovery": None if self.recovery is None else self.recovery.to_dict(),
         }
 
 

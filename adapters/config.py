@@ -21,6 +21,7 @@ from posbus.actors.node import NodeConfig, SymbolInfo
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.strategy import Strategy
+from posbus.adapters.exchange.ccxt_config import GATEWAY_KEYS, GatewayConfig, gateway_config
 from posbus.adapters.exchange.simulated import SimConfig
 
 
@@ -49,6 +50,95 @@ class DemoConfig:
     crash_rate: float = 0.3
     open_probability: float = 0.04
     close_probability: float = 0.03
+
+
+@dataclass(frozen=True, slots=True)
+class BusConfig:
+    """Where the bus lives and how it is secured (README: `[bus]`).
+
+    `transport` "ipc" (one machine: sockets under RUN_DIR/bus, owner-only) or
+    "tcp" (several machines: CURVE on every endpoint, keys from the files below).
+    """
+
+    transport: str = "ipc"
+    host: str = "127.0.0.1"
+    bind: str = "*"
+    base_port: int = 5570
+    curve_server_secret: str | None = None
+    curve_server_public: str | None = None
+    curve_client_secret: str | None = None
+    allowed_clients: str | None = None
+    heartbeat_interval_s: float = 1.0
+    liveness: int = 3
+    max_msg_size: int = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    """How the stack is split into worker processes (README: `[workers]`)."""
+
+    position_shards: int = 1
+    tick_s: float = 1.0
+    journal: str = "sqlite"
+
+
+@dataclass(frozen=True, slots=True)
+class LauncherConfig:
+    """How `posbus up` restarts workers that die (README: `[launcher]`)."""
+
+    max_restarts: int = 5
+    period_s: float = 60.0
+    stop_timeout_s: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsConfig:
+    """How positions report to the risk supervisor (README: `[positions]`).
+
+    `exposure_interval_ms` > 0 conflates mark-only exposure updates: at most
+    one per interval of market time, plus one whenever the unrealized P&L
+    moved by `exposure_pnl_step` (0: no such trigger); fills and orders
+    always report at once. 0 reports every change.
+    """
+
+    exposure_interval_ms: int = 0
+    exposure_pnl_step: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestConfig:
+    """`posbus backtest`: how the equity curve is sampled and returns are annualised."""
+
+    period_s: int = 86_400
+    periods_per_year: float = 252.0
+    equity_interval_s: int = 60
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """The journal and snapshot store (README: `[storage]`).
+
+    `backend` "sqlite" (embedded default: one file, `path`, default
+    RUN_DIR/journal.sqlite), "mongodb" (`uri`, `database`, write concern `w`)
+    or "memory" (not durable: tests and throwaway demos). Appends are group
+    committed: at most `batch_max` records per commit, waiting at most
+    `batch_delay_ms` for more. Actors snapshot every `snapshot_interval_s`
+    (0: only on demand and on shutdown); `keep_snapshots` per stream are kept.
+    """
+
+    backend: str = "sqlite"
+    path: Path | None = None
+    uri: str = "mongodb://127.0.0.1:27017"
+    database: str = "posbus"
+    w: int | str = "majority"
+    batch_max: int = 1000
+    batch_delay_ms: float = 0.0
+    snapshot_interval_s: float = 30.0
+    keep_snapshots: int = 3
+
+    def sqlite_path(self, run_dir: Path) -> Path:
+        """The SQLite file: `path`, or journal.sqlite under the run directory."""
+        return self.path if self.path is not None else run_dir / "journal.sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +181,8 @@ class Config:
             qty_step=Decimal("0.0001"),
         )
     )
+    # `[exchange] kind` and the ccxt gateway's keys (the rest of `[exchange]` is `exchange`).
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     supervisor: SupervisorPolicy = field(
         default_factory=lambda: SupervisorPolicy(
             max_restarts=20, period_s=10.0, backoff=Backoff(min_s=0.01, max_s=0.2)
@@ -105,6 +197,12 @@ class Config:
     )
     demo: DemoConfig = field(default_factory=DemoConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    positions: PositionsConfig = field(default_factory=PositionsConfig)
+    backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
     def node_config(self) -> NodeConfig:
         """The part of the configuration a Node needs."""
@@ -117,6 +215,9 @@ class Config:
                 name: SymbolInfo(group=s.group, correlation=s.correlation)
                 for name, s in self.symbols.items()
             },
+            exposure_interval_ns=self.positions.exposure_interval_ms * 1_000_000,
+            exposure_pnl_step=self.positions.exposure_pnl_step,
+            snapshot_interval_s=self.storage.snapshot_interval_s or None,
         )
 
 
@@ -146,7 +247,8 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
     _no_unknown(
         data,
         {"account", "starting_equity", "run_dir", "risk", "exchange", "supervisor"}
-        | {"symbols", "demo", "log"},
+        | {"symbols", "demo", "log", "bus", "workers", "launcher"}
+        | {"positions", "backtest", "storage"},
         where,
     )
     account = _str(data.get("account", base.account), f"{where}: account")
@@ -156,16 +258,24 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
     if equity <= 0:
         raise ConfigError(f"{where}: starting_equity must be positive")
     run_dir = Path(_str(data.get("run_dir", str(base.run_dir)), f"{where}: run_dir"))
+    risk = _risk(data.get("risk"), base.risk, f"{where}: [risk]")
     return Config(
         account=account,
         starting_equity=equity,
         run_dir=run_dir,
-        risk=_risk(data.get("risk"), base.risk, f"{where}: [risk]"),
+        risk=risk,
         exchange=_exchange(data.get("exchange"), base.exchange, f"{where}: [exchange]"),
+        gateway=_gateway(data.get("exchange"), base.gateway, f"{where}: [exchange]"),
         supervisor=_supervisor(data.get("supervisor"), base.supervisor, f"{where}: [supervisor]"),
         symbols=_symbols(data.get("symbols"), base.symbols, f"{where}: [symbols]"),
         demo=_demo(data.get("demo"), base.demo, f"{where}: [demo]"),
         log=_log(data.get("log"), base.log, f"{where}: [log]"),
+        storage=_storage(data.get("storage"), base.storage, f"{where}: [storage]"),
+        bus=_bus(data.get("bus"), base.bus, f"{where}: [bus]"),
+        workers=_workers(data.get("workers"), base.workers, f"{where}: [workers]"),
+        launcher=_launcher(data.get("launcher"), base.launcher, f"{where}: [launcher]"),
+        positions=_positions(data.get("positions"), base.positions, risk, f"{where}: [positions]"),
+        backtest=_backtest(data.get("backtest"), base.backtest, f"{where}: [backtest]"),
     )
 
 
@@ -186,7 +296,9 @@ def _risk(raw: Any, base: RiskLimits, where: str) -> RiskLimits:
 def _exchange(raw: Any, base: SimConfig, where: str) -> SimConfig:
     if raw is None:
         return base
-    table = _table(raw, where)
+    # The gateway's keys share the table; `_gateway` reads and checks them.
+    whole = _table(raw, where)
+    table = {k: v for k, v in whole.items() if k not in GATEWAY_KEYS}
     fields = {
         "seed": int,
         "taker_fee_rate": Decimal,
@@ -200,12 +312,21 @@ def _exchange(raw: Any, base: SimConfig, where: str) -> SimConfig:
         "fee_currency": str,
         "max_order_qty": Decimal,
     }
-    _no_unknown(table, set(fields), where)
+    _no_unknown(whole, set(fields) | GATEWAY_KEYS, where)
     values: dict[str, Any] = {}
     for name, kind in fields.items():
         if name in table:
             values[name] = _typed(table[name], kind, f"{where} {name}")
     return _build(SimConfig, base, values, where)
+
+
+def _gateway(raw: Any, base: GatewayConfig, where: str) -> GatewayConfig:
+    if raw is None:
+        return base
+    try:
+        return gateway_config(_table(raw, where), base)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where} {exc}") from exc
 
 
 def _supervisor(raw: Any, base: SupervisorPolicy, where: str) -> SupervisorPolicy:
@@ -296,6 +417,45 @@ def _demo(raw: Any, base: DemoConfig, where: str) -> DemoConfig:
     return demo
 
 
+def _storage(raw: Any, base: StorageConfig, where: str) -> StorageConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {
+        "backend": str,
+        "path": str,
+        "uri": str,
+        "database": str,
+        "batch_max": int,
+        "batch_delay_ms": float,
+        "snapshot_interval_s": float,
+        "keep_snapshots": int,
+    }
+    _no_unknown(table, {*fields, "w"}, where)
+    values: dict[str, Any] = {
+        k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table
+    }
+    if "path" in values:
+        values["path"] = Path(values["path"])
+    if "w" in table:
+        w = table["w"]
+        if w != "majority" and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
+            raise ConfigError(f"{where} w: an integer >= 1 or 'majority', got {w!r}")
+        values["w"] = w
+    storage = _build(StorageConfig, base, values, where)
+    if storage.backend not in ("sqlite", "mongodb", "memory"):
+        raise ConfigError(f"{where} backend: 'sqlite', 'mongodb' or 'memory'")
+    if storage.batch_max < 1:
+        raise ConfigError(f"{where} batch_max: must be >= 1")
+    if not 0 <= storage.batch_delay_ms <= 5000:
+        raise ConfigError(f"{where} batch_delay_ms: must be within [0, 5000]")
+    if storage.snapshot_interval_s < 0:
+        raise ConfigError(f"{where} snapshot_interval_s: must be >= 0")
+    if storage.keep_snapshots < 1:
+        raise ConfigError(f"{where} keep_snapshots: must be >= 1")
+    return storage
+
+
 def _log(raw: Any, base: LogConfig, where: str) -> LogConfig:
     if raw is None:
         return base
@@ -308,6 +468,104 @@ def _log(raw: Any, base: LogConfig, where: str) -> LogConfig:
     if fmt not in ("json", "text"):
         raise ConfigError(f"{where} format: 'json' or 'text'")
     return LogConfig(level, fmt)
+
+
+def _bus(raw: Any, base: BusConfig, where: str) -> BusConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {
+        "transport": str,
+        "host": str,
+        "bind": str,
+        "base_port": int,
+        "curve_server_secret": str,
+        "curve_server_public": str,
+        "curve_client_secret": str,
+        "allowed_clients": str,
+        "heartbeat_interval_s": float,
+        "liveness": int,
+        "max_msg_size": int,
+    }
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    bus: BusConfig = _build(BusConfig, base, values, where)
+    if bus.transport not in ("ipc", "tcp"):
+        raise ConfigError(f"{where} transport: 'ipc' or 'tcp'")
+    if not 1 <= bus.base_port <= 65532:
+        raise ConfigError(f"{where} base_port: within 1..65532 (4 consecutive ports)")
+    if bus.heartbeat_interval_s <= 0 or bus.liveness < 1 or bus.max_msg_size < 1024:
+        raise ConfigError(f"{where}: heartbeat_interval_s > 0, liveness >= 1, max_msg_size >= 1024")
+    return bus
+
+
+def _workers(raw: Any, base: WorkersConfig, where: str) -> WorkersConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {"position_shards": int, "tick_s": float, "journal": str}
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    workers: WorkersConfig = _build(WorkersConfig, base, values, where)
+    if workers.position_shards < 1 or workers.tick_s <= 0:
+        raise ConfigError(f"{where}: position_shards >= 1 and tick_s > 0")
+    if workers.journal not in ("sqlite", "memory"):
+        raise ConfigError(f"{where} journal: 'sqlite' or 'memory'")
+    return workers
+
+
+def _launcher(raw: Any, base: LauncherConfig, where: str) -> LauncherConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {"max_restarts": int, "period_s": float, "stop_timeout_s": float}
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    launcher: LauncherConfig = _build(LauncherConfig, base, values, where)
+    if launcher.max_restarts < 0 or launcher.period_s <= 0 or launcher.stop_timeout_s <= 0:
+        raise ConfigError(f"{where}: max_restarts >= 0, period_s > 0, stop_timeout_s > 0")
+    return launcher
+
+
+def _positions(raw: Any, base: PositionsConfig, risk: RiskLimits, where: str) -> PositionsConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {"exposure_interval_ms": int, "exposure_pnl_step": Decimal}
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    positions: PositionsConfig = _build(PositionsConfig, base, values, where)
+    if positions.exposure_interval_ms < 0 or positions.exposure_pnl_step < 0:
+        raise ConfigError(f"{where}: exposure_interval_ms and exposure_pnl_step must be >= 0")
+    if positions.exposure_interval_ms >= risk.stale_after_s * 1000:
+        # A conflated mark could then look stale to risk although ticks keep coming.
+        raise ConfigError(
+            f"{where} exposure_interval_ms: must be below [risk] stale_after_s "
+            f"({risk.stale_after_s} s)"
+        )
+    return positions
+
+
+def _backtest(raw: Any, base: BacktestConfig, where: str) -> BacktestConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {
+        "period_s": int,
+        "periods_per_year": float,
+        "equity_interval_s": int,
+    }
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    backtest: BacktestConfig = _build(BacktestConfig, base, values, where)
+    if backtest.period_s <= 0 or backtest.equity_interval_s <= 0:
+        raise ConfigError(f"{where}: period_s and equity_interval_s must be positive")
+    if backtest.periods_per_year <= 0:
+        raise ConfigError(f"{where}: periods_per_year must be positive")
+    if backtest.period_s % backtest.equity_interval_s:
+        # Period closes must fall on the sampling grid, or returns would mix two clocks.
+        raise ConfigError(f"{where}: period_s must be a multiple of equity_interval_s")
+    return backtest
 
 
 # -- values -----------------------------------------------------------------------

@@ -5,11 +5,18 @@ supervisors, write-ahead journal) to a simulated exchange and a seeded market
 and signal source, kills actors at a configured rate while it runs, and ends
 with a summary that checks what the design promises: every fill the exchange
 produced is in exactly one position exactly once, and equity adds up.
+
+The journal is the configured one (`[storage]`, SQLite at RUN_DIR/journal.sqlite
+by default). Each run trades on a new simulated exchange, so each run starts a
+new journal: a previous demo's SQLite journal is kept as
+journal.sqlite.previous; a journal written by anything but a demo is never
+touched (the demo refuses to start).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import threading
 import time
@@ -21,16 +28,20 @@ from typing import Any
 
 import pykka
 
-from posbus.actors.journal import Journal
+from posbus.actors.journal import Journal, JournalStore
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.node import Node
 from posbus.actors.signal_source import RandomSignalSource
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.exchange.simulated import SimulatedExchange
-from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.journal.backend import describe, open_backend
 from posbus.adapters.market.random_walk import RandomWalkMarket
+from posbus.bus.codec import decode
 from posbus.bus.messages import Message, RiskEvent
+
+logger = logging.getLogger(__name__)
+DEMO_SENDER = "demo"
 
 
 @dataclass(slots=True)
@@ -54,14 +65,20 @@ class Demo:
     def __init__(self, config: Config, *, journal: Journal | None = None) -> None:
         self.config = config
         self.clock = WallClock()
-        self.journal = journal if journal is not None else MemoryJournal()
+        # A journal given by the caller stays the caller's; one opened here is closed by run().
+        self._owned: JournalStore | None = None
+        self.journal: Journal
+        if journal is None:
+            self._owned = self.journal = fresh_journal(config)
+        else:
+            self.journal = journal
         self.exchange = SimulatedExchange(config.exchange, config.account)
         self.node = Node(
             config.node_config(),
             journal=self.journal,
             exchange=self.exchange,
             clock=self.clock,
-            sender="demo",
+            sender=DEMO_SENDER,
         )
         demo = config.demo
         self.market = RandomWalkMarket(
@@ -132,7 +149,11 @@ class Demo:
             node.settle()
             return self.summary(time.monotonic() - started)
         finally:
-            node.stop()
+            try:
+                node.stop()
+            finally:
+                if self._owned is not None:
+                    self._owned.close()
 
     def _inject_crash(self) -> None:
         names = ["risk", f"gateway.{self.config.account}", *self.node.running_position_names()]
@@ -220,3 +241,46 @@ class Demo:
             "equity": str(self.config.starting_equity + realized + unrealized),
             "journal_records": sum(self.journal.last_seq(s) for s in self.journal.streams()),
         }
+
+
+def fresh_journal(config: Config) -> JournalStore:
+    """The configured journal, empty, for a new demo world.
+
+    An SQLite journal a previous demo wrote is moved to `<file>.previous`
+    (replacing an older one); any other non-empty journal is refused with
+    PosbusError, so a demo never touches a stack's journal.
+    """
+    storage = config.storage
+    if storage.backend == "sqlite":
+        path = storage.sqlite_path(config.run_dir)
+        if path.exists():
+            old = open_backend(storage, config.run_dir)
+            try:
+                _check_demo_journal(old, describe(storage, config.run_dir))
+            finally:
+                old.close()
+            kept = path.with_name(path.name + ".previous")
+            for suffix in ("-wal", "-shm", ""):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    side.replace(kept.with_name(kept.name + suffix))
+            logger.info("previous demo journal kept", extra={"path": str(kept)})
+    journal = open_backend(storage, config.run_dir)
+    try:
+        _check_demo_journal(journal, describe(storage, config.run_dir), empty=True)
+    except PosbusError:
+        journal.close()
+        raise
+    return journal
+
+
+def _check_demo_journal(journal: Journal, where: str, *, empty: bool = False) -> None:
+    for stream in journal.streams():
+        if empty:
+            raise PosbusError(f"{where}: the demo needs an empty journal; it holds {stream!r}")
+        first = next(iter(journal.read(stream)), None)
+        if first is not None and decode(first.payload).sender != DEMO_SENDER:
+            raise PosbusError(
+                f"{where}: holds a journal not written by a demo (stream {stream!r}); "
+                "set [storage] path or run_dir for the demo"
+            )

@@ -14,12 +14,28 @@ anything that is not a posbus or command error propagates with its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from posbus.actors.model.errors import PosbusError
-from posbus.adapters.cli import demo, positions
+from posbus.adapters.cli import (
+    admin,
+    backtest,
+    demo,
+    down,
+    journal,
+    keys,
+    order,
+    orders,
+    positions,
+    risk,
+    status,
+    top,
+    up,
+    worker,
+)
 from posbus.adapters.cli.command import (
     EXIT_FAILURE,
     EXIT_USAGE,
@@ -29,11 +45,26 @@ from posbus.adapters.cli.command import (
     UsageError,
 )
 
-COMMANDS: tuple[Registrar, ...] = (demo.register, positions.register)
+COMMANDS: tuple[Registrar, ...] = (
+    demo.register,
+    up.register,
+    down.register,
+    status.register,
+    functools.partial(positions.register, list_handler=orders.list_positions),
+    orders.register,
+    order.register,
+    risk.register,
+    admin.register,
+    top.register,
+    keys.register,
+    worker.register,
+    backtest.register,
+    journal.register,
+)
 """Every top-level command's `register`, in the order `posbus --help` lists them.
 
-To wire the running-stack listing: replace `positions.register` with
-`functools.partial(positions.register, list_handler=<handler>)`.
+`posbus positions` (no subcommand) lists the running stack's positions through
+`orders.list_positions`, plugged in with `functools.partial`.
 """
 
 _DESCRIPTION = """\
@@ -43,10 +74,13 @@ Run `posbus COMMAND --help` for a command's options and examples.
 
 _EPILOG = """\
 examples:
+  posbus up --demo
+  posbus status --json
   posbus demo
   posbus demo --duration 5 --json
   posbus positions rebuild --trades examples/trades.csv --mark BTC-USDT=64000
   posbus positions rebuild --help
+  posbus backtest --data examples/data/btc_quotes.csv --strategy ma_crossover
 """
 
 

@@ -21,6 +21,7 @@ from posbus.adapters.cli.command import (
     SubParsers,
     add_command,
 )
+from posbus.adapters.cli.stack_options import add_stack_options
 
 SUBCOMMANDS: tuple[Registrar, ...] = (positions_rebuild.register,)
 """`register` functions of the `posbus positions ...` subcommands."""
@@ -62,6 +63,7 @@ def register(
         handler=list_handler,
     )
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    add_stack_options(parser)
     group = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     for register_subcommand in subcommands:
         register_subcommand(group)

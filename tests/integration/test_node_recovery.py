@@ -184,6 +184,7 @@ def crash_with_fills_queued(node: Node, clock: ParkingClock) -> str:
 
 
 def assert_fills_applied_once(state: dict[str, Any]) -> None:
+    """The inspected position holds every one of FILLS exactly once, and nothing else."""
     reference = recomputed(FILLS)
     # 600 buys and 400 sells of 0.01: 6.00 - 4.00
     assert Decimal(state["qty"]) == Decimal("2.00")
@@ -255,9 +256,11 @@ class DiesBeforeDelivering:
         self._armed = threading.Event()
 
     def crash_after_next_fill(self) -> None:
+        """Arm: the next market update that fills something kills the gateway."""
         self._armed.set()
 
     def on_market(self, symbol: Any, bid: Any, ask: Any, ts_ns: int) -> list[ExecutionReport]:
+        """The exchange's answer, unless armed and it filled: then the gateway dies."""
         reports = self.exchange.on_market(symbol, bid, ask, ts_ns)
         if self._armed.is_set() and any(isinstance(r, OrderFilled) for r in reports):
             self._armed.clear()
@@ -320,7 +323,9 @@ def test_fills_the_gateway_never_delivered_reach_the_position_once_after_its_res
     assert again["trade_ids"] == state["trade_ids"]
     assert again["qty"] == state["qty"]
     journaled_fills = [
-        m for m in (decode_record(r).message for r in journal.read(stream)) if isinstance(m, OrderFill)
+        m
+        for m in (decode_record(r).message for r in journal.read(stream))
+        if isinstance(m, OrderFill)
     ]
     assert len(journaled_fills) == len(fills)
 
@@ -465,3 +470,32 @@ def test_a_new_node_on_the_same_journal_recovers_identical_positions_and_orders(
     assert second.inspect("risk")["state"] == "Halted"
     # The recovered node submitted nothing again: the exchange still holds one resting order.
     assert len(exchange.open_orders()) == 1
+
+
+def test_fills_made_while_the_process_was_down_reach_the_positions_of_the_new_node(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    journal = MemoryJournal()
+    exchange = SimulatedExchange(SimConfig(seed=13), account=ACCOUNT)
+    first = start_node(CONFIG, journal=journal, exchange=exchange, clock=clock)
+    first.market(quote(clock, BTC, "49990", "50010"))
+    first.signal(intent(clock, BTC, Side.BUY, "0.1", limit="49900"))
+    first.settle()
+    stream = position_stream(ACCOUNT, BTC)
+    (order_id,) = first.inspect(stream)["orders"]
+    first.stop()
+
+    # While no process runs, the venue trades the resting order.
+    exchange.on_market(BTC, Decimal("49850"), Decimal("49890"), clock.now_ns())
+    (fill,) = exchange.fills()
+
+    second = start_node(CONFIG, journal=journal, exchange=exchange, clock=clock)
+    second.settle()
+    state = second.inspect(stream)
+    assert state["trade_ids"] == [fill.trade_id]
+    assert Decimal(state["qty"]) == Decimal("0.1")
+    # maker fee 0.1 x 49900 x 0.0002 = 0.998
+    assert Decimal(state["realized_pnl"]) == Decimal("-0.998")
+    assert state["orders"][order_id]["status"] == "Filled"
+    assert restarts(second, "gateway.A") == 0

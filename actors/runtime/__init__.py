@@ -1,0 +1,1 @@
+"""Runtimes that host the posbus actors without their threads (see `inline`)."""

@@ -1,0 +1,233 @@
+"""InlineNode: the actors of a Node, wired the same way, on the inline runtime.
+
+`posbus.actors.node.Node` is the live in-process engine: every actor in its
+own pykka thread under OTP supervisors. `InlineNode` hosts the same actor
+classes with the same arguments and the same wiring (risk supervisor, one
+gateway, a position per account+symbol started on demand, write-ahead
+delivery through one Outbox) on an `InlineScheduler`, on the caller's
+thread, and offers the same inputs (`signal`, `cancel`, `market`, `tick`) and
+the same barrier (`settle`). Backtests run on it; the parity tests drive a
+Node and an InlineNode with the same inputs and compare.
+
+What differs from Node, on purpose:
+
+- No supervision: an actor failure stops the run (`ActorFailed`), it is not
+  restarted. A backtest must not quietly go on with a rebuilt actor.
+- A position whose trade is closed keeps running (Node stops it and starts it
+  again on its next intent, rebuilding the same state from its journal). The
+  risk view is the same either way: a restarted position reports its
+  exposure, with the latest mark, before its first order.
+- Market updates reach the gateway first and then the symbol's positions, in
+  that order, every time (the threads of Node may interleave them).
+
+Single-threaded: every method must be called from the thread that built it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from posbus.actors.control import Halt, Inspect, Resume, Tick
+from posbus.actors.delivery import Delivered, Doorbell, Outbox
+from posbus.actors.events import EventLog
+from posbus.actors.gateway_actor import ExchangeClient, GatewayActor, gateway_stream
+from posbus.actors.journal import Journal
+from posbus.actors.node import NodeConfig, SymbolInfo
+from posbus.actors.position_actor import PositionActor, position_stream
+from posbus.actors.risk_supervisor import RiskSupervisor
+from posbus.actors.runtime.inline import InlineRef, InlineScheduler
+from posbus.adapters.clock import Clock
+from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
+
+RISK = "risk"
+
+
+class InlineNode:
+    """One process's actors on the inline runtime. Construct, `start()`, drive, `settle()`.
+
+    Inputs only queue messages; `settle()` delivers them (and everything they
+    cause) and returns when nothing is left to do.
+    """
+
+    def __init__(
+        self,
+        config: NodeConfig,
+        *,
+        journal: Journal,
+        exchange: ExchangeClient,
+        clock: Clock,
+        events: EventLog | None = None,
+        sender: str = "node",
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.exchange = exchange
+        self.clock = clock
+        self.events = events if events is not None else EventLog()
+        self.outbox = Outbox(journal, sender, clock)
+        self.scheduler = InlineScheduler()
+        self.risk: InlineRef | None = None
+        self.gateway: InlineRef | None = None
+        self._positions: dict[str, InlineRef] = {}
+        self._by_symbol: dict[str, list[InlineRef]] = {}
+        self._last_market: dict[str, MarketUpdate] = {}
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the risk supervisor, the gateway and every journaled position."""
+        cfg = self.config
+        risk = RiskSupervisor(
+            None,
+            limits=cfg.limits,
+            starting_equity=cfg.starting_equity,
+            outbox=self.outbox,
+            events=self.events,
+            clock=self.clock,
+        )
+        self.risk = self.scheduler.spawn(risk, RISK)
+        gateway = GatewayActor(
+            None,
+            account=cfg.account,
+            exchange=self.exchange,
+            outbox=self.outbox,
+            lookup=self._doorbell,
+            events=self.events,
+        )
+        self.gateway = self.scheduler.spawn(gateway, gateway_stream(cfg.account))
+        for stream in self.journal.streams():
+            if stream.startswith("position/"):
+                _, account, symbol = stream.split("/", 2)
+                self.position(account, symbol)
+        self.settle()
+
+    def settle(self) -> int:
+        """Deliver every queued message and whatever it causes; return how many.
+
+        The counterpart of `Node.settle`, without waiting: when it returns,
+        every actor is idle. Raises `ActorFailed` if an actor failed.
+        """
+        return self.scheduler.run()
+
+    # -- positions -----------------------------------------------------------------
+
+    def position(self, account: str, symbol: str) -> InlineRef:
+        """The ref of the position actor of account+symbol, started (and recovered) if needed."""
+        stream = position_stream(account, symbol)
+        ref = self._positions.get(stream)
+        if ref is not None:
+            return ref
+        info = self.config.symbols.get(symbol, SymbolInfo())
+        actor = PositionActor(
+            None,
+            account=account,
+            symbol=symbol,
+            outbox=self.outbox,
+            risk=self.risk,
+            gateway=self.gateway,
+            events=self.events,
+            clock=self.clock,
+            group=info.group,
+            correlation=info.correlation,
+            last_market=self._last_market.get(symbol),
+            exposure_interval_ns=self.config.exposure_interval_ns,
+            exposure_pnl_step=self.config.exposure_pnl_step,
+        )
+        ref = self.scheduler.spawn(actor, stream)
+        self._positions[stream] = ref
+        self._by_symbol.setdefault(symbol, []).append(ref)
+        return ref
+
+    def position_actor(self, account: str, symbol: str) -> PositionActor | None:
+        """The position actor itself, for reading its state on this thread; None if not started.
+
+        Safe only between `settle()` calls and only for reading: the actor is
+        idle then, and nothing else runs.
+        """
+        ref = self._positions.get(position_stream(account, symbol))
+        if ref is None:
+            return None
+        actor = ref.actor
+        assert isinstance(actor, PositionActor)
+        return actor
+
+    def position_names(self) -> list[str]:
+        """Streams of every position actor this node has started, sorted."""
+        return sorted(self._positions)
+
+    def _doorbell(self, stream: str) -> Doorbell | None:
+        _, account, symbol = stream.split("/", 2)
+        return self.position(account, symbol)
+
+    # -- inputs ----------------------------------------------------------------------
+
+    def signal(self, intent: OrderIntent) -> Delivered:
+        """Journal an intent on its position's stream, then queue it for the position."""
+        ref = self.position(intent.account, intent.symbol)
+        return self.outbox.deliver(position_stream(intent.account, intent.symbol), intent, ref)
+
+    def cancel(self, account: str, symbol: str, order_id: str) -> Delivered:
+        """Journal a cancel request for `order_id`, then queue it for its position."""
+        ref = self.position(account, symbol)
+        request = CancelRequest(order_id=order_id, ts_ns=self.clock.now_ns())
+        return self.outbox.deliver(position_stream(account, symbol), request, ref)
+
+    def market(self, update: MarketUpdate) -> None:
+        """Hand a market update to the gateway, then to every position of its symbol.
+
+        When nothing is queued they get it at once (as the queue would deliver
+        it next anyway); otherwise it is queued. `settle` delivers the rest.
+        """
+        gateway = self.gateway
+        assert gateway is not None, "start() first"
+        self._last_market[update.symbol] = update
+        positions = tuple(self._by_symbol.get(update.symbol, ()))
+        scheduler = self.scheduler
+        if not scheduler.pending:
+            # Nothing queued: deliver in the order the queue would, without it.
+            # What the gateway sends meanwhile (fills) is queued and delivered
+            # after the positions' updates, exactly as if all had been queued.
+            deliver = scheduler.deliver_now
+            deliver(gateway, update)
+            for ref in positions:
+                deliver(ref, update)
+            return
+        gateway.tell(update)
+        for ref in positions:
+            ref.tell(update)
+
+    def tell_gateway(self, message: object) -> None:
+        """Queue any message for the gateway (e.g. `ExchangeReports` pushed by the exchange)."""
+        assert self.gateway is not None, "start() first"
+        self.gateway.tell(message)
+
+    def tick(self) -> None:
+        """Queue a timer tick for the risk supervisor (cool-down expiry, trading-day rollover)."""
+        assert self.risk is not None, "start() first"
+        self.risk.tell(Tick(self.clock.now_ns()))
+
+    def halt(self, reason: str) -> str:
+        """The manual kill switch; returns the new risk state."""
+        return self._ask_risk(Halt(reason, self.clock.now_ns()))
+
+    def resume(self) -> str:
+        """Lift a manual halt; returns the new risk state."""
+        return self._ask_risk(Resume(self.clock.now_ns()))
+
+    def _ask_risk(self, message: object) -> str:
+        assert self.risk is not None, "start() first"
+        self.settle()
+        state: str = self.risk.ask(message)
+        self.settle()
+        return state
+
+    # -- inspection -------------------------------------------------------------------
+
+    def inspect(self, name: str) -> dict[str, Any]:
+        """The full state of one actor ("risk", "gateway/ACCOUNT" or a position stream)."""
+        ref = self.scheduler.ref(name)
+        if ref is None:
+            raise KeyError(f"no actor named {name!r}")
+        self.settle()
+        state: dict[str, Any] = ref.ask(Inspect())
+        return state

@@ -1,0 +1,1042 @@
+"""Workers: the actors of one role in one process, on the bus.
+
+The in-process `Node` hosts risk, gateway and positions together; a worker
+hosts one role under its own root supervisor and reaches the other roles
+through the bus (posbus.actors.remote):
+
+- `RiskWorker`: the RiskSupervisor. Serves "risk" (risk.check, risk.halt,
+  risk.resume, risk.inspect), hears exposures on ``xp|``, publishes its risk
+  events on ``rk|EVENT|`` and asks the positions to re-send their exposures
+  (``rk|resync|``) when it (re)starts or misses exposure frames.
+- `GatewayWorker`: the GatewayActor of one account. Serves "gateway.ACCOUNT"
+  (gateway.submit, gateway.cancel, gateway.replay, gateway.inspect), hears
+  market data (``md|``) and publishes every execution signal it delivers on
+  ``ex|ACCOUNT|SYMBOL|``, journaling it first on its ``published/SENDER``
+  stream with the publisher's sequence number (journal seq == bus seq), so
+  any subscriber can repair a gap from it.
+- `PositionsWorker`: the PositionActors of shard I/N (crc32 of
+  account+symbol, posbus.actors.sharding). Serves "positions.I"
+  (positions.order, positions.cancel, positions.list, positions.orders,
+  positions.inspect), hears market data and the account's execution signals,
+  keeps the ones it owns, journals each one on its own journal before the
+  position hears of it (write-ahead on the receiving side) and repairs gaps
+  from the gateway (ZeroMQ guide's Clone pattern: subscribe, fetch the
+  gateway's records, drop what is at or below their sequence). At start it
+  fetches every record the gateway published, so a restarted positions
+  worker rebuilds its positions from the fills even with an in-memory journal.
+
+Every worker has an admin socket (status, actors, inspect, metrics, restart,
+snapshot, log-level). Threads: the actors' own pykka threads, the I/O thread
+(WorkerIO: every bus socket; event and tick hooks), the control thread
+(commands, signal application, gap repair: anything that may wait for an
+actor), the admin thread (admin handlers) and the caller's (start/stop).
+The root supervisor escalating sets `escalated`; the process then exits
+non-zero.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from posbus.actors.control import Crash, ExposureChanged, Inspect, Resync, Tick
+from posbus.actors.delivery import Outbox
+from posbus.actors.events import EventLog
+from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
+from posbus.actors.journal import Journal
+from posbus.actors.model.errors import OrderValidationError, PosbusError
+from posbus.actors.model.side import Side
+from posbus.actors.node import SymbolInfo
+from posbus.actors.position_actor import PositionActor, position_stream
+from posbus.actors.remote import (
+    CANCEL,
+    CHECK_ORDER,
+    EXPOSURE,
+    HALT,
+    RESUME,
+    SUBMIT,
+    TICK,
+    RemoteGateway,
+    RemoteMessageError,
+    RemoteRisk,
+    decision_result,
+    from_command,
+)
+from posbus.actors.risk_supervisor import RiskSupervisor
+from posbus.actors.sharding import Shard
+from posbus.actors.supervision.child_spec import ChildSpec
+from posbus.actors.supervision.errors import RestartIntensityExceeded
+from posbus.actors.supervision.handle import ChildHandle, HandleState
+from posbus.actors.supervision.policy import SupervisorPolicy
+from posbus.actors.supervision.requests import StartChild
+from posbus.actors.supervision.restart_type import RestartType
+from posbus.actors.supervision.supervisor import Supervisor
+from posbus.actors.worker_io import IOConfig, WorkerIO
+from posbus.adapters.clock import Clock
+from posbus.bus.admin import AdminHandler
+from posbus.bus.codec import decode, encode
+from posbus.bus.curve import CurveClient, CurveServer
+from posbus.bus.endpoints import BusEndpoints
+from posbus.bus.errors import BrokerUnavailable, UnknownOutcome
+from posbus.bus.heartbeat import HeartbeatConfig
+from posbus.bus.messages import (
+    CancelRequest,
+    Command,
+    CommandArg,
+    MarketUpdate,
+    Message,
+    OrderIntent,
+    RiskEvent,
+)
+from posbus.bus.metrics import BusMetrics
+from posbus.bus.service_worker import Request
+from posbus.bus.sockets import SocketOptions
+from posbus.bus.subscriber import Received
+from posbus.bus.topics import (
+    PREFIX_EXECUTION,
+    PREFIX_EXPOSURE,
+    PREFIX_MARKET,
+    execution_topic,
+    risk_topic,
+    topic_for,
+)
+from posbus.bus.wire_error import WireError
+
+logger = logging.getLogger(__name__)
+
+ASK_TIMEOUT_S = 5.0
+RESYNC_EVENT = "resync"
+RESYNC_COMMAND = "positions.resync"
+REPLAY_PAGE = 500
+# Per gateway incarnation, how far its published signals were applied here.
+APPLIED_PREFIX = "applied/"
+# A gap repair or start-up snapshot waits this long for the gateway.
+REPAIR_TIMEOUT_S = 5.0
+
+
+class WorkerError(PosbusError):
+    """A worker request that cannot be served (unknown actor, shard mismatch, bad arguments)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Everything a worker needs besides its journal and clock."""
+
+    name: str
+    role: str
+    run_dir: Path
+    endpoints: BusEndpoints
+    admin_endpoint: str
+    account: str
+    policy: SupervisorPolicy
+    symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
+    shard: Shard | None = None
+    position_shards: int = 1
+    curve: CurveClient | None = None
+    admin_curve: CurveServer | None = None
+    heartbeat: HeartbeatConfig = field(default_factory=HeartbeatConfig)
+    options: SocketOptions = field(default_factory=SocketOptions)
+    tick_s: float = 1.0
+    exposure_interval_ns: int = 0
+    exposure_pnl_step: Decimal = Decimal(0)
+
+
+class Worker:
+    """What every role shares: root supervisor, I/O thread, admin handlers, lifecycle.
+
+    Subclasses build their children (`_children`), choose their services and
+    subscriptions, and handle events (I/O thread) and commands (control thread).
+    """
+
+    role = "worker"
+
+    def __init__(self, settings: WorkerSettings, *, journal: Journal, clock: Clock) -> None:
+        self.settings = settings
+        self.journal = journal
+        self.clock = clock
+        self.events = EventLog(capacity=10_000)
+        self.outbox = Outbox(journal, settings.name, clock)
+        self.escalated = threading.Event()
+        self.escalation: RestartIntensityExceeded | None = None
+        self.started_ns = time.time_ns()
+        self._started_mono = time.monotonic()
+        self.root: Any = None
+        self.handles: dict[str, ChildHandle] = {}
+        self._handles_lock = threading.Lock()
+        self._last_told: dict[str, int] = {}
+        self.io = WorkerIO(
+            IOConfig(
+                name=settings.name,
+                endpoints=settings.endpoints,
+                admin_endpoint=settings.admin_endpoint,
+                services=self.services(),
+                prefixes=self.prefixes(),
+                curve=settings.curve,
+                admin_curve=settings.admin_curve,
+                heartbeat=settings.heartbeat,
+                options=settings.options,
+                tick_s=settings.tick_s,
+            ),
+            on_events=self.on_events,
+            on_request=self._on_request,
+            admin_handlers=self.admin_handlers(),
+            on_tick=self.on_tick,
+            on_gap=self.on_gap,
+        )
+        self.io.metrics.count("restarts", 0)
+
+    # -- what a role declares --------------------------------------------------------------
+
+    def services(self) -> list[str]:
+        """The command services this worker answers."""
+        return []
+
+    def prefixes(self) -> list[bytes]:
+        """The event topic prefixes it subscribes to."""
+        return []
+
+    def _children(self) -> list[ChildSpec]:
+        return []
+
+    # -- lifecycle (caller's thread) ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the supervision tree, then the I/O thread; returns once both run."""
+        self.root = Supervisor.start(
+            None,
+            self._children(),
+            policy=self.settings.policy,
+            on_escalate=self._escalate,
+            name="root",
+        )
+        proxy = self.root.proxy()
+        for spec in self._children():
+            handle: ChildHandle = proxy.handle(spec.name).get(timeout=ASK_TIMEOUT_S)
+            with self._handles_lock:
+                self.handles[spec.name] = handle
+        self.io.start()
+        self.after_start()
+        logger.info(
+            "worker started",
+            extra={"worker": self.settings.name, "role": self.role, "sender": self.io.sender},
+        )
+
+    def after_start(self) -> None:
+        """Role-specific work once the bus is up (caller's thread)."""
+
+    def stop(self) -> None:
+        """Snapshot, flush, stop the I/O thread and every actor (children before parents)."""
+        self.snapshot({})
+        self.io.stop()
+        if self.root is not None and self.root.is_alive():
+            self.root.stop(timeout=30)
+        close = getattr(self.journal, "close", None)
+        if callable(close):
+            close()
+        logger.info("worker stopped", extra={"worker": self.settings.name})
+
+    def _escalate(self, error: RestartIntensityExceeded) -> None:
+        logger.critical(
+            "root supervisor gave up; the worker exits",
+            extra={"worker": self.settings.name, "error": str(error)},
+        )
+        self.escalation = error
+        self.escalated.set()
+
+    # -- hooks (I/O thread) ---------------------------------------------------------------------
+
+    def on_events(self, batch: list[Received]) -> None:
+        """A drained batch of events, in arrival order."""
+
+    def on_tick(self) -> None:
+        """Timers (every `tick_s`)."""
+
+    def on_gap(self, sender: str, expected: int, got: int) -> None:
+        """Frames `expected .. got-1` of `sender` were lost."""
+
+    def _on_request(self, request: Request) -> dict[str, Any]:
+        self.io.metrics.count_in("command")
+        return self.on_command(request.command)
+
+    def on_command(self, command: Command) -> dict[str, Any]:
+        """Answer one command of this worker's services (raise a PosbusError to refuse)."""
+        raise WorkerError(f"{self.settings.name}: unknown command {command.name!r}")
+
+    def tell(self, name: str, handle: ChildHandle, message: object) -> None:
+        """Tell `handle` and remember when (for the admin's "age of last message")."""
+        self._last_told[name] = time.time_ns()
+        handle.tell(message)
+
+    # -- admin (admin thread) ----------------------------------------------------------------------
+
+    def admin_handlers(self) -> dict[str, AdminHandler]:
+        """The admin socket's commands."""
+        return {
+            "status": self.status,
+            "actors": self.actors,
+            "inspect": self.inspect,
+            "metrics": self.metrics,
+            "restart": self.restart,
+            "snapshot": self.snapshot,
+            "log-level": self.log_level,
+        }
+
+    def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Who this worker is and whether it is healthy."""
+        service = self.io.service
+        return {
+            "name": self.settings.name,
+            "role": self.role,
+            "shard": None if self.settings.shard is None else str(self.settings.shard),
+            "pid": os.getpid(),
+            "started_ns": self.started_ns,
+            "uptime_s": f"{time.monotonic() - self._started_mono:.3f}",
+            "sender": self.io.sender,
+            "services": self.services(),
+            "broker_connected": True if service is None else bool(service.connected_to_broker),
+            "escalated": self.escalated.is_set(),
+            "actors": len(self._all_handles()),
+            "journal_streams": len(self.journal.streams()),
+        }
+
+    def _all_handles(self) -> dict[str, ChildHandle]:
+        with self._handles_lock:
+            return dict(self.handles)
+
+    def actors(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Each actor: name, state, mailbox depth, restarts, age of its last message."""
+        now = time.time_ns()
+        out = []
+        for name, handle in sorted(self._all_handles().items()):
+            ref = handle.ref
+            mailbox = 0
+            if ref is not None:
+                inbox = getattr(ref, "actor_inbox", None)
+                mailbox = inbox.qsize() if inbox is not None else 0
+            last = self._last_told.get(name)
+            out.append(
+                {
+                    "name": name,
+                    "state": handle.state.value,
+                    "alive": handle.alive,
+                    "mailbox": mailbox + handle.buffered,
+                    "restarts": handle.restarts,
+                    "last_message_age_s": None if last is None else f"{(now - last) / 1e9:.3f}",
+                }
+            )
+        return {"actors": out}
+
+    def _handle(self, args: dict[str, CommandArg]) -> tuple[str, ChildHandle]:
+        name = args.get("actor")
+        if not isinstance(name, str):
+            raise WorkerError("argument 'actor' (an actor name) is required")
+        handle = self._all_handles().get(name)
+        if handle is None:
+            raise WorkerError(f"no actor named {name!r} in {self.settings.name}")
+        return name, handle
+
+    def inspect(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """The full state of one actor, as JSON-ready values."""
+        _, handle = self._handle(args)
+        state: dict[str, Any] = _json_ready(handle.ask(Inspect(), timeout=ASK_TIMEOUT_S))
+        return state
+
+    def metrics(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Message counts and rates, latency percentiles, restarts, rejects."""
+        snapshot = self.io.metrics.snapshot()
+        snapshot["restarts"] = sum(h.restarts for h in self._all_handles().values())
+        return snapshot
+
+    def restart(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Make an actor fail so its supervisor restarts it (it recovers from its journal)."""
+        name, handle = self._handle(args)
+        before = handle.restarts
+        handle.tell(Crash(f"restart requested by an operator for {name}"))
+        return {"actor": name, "restarts_before": before}
+
+    def snapshot(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Flush the journal (durable backends) and report its size."""
+        flush = getattr(self.journal, "flush", None)
+        if callable(flush):
+            flush()
+        streams = self.journal.streams()
+        return {
+            "streams": len(streams),
+            "records": sum(self.journal.last_seq(s) for s in streams),
+            "durable": callable(flush),
+        }
+
+    def log_level(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """Change the process's log level."""
+        level = args.get("level")
+        if not isinstance(level, str) or level.upper() not in (
+            "DEBUG",
+            "INFO",
+            "WARNING",
+            "ERROR",
+            "CRITICAL",
+        ):
+            raise WorkerError("argument 'level': one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        logging.getLogger().setLevel(level.upper())
+        return {"level": level.upper()}
+
+
+# -- risk ---------------------------------------------------------------------------------------
+
+
+class RiskWorker(Worker):
+    """The risk supervisor on the bus (see the module docstring)."""
+
+    role = "risk"
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        journal: Journal,
+        clock: Clock,
+        limits: Any,
+        starting_equity: Decimal,
+    ) -> None:
+        self.limits = limits
+        self.starting_equity = starting_equity
+        super().__init__(settings, journal=journal, clock=clock)
+        self.events.subscribe(self._announce)
+        # From the market update's timestamp (the exposure's mark time) to the
+        # risk supervisor being told the new P&L: the end-to-end hot path.
+        self.market_to_risk = BusMetrics(latency_sample=100_000)
+
+    def services(self) -> list[str]:
+        return ["risk"]
+
+    def prefixes(self) -> list[bytes]:
+        return [PREFIX_EXPOSURE]
+
+    def _children(self) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                "risk",
+                lambda link: RiskSupervisor.start(
+                    link,
+                    limits=self.limits,
+                    starting_equity=self.starting_equity,
+                    outbox=self.outbox,
+                    events=self.events,
+                    clock=self.clock,
+                    on_started=self.request_resync,
+                ),
+                restart=RestartType.PERMANENT,
+            )
+        ]
+
+    @property
+    def risk(self) -> ChildHandle:
+        """The risk supervisor's handle."""
+        return self._all_handles()["risk"]
+
+    def request_resync(self) -> None:
+        """Ask every positions worker to re-send its exposures (any thread)."""
+        command = Command(RESYNC_COMMAND, {}, self.io.new_request_id())
+        self.io.publish(risk_topic(RESYNC_EVENT), command)
+
+    def _announce(self, message: Message) -> None:
+        # Actor thread: risk events leave through the I/O thread.
+        if isinstance(message, RiskEvent):
+            self.io.publish(topic_for(message), message)
+
+    def on_events(self, batch: list[Received]) -> None:
+        """Exposures: absolute values, so only the newest per position in a batch counts."""
+        latest: dict[tuple[str, str], ExposureChanged] = {}
+        for received in batch:
+            message = received.envelope.message
+            if isinstance(message, Command) and message.name == EXPOSURE:
+                try:
+                    change = from_command(message)
+                except RemoteMessageError as exc:
+                    self.io.metrics.count("rejects")
+                    logger.warning("bad exposure update dropped", extra={"error": str(exc)})
+                    continue
+                if not isinstance(change, ExposureChanged):
+                    self.io.metrics.count("rejects")
+                    continue
+                exposure = change.exposure
+                latest[(exposure.account, exposure.symbol)] = change
+                self.io.metrics.observe_latency_ns(time.time_ns() - received.envelope.ts_ns)
+        risk = self.risk
+        for change in latest.values():
+            self.tell("risk", risk, change)
+            mark_ts = change.exposure.mark_ts_ns
+            if mark_ts is not None:
+                self.market_to_risk.observe_latency_ns(time.time_ns() - mark_ts)
+
+    def metrics(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """The worker's metrics plus the market-to-risk latency (market update ts to told)."""
+        out = super().metrics(args)
+        out["market_to_risk_us"] = self.market_to_risk.snapshot()["latency_us"]
+        return out
+
+    def on_gap(self, sender: str, expected: int, got: int) -> None:
+        # Lost exposure frames: the positions re-send theirs (they are absolute values).
+        self.request_resync()
+
+    def on_tick(self) -> None:
+        self.tell("risk", self.risk, Tick(self.clock.now_ns()))
+
+    def on_command(self, command: Command) -> dict[str, Any]:
+        if command.name == "risk.inspect":
+            return self.inspect({"actor": "risk"})
+        if command.name in (CHECK_ORDER, HALT, RESUME, TICK):
+            message = from_command(command)
+            if command.name == TICK:
+                self.tell("risk", self.risk, message)
+                return {}
+            answer = self.risk.ask(message, timeout=ASK_TIMEOUT_S)
+            if command.name == CHECK_ORDER:
+                return decision_result(answer)
+            return {"state": str(answer)}
+        return super().on_command(command)
+
+
+# -- gateway ------------------------------------------------------------------------------------
+
+
+class GatewayWorker(Worker):
+    """The gateway of one account on the bus (see the module docstring)."""
+
+    role = "gateway"
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        journal: Journal,
+        clock: Clock,
+        exchange: ExchangeClient,
+    ) -> None:
+        self.exchange = exchange
+        super().__init__(settings, journal=journal, clock=clock)
+        self.published_stream = f"published/{self.io.sender}"
+
+    @property
+    def service_name(self) -> str:
+        return f"gateway.{self.settings.account}"
+
+    def services(self) -> list[str]:
+        return [self.service_name]
+
+    def prefixes(self) -> list[bytes]:
+        return [PREFIX_MARKET]
+
+    def _children(self) -> list[ChildSpec]:
+        return [
+            ChildSpec(
+                self.service_name,
+                lambda link: GatewayActor.start(
+                    link,
+                    account=self.settings.account,
+                    exchange=self.exchange,
+                    outbox=self.outbox,
+                    lookup=self._doorbell,
+                    events=self.events,
+                ),
+                restart=RestartType.PERMANENT,
+            )
+        ]
+
+    @property
+    def gateway(self) -> ChildHandle:
+        """The gateway actor's handle."""
+        return self._all_handles()[self.service_name]
+
+    def _doorbell(self, stream: str) -> _SignalPublisher:
+        return _SignalPublisher(self, stream)
+
+    def publish_signal(self, stream: str, message: Message) -> None:
+        """Journal `message` on the published stream, then publish it (I/O thread).
+
+        The journal's sequence number and the publisher's are the same
+        number: both count every execution signal of this incarnation.
+        """
+        _, account, symbol = stream.split("/", 2)
+        # The record's envelope names the position stream as its sender, so a
+        # replay can route signals that carry no account or symbol (acks, rejects).
+        payload = encode(message, seq=0, sender=stream, ts_ns=self.clock.now_ns())
+        record = self.journal.append(self.published_stream, payload)
+        publisher = self.io.publisher
+        assert publisher is not None
+        seq = publisher.publish(
+            message, topic=execution_topic(account, symbol), ts_ns=time.time_ns()
+        )
+        if seq != record.seq:  # pragma: no cover - both count the same frames
+            logger.error(
+                "published seq differs from journal seq",
+                extra={"journal_seq": record.seq, "bus_seq": seq},
+            )
+
+    def on_events(self, batch: list[Received]) -> None:
+        updates = [
+            r.envelope.message for r in batch if isinstance(r.envelope.message, MarketUpdate)
+        ]
+        if updates:
+            self.tell(self.service_name, self.gateway, updates)
+
+    def on_command(self, command: Command) -> dict[str, Any]:
+        if command.name in (SUBMIT, CANCEL):
+            self.tell(self.service_name, self.gateway, from_command(command))
+            return {}
+        if command.name == "gateway.replay":
+            return self.replay(command.args)
+        if command.name == "gateway.inspect":
+            return self.inspect({"actor": self.service_name})
+        return super().on_command(command)
+
+    def replay(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+        """Published records after `after` (at most `limit`), hex-encoded envelopes, in order."""
+        after = args.get("after", 0)
+        limit = args.get("limit", REPLAY_PAGE)
+        if not isinstance(after, int) or after < 0 or not isinstance(limit, int) or limit < 1:
+            raise WorkerError("gateway.replay: 'after' >= 0 and 'limit' >= 1 are integers")
+        records: list[str] = []
+        for record in self.journal.read(self.published_stream, after):
+            if len(records) >= min(limit, REPLAY_PAGE):
+                break
+            records.append(record.payload.hex())
+        return {
+            "sender": self.io.sender,
+            "after": after,
+            "last_seq": self.journal.last_seq(self.published_stream),
+            "records": records,
+        }
+
+
+class _SignalPublisher:
+    """The doorbell the gateway rings for a position in another process (actor thread)."""
+
+    def __init__(self, worker: GatewayWorker, stream: str) -> None:
+        self.worker = worker
+        self.stream = stream
+
+    def tell(self, message: object) -> None:
+        delivered_message = getattr(message, "message", None)
+        if delivered_message is None:
+            raise TypeError(f"expected a Delivered record, got {type(message).__name__}")
+        self.worker.io.call_soon(lambda: self.worker.publish_signal(self.stream, delivered_message))
+
+
+# -- positions ----------------------------------------------------------------------------------
+
+
+class PositionsWorker(Worker):
+    """The position actors of one shard on the bus (see the module docstring)."""
+
+    role = "positions"
+
+    def __init__(self, settings: WorkerSettings, *, journal: Journal, clock: Clock) -> None:
+        if settings.shard is None:
+            raise WorkerError("a positions worker needs a shard (I/N)")
+        self.shard: Shard = settings.shard
+        super().__init__(settings, journal=journal, clock=clock)
+        self.remote_risk = RemoteRisk(self.io)
+        self.remote_gateway = RemoteGateway(self.io, settings.account)
+        self._positions_sup: Any = None
+        self._spawn_lock = threading.Lock()
+        # symbol -> {stream: handle}: market data fans out without a scan of every actor.
+        self._by_symbol: dict[str, dict[str, ChildHandle]] = {}
+        self._last_market: dict[str, MarketUpdate] = {}
+        # Per gateway sender: the last execution-signal seq applied (control thread).
+        self.applied: dict[str, int] = {}
+        self.recovered: dict[str, Any] = {"state": "pending"}
+        self.gaps_repaired = 0
+        self.gaps_unrepaired = 0
+
+    def services(self) -> list[str]:
+        return [self.shard.service]
+
+    def prefixes(self) -> list[bytes]:
+        account = self.settings.account
+        return [
+            PREFIX_MARKET,
+            PREFIX_EXECUTION + account.encode() + b"|",
+            risk_topic(RESYNC_EVENT),
+        ]
+
+    def _children(self) -> list[ChildSpec]:
+        return [Supervisor.spec("positions", [], policy=self.settings.policy)]
+
+    def start(self) -> None:
+        super().start()
+        self._positions_sup = self._all_handles()["positions"]
+        # Journaled positions recover (replay) now; what the gateway published
+        # since then comes with the Clone fetch in `recover`.
+        for stream in self.journal.streams():
+            if stream.startswith("position/"):
+                _, account, symbol = stream.split("/", 2)
+                if self.shard.owns(account, symbol):
+                    self.position(account, symbol)
+            elif stream.startswith(APPLIED_PREFIX):
+                records = list(self.journal.read(stream, max(0, self.journal.last_seq(stream) - 1)))
+                if records:
+                    message = decode(records[-1].payload).message
+                    seq = message.args.get("seq") if isinstance(message, Command) else None
+                    if isinstance(seq, int):
+                        self.applied[stream[len(APPLIED_PREFIX) :]] = seq
+
+    def after_start(self) -> None:
+        # Clone pattern: subscribed already; now fetch the gateway's records.
+        self.io.control(self.recover)
+
+    # -- positions ----------------------------------------------------------------------------
+
+    def position(self, account: str, symbol: str) -> ChildHandle:
+        """The handle of the position actor of account+symbol (started if needed; any thread)."""
+        if not self.shard.owns(account, symbol):
+            raise WorkerError(
+                f"{account}/{symbol} belongs to another positions shard than {self.shard}"
+            )
+        stream = position_stream(account, symbol)
+        with self._handles_lock:  # a lookup, not a copy: O(1) with 10,000 actors
+            handle = self.handles.get(stream)
+        if handle is not None and handle.state is not HandleState.TERMINATED:
+            return handle
+        with self._spawn_lock:
+            with self._handles_lock:
+                handle = self.handles.get(stream)
+            if handle is not None and handle.state is not HandleState.TERMINATED:
+                return handle
+            info = self.settings.symbols.get(symbol, SymbolInfo())
+            spec = ChildSpec(
+                stream,
+                lambda link: PositionActor.start(
+                    link,
+                    account=account,
+                    symbol=symbol,
+                    outbox=self.outbox,
+                    risk=self.remote_risk,
+                    gateway=self.remote_gateway,
+                    events=self.events,
+                    clock=self.clock,
+                    group=info.group,
+                    correlation=info.correlation,
+                    last_market=self._last_market.get(symbol),
+                    exposure_interval_ns=self.settings.exposure_interval_ns,
+                    exposure_pnl_step=self.settings.exposure_pnl_step,
+                ),
+                restart=RestartType.TRANSIENT,
+            )
+            started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
+            with self._handles_lock:
+                self.handles[stream] = started
+                self._by_symbol.setdefault(symbol, {})[stream] = started
+            return started
+
+    def position_handles(self) -> dict[str, ChildHandle]:
+        """Every position actor's handle, by stream."""
+        return {k: v for k, v in self._all_handles().items() if k.startswith("position/")}
+
+    # -- events (I/O thread) ---------------------------------------------------------------------
+
+    def on_events(self, batch: list[Received]) -> None:
+        by_actor: dict[str, tuple[ChildHandle, list[object]]] = {}
+        for received in batch:
+            message = received.envelope.message
+            topic = received.topic
+            if isinstance(message, MarketUpdate):
+                self._last_market[message.symbol] = message
+                for stream, handle in self._running_of(message.symbol):
+                    by_actor.setdefault(stream, (handle, []))[1].append(message)
+            elif topic.startswith(PREFIX_EXECUTION):
+                # May start a position actor, which may ask the risk supervisor
+                # through this very I/O thread: the control thread applies it.
+                self.io.control(partial(self._on_signal, received))
+            elif isinstance(message, Command) and message.name == RESYNC_COMMAND:
+                for stream, handle in self.position_handles().items():
+                    if handle.state is HandleState.RUNNING:
+                        self.tell(stream, handle, Resync())
+        for stream, (handle, messages) in by_actor.items():
+            # One list per actor per drain: the actor applies them in order.
+            self.tell(stream, handle, messages if len(messages) > 1 else messages[0])
+
+    def _running_of(self, symbol: str) -> list[tuple[str, ChildHandle]]:
+        with self._handles_lock:
+            handles = list(self._by_symbol.get(symbol, {}).items())
+        return [(s, h) for s, h in handles if h.state is HandleState.RUNNING]
+
+    def _on_signal(self, received: Received) -> None:
+        envelope = received.envelope
+        sender, seq = envelope.sender, envelope.seq
+        last = self.applied.get(sender)
+        if last is None:
+            # A gateway incarnation we have not heard from: everything it
+            # published before this frame may matter (fills of our positions).
+            last = 0
+        if seq <= last:
+            self.io.metrics.count("stale_signals")
+            return
+        if seq > last + 1 and not self._repair(sender, last, seq - 1):
+            self.gaps_unrepaired += 1
+        self._apply_signal(received.topic, envelope.message)
+        self._mark_applied(sender, seq)
+
+    def _mark_applied(self, sender: str, seq: int) -> None:
+        if seq <= self.applied.get(sender, 0):
+            return
+        self.applied[sender] = seq
+        # Journaled after the signal: a crash in between re-applies one signal,
+        # which the position ignores (known trade id, acked order).
+        marker = Command("positions.applied", {"seq": seq}, f"applied-{seq}")
+        self.journal.append(
+            APPLIED_PREFIX + sender, encode(marker, seq=0, sender=self.settings.name, ts_ns=0)
+        )
+
+    def _apply_signal(self, topic: bytes, message: Message) -> None:
+        parts = topic.split(b"|")
+        if len(parts) < 3:
+            self.io.metrics.count("rejects")
+            return
+        account, symbol = parts[1].decode(), parts[2].decode()
+        if not self.shard.owns(account, symbol):
+            return
+        stream = position_stream(account, symbol)
+        handle = self.position(account, symbol)
+        self._last_told[stream] = time.time_ns()
+        # Write-ahead on the receiving side: journaled here before the position hears of it.
+        self.outbox.deliver(stream, message, handle)
+        self.io.metrics.count_in("execution_signal.applied")
+
+    def _repair(self, sender: str, after: int, upto: int) -> bool:
+        """Fetch and apply the gateway's records after..upto (control thread); False if not."""
+        logger.warning(
+            "execution signal gap; repairing from the gateway",
+            extra={"sender": sender, "after": after, "upto": upto},
+        )
+        try:
+            applied = self._fetch(sender, after, upto)
+        except PosbusError as exc:
+            logger.error(
+                "gap not repaired: the gateway did not answer",
+                extra={"sender": sender, "after": after, "upto": upto, "error": str(exc)},
+            )
+            self.io.metrics.count("gaps_unrepaired")
+            return False
+        self.gaps_repaired += 1
+        self.io.metrics.count("gaps_repaired")
+        self._mark_applied(sender, applied)
+        return applied >= upto
+
+    def _fetch(self, sender: str | None, after: int, upto: int | None) -> int:
+        """Apply the gateway's published records after `after` (to `upto`); returns the last seq."""
+        service = f"gateway.{self.settings.account}"
+        position = after
+        while upto is None or position < upto:
+            result = self._replay(service, position, REPLAY_PAGE)
+            if sender is not None and result.get("sender") != sender:
+                raise WorkerError(
+                    f"the gateway restarted (now {result.get('sender')}); "
+                    f"the records of {sender} are gone"
+                )
+            records = result.get("records", [])
+            if not isinstance(records, list) or not records:
+                break
+            for raw in records:
+                position += 1
+                if upto is not None and position > upto:
+                    break
+                try:
+                    envelope = decode(bytes.fromhex(str(raw)))
+                    _, account, symbol = envelope.sender.split("/", 2)
+                except (WireError, ValueError):
+                    self.io.metrics.count("decode_errors")
+                    continue
+                self._apply_signal(execution_topic(account, symbol), envelope.message)
+        return position
+
+    def _replay(self, service: str, after: int, limit: int) -> dict[str, Any]:
+        """One gateway.replay page (control thread).
+
+        A read changes nothing, so it is retried (for REPAIR_TIMEOUT_S) when
+        the bus is not connected yet, the gateway is restarting or no answer came.
+        """
+        deadline = time.monotonic() + REPAIR_TIMEOUT_S
+        while True:
+            command = Command(
+                "gateway.replay", {"after": after, "limit": limit}, self.io.new_request_id()
+            )
+            try:
+                reply = self.io.request(service, command, REPAIR_TIMEOUT_S)
+            except (BrokerUnavailable, UnknownOutcome):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+                continue
+            if reply.ok:
+                return reply.result
+            assert reply.error is not None
+            if not reply.error["transient"] or time.monotonic() >= deadline:
+                raise WorkerError(f"gateway.replay failed: {reply.error['message']}")
+            time.sleep(0.05)
+
+    def recover(self) -> None:
+        """Clone start-up: apply everything the gateway published (control thread)."""
+        service = f"gateway.{self.settings.account}"
+        try:
+            sender = str(self._replay(service, 0, 1).get("sender"))
+            last = self._fetch(sender, self.applied.get(sender, 0), None)
+        except PosbusError as exc:
+            self.recovered = {"state": "failed", "error": str(exc)}
+            logger.error(
+                "positions not recovered from the gateway; gap reported",
+                extra={"worker": self.settings.name, "error": str(exc)},
+            )
+            self.io.metrics.count("recovery_failed")
+            return
+        self._mark_applied(sender, last)
+        subscriber = self.io.subscriber
+        if subscriber is not None:
+            floor = self.applied[sender]
+            self.io.call_soon(lambda: subscriber.set_floor(sender, floor))
+        self.recovered = {
+            "state": "done",
+            "sender": sender,
+            "seq": self.applied[sender],
+            "positions": len(self.position_handles()),
+        }
+        logger.info("positions recovered from the gateway", extra=self.recovered)
+
+    # -- commands (control thread) -----------------------------------------------------------------
+
+    def on_command(self, command: Command) -> dict[str, Any]:
+        args = command.args
+        if command.name == "positions.order":
+            return self.order(args)
+        if command.name == "positions.cancel":
+            return self.cancel(args)
+        if command.name == "positions.list":
+            return {"positions": [self._summary(s) for s in self._states()]}
+        if command.name == "positions.orders":
+            return {"orders": self._orders()}
+        if command.name == "positions.inspect":
+            return self.inspect(args)
+        return super().on_command(command)
+
+    def order(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+        """Journal an OrderIntent on its position's stream and hand it over; reply its order id."""
+        account = _arg_text(args, "account", self.settings.account)
+        symbol = _arg_text(args, "symbol")
+        side_text = _arg_text(args, "side")
+        side = Side.BUY if side_text == "buy" else Side.SELL if side_text == "sell" else None
+        if side is None:
+            raise OrderValidationError(f"side must be buy or sell, got {side_text!r}")
+        reduce_only = args.get("reduce_only") is True
+        try:
+            qty = Decimal(_arg_text(args, "qty"))
+            limit_text = args.get("limit_price")
+            limit = Decimal(limit_text) if isinstance(limit_text, str) else None
+            intent = OrderIntent(
+                account=account,
+                symbol=symbol,
+                side=side,
+                qty=qty,
+                limit_price=limit,
+                intent_id=_arg_text(args, "intent_id", f"cli-{time.time_ns()}"),
+                reduce_only=reduce_only,
+                reason=_arg_text(args, "reason", "command"),
+                ts_ns=self.clock.now_ns(),
+            )
+        except (ArithmeticError, ValueError) as exc:
+            raise OrderValidationError(f"invalid order: {exc}", symbol=symbol) from exc
+        handle = self.position(account, symbol)
+        stream = position_stream(account, symbol)
+        self._last_told[stream] = time.time_ns()
+        delivered = self.outbox.deliver(stream, intent, handle)
+        return {
+            "order_id": f"{account}:{symbol}:{delivered.seq}",
+            "stream": stream,
+            "seq": delivered.seq,
+        }
+
+    def cancel(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+        """Journal a cancel of order ACCOUNT:SYMBOL:SEQ and hand it to its position."""
+        order_id = _arg_text(args, "order_id")
+        parts = order_id.rsplit(":", 1)[0].split(":", 1)
+        if len(parts) != 2:
+            raise OrderValidationError(f"order id {order_id!r} is not ACCOUNT:SYMBOL:SEQ")
+        account, symbol = parts
+        stream = position_stream(account, symbol)
+        if stream not in self.position_handles():
+            raise OrderValidationError(f"unknown order {order_id!r}", order_id=order_id)
+        request = CancelRequest(order_id=order_id, ts_ns=self.clock.now_ns())
+        delivered = self.outbox.deliver(stream, request, self.position(account, symbol))
+        return {"order_id": order_id, "stream": stream, "seq": delivered.seq}
+
+    def _states(self) -> list[dict[str, Any]]:
+        states = []
+        for stream, handle in sorted(self.position_handles().items()):
+            if handle.state is HandleState.RUNNING:
+                states.append(handle.ask(Inspect(), timeout=ASK_TIMEOUT_S))
+            else:
+                _, account, symbol = stream.split("/", 2)
+                states.append(PositionActor.recovered_state(self.outbox, account, symbol))
+        return states
+
+    @staticmethod
+    def _summary(state: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key: state.get(key)
+            for key in (
+                "account",
+                "symbol",
+                "status",
+                "qty",
+                "avg_entry_price",
+                "realized_pnl",
+                "unrealized_pnl",
+                "fees",
+                "mark",
+            )
+        } | {"orders": len(state.get("orders", {})), "fills": len(state.get("trade_ids", []))}
+
+    def _orders(self) -> list[dict[str, Any]]:
+        out = []
+        for state in self._states():
+            for order in state.get("orders", {}).values():
+                out.append(_json_ready(dict(order)))
+        return out
+
+    def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        out = super().status(args)
+        out["recovered"] = _json_ready(dict(self.recovered))
+        out["gaps_repaired"] = self.gaps_repaired
+        out["gaps_unrepaired"] = self.gaps_unrepaired
+        out["positions"] = len(self.position_handles())
+        return out
+
+
+def _arg_text(args: Mapping[str, CommandArg], key: str, default: str | None = None) -> str:
+    value = args.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise WorkerError(f"argument {key!r} (a non-empty string) is required")
+    return value
+
+
+def _json_ready(value: Any) -> Any:
+    """`value` with floats turned into decimal strings and tuples into lists (Reply results)."""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+Factory = Callable[[], Worker]

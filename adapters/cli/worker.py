@@ -1,0 +1,306 @@
+"""`posbus worker`: run one worker process (what `posbus up` and the systemd units start).
+
+Builds the worker of `--role` from the configuration, starts it, writes its
+pid file and ready file under the run directory and waits. SIGTERM or SIGINT
+stop it gracefully (snapshot, flush, stop the actors, close the sockets;
+nothing is cancelled); its root supervisor giving up makes it exit 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from posbus.adapters.cli.command import EXIT_OK, SubParsers, UsageError, add_command
+
+# CPython hands the GIL to a waiting thread only every switch interval (5 ms by
+# default): a worker's I/O thread and actor threads pass every message between
+# them, so the default turns each hop into milliseconds under load.
+SWITCH_INTERVAL_S = 0.0005
+
+EXIT_ESCALATED = 3
+"""The worker's root supervisor gave up (restart intensity exceeded)."""
+
+_DESCRIPTION = """\
+Run one worker of a stack in the foreground: `broker` (the event proxy and
+command router), `risk` (the risk supervisor), `gateway` (one account's
+exchange gateway), `positions` (the position actors of shard I of N, by a
+stable hash of account + symbol) or `feed` (the demo's market and signal
+source). `posbus up` starts these for you; run them by hand (or from the
+systemd units in deploy/) to spread a stack over several machines.
+
+Each worker answers admin commands on RUN_DIR/admin/NAME.sock (see `posbus
+admin`) and logs JSON lines on stderr. SIGTERM stops it gracefully (exit 0);
+exit 3 means its root supervisor gave up.
+"""
+
+_EXAMPLES = """\
+  posbus worker --role broker --config deploy/local.toml
+  posbus worker --role positions --shard 0/2 --config deploy/local.toml
+  posbus worker --role gateway --account default
+  posbus worker --instance positions-1 --config /etc/posbus/posbus.toml   # systemd
+"""
+
+
+def register(subparsers: SubParsers) -> None:
+    """Add `posbus worker`."""
+    parser = add_command(
+        subparsers,
+        "worker",
+        summary="run one worker process (broker, risk, gateway, positions, feed)",
+        description=_DESCRIPTION,
+        examples=_EXAMPLES,
+        handler=run,
+    )
+    parser.add_argument("--role", choices=["broker", "risk", "gateway", "positions", "feed"])
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="positions only: shard I of N (e.g. 0/2; I alone: N is [workers] position_shards)",
+    )
+    parser.add_argument(
+        "--instance",
+        metavar="NAME",
+        help="role from a service instance name: broker, risk, gateway, feed or positions-I",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config (default: embedded)")
+    parser.add_argument("--run-dir", metavar="DIR", help="run directory (default: run_dir)")
+    parser.add_argument("--name", help="worker name (default: from role, shard and account)")
+    parser.add_argument("--account", help="gateway only: the account (default: account)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Handler of `posbus worker`: runs until SIGTERM/SIGINT or escalation."""
+    from posbus.actors.sharding import Shard
+    from posbus.adapters.config import load_config
+    from posbus.adapters.launcher_layout import RunDir, worker_name, write_json_atomic
+    from posbus.adapters.log_format import configure_logging
+
+    config = load_config(args.config)
+    if args.instance:
+        role, _, index = args.instance.partition("-")
+        if role not in ("broker", "risk", "gateway", "positions", "feed") or (
+            bool(index) != (role == "positions")
+        ):
+            raise UsageError(f"--instance {args.instance!r}: ROLE or positions-I")
+        args.role, args.shard = role, index or args.shard
+    if args.role is None:
+        raise UsageError("--role (or --instance) is required")
+    if args.shard and "/" not in args.shard:
+        args.shard = f"{args.shard}/{config.workers.position_shards}"
+    shard = None
+    if args.role == "positions":
+        try:
+            shard = Shard.parse(args.shard or f"0/{config.workers.position_shards}")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from exc
+    elif args.shard:
+        raise UsageError("--shard is for --role positions only")
+    account = args.account or config.account
+    name = args.name or worker_name(args.role, shard, account)
+    run_dir = RunDir(Path(args.run_dir) if args.run_dir else config.run_dir)
+    run_dir.prepare()
+    configure_logging(config.log.level, config.log.format)
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    worker: Any = _build(args.role, name, config, run_dir, shard, account)
+    worker.start()
+    run_dir.pid_file(name).write_text(f"{os.getpid()}\n", encoding="ascii")
+    write_json_atomic(
+        run_dir.ready_file(name),
+        {"name": name, "role": args.role, "pid": os.getpid(), "ready_ns": time.time_ns()},
+    )
+    escalated: threading.Event | None = getattr(worker, "escalated", None)
+    try:
+        while not stop.wait(0.1):
+            if escalated is not None and escalated.is_set():
+                break
+            if not _io_alive(worker):
+                break
+    finally:
+        worker.stop()
+    if escalated is not None and escalated.is_set():
+        return EXIT_ESCALATED
+    if not _io_alive(worker) and not stop.is_set():
+        return 1
+    return EXIT_OK
+
+
+def _io_alive(worker: Any) -> bool:
+    io = getattr(worker, "io", None)
+    return io is None or io.alive
+
+
+def _build(  # noqa: PLR0917 - private, called once
+    role: str, name: str, config: Any, run_dir: Any, shard: Any, account: str
+) -> Any:
+    from posbus.actors.worker import (
+        GatewayWorker,
+        PositionsWorker,
+        RiskWorker,
+        WorkerSettings,
+    )
+    from posbus.adapters import launcher_bus
+    from posbus.adapters.clock import WallClock
+
+    endpoints = launcher_bus.endpoints(config.bus, run_dir.root)
+    admin = run_dir.admin_endpoint(name)
+    if role == "broker":
+        return _BrokerWorker(config, run_dir, name)
+    if role == "feed":
+        from posbus.adapters.launcher_feed import Feed
+
+        return Feed(
+            config,
+            endpoints=endpoints,
+            admin_endpoint=admin,
+            curve=launcher_bus.curve_client(config.bus),
+            name=name,
+        )
+    node = config.node_config()
+    settings = WorkerSettings(
+        name=name,
+        role=role,
+        run_dir=run_dir.root,
+        endpoints=endpoints,
+        admin_endpoint=admin,
+        account=account,
+        policy=node.policy,
+        symbols=node.symbols,
+        shard=shard,
+        position_shards=config.workers.position_shards,
+        curve=launcher_bus.curve_client(config.bus),
+        heartbeat=launcher_bus.heartbeat(config.bus),
+        options=launcher_bus.socket_options(config.bus),
+        tick_s=config.workers.tick_s,
+        exposure_interval_ns=node.exposure_interval_ns,
+        exposure_pnl_step=node.exposure_pnl_step,
+    )
+    journal = _journal(config, run_dir, name)
+    clock = WallClock()
+    if role == "risk":
+        return RiskWorker(
+            settings,
+            journal=journal,
+            clock=clock,
+            limits=node.limits,
+            starting_equity=node.starting_equity,
+        )
+    if role == "gateway":
+        from posbus.adapters.exchange.simulated import SimulatedExchange
+
+        exchange = SimulatedExchange(config.exchange, account)
+        return GatewayWorker(settings, journal=journal, clock=clock, exchange=exchange)
+    return PositionsWorker(settings, journal=journal, clock=clock)
+
+
+def _journal(config: Any, run_dir: Any, name: str) -> Any:
+    if config.workers.journal == "memory":
+        from posbus.adapters.journal.memory import MemoryJournal
+
+        return MemoryJournal()
+    from posbus.adapters.journal.sqlite import SqliteJournal
+
+    return SqliteJournal(run_dir.journal_file(name))
+
+
+class _BrokerWorker:
+    """The broker role: the bus Broker on its own thread plus an admin socket."""
+
+    role = "broker"
+
+    def __init__(self, config: Any, run_dir: Any, name: str) -> None:
+        from posbus.adapters import launcher_bus
+        from posbus.bus.broker import Broker
+
+        self.config = config
+        self.run_dir = run_dir
+        self.name = name
+        self.started_ns = time.time_ns()
+        self.broker = Broker(
+            launcher_bus.endpoints(config.bus, run_dir.root, binding=True),
+            curve=launcher_bus.curve_server(config.bus),
+            options=launcher_bus.socket_options(config.bus),
+            heartbeat=launcher_bus.heartbeat(config.bus),
+            name=name,
+        )
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.broker.run, args=(self._stop,), daemon=True)
+        self._admin_thread = threading.Thread(target=self._admin, daemon=True)
+        self._admin_ready = threading.Event()
+        self.failed: BaseException | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+        if not self.broker.ready.wait(10):
+            raise RuntimeError("broker did not bind its endpoints within 10 s")
+        self._admin_thread.start()
+        self._admin_ready.wait(10)
+        if self.failed is not None:
+            raise self.failed
+
+    @property
+    def io(self) -> Any:
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _admin(self) -> None:
+        import zmq
+
+        from posbus.bus.admin import AdminServer
+
+        try:
+            server = AdminServer(
+                zmq.Context.instance(),
+                self.run_dir.admin_endpoint(self.name),
+                {"status": self._status, "metrics": self._metrics, "workers": self._workers},
+                name=f"{self.name}.admin",
+            )
+        except BaseException as exc:  # noqa: BLE001 - handed to start() in the main thread
+            self.failed = exc
+            self._admin_ready.set()
+            return
+        self._admin_ready.set()
+        try:
+            server.run(self._stop)
+        finally:
+            server.close()
+
+    def _status(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": "broker",
+            "pid": os.getpid(),
+            "started_ns": self.started_ns,
+            "endpoints": list(self.broker.endpoints.all()),
+        }
+
+    def _metrics(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.broker.metrics.snapshot()
+
+    def _workers(self, args: dict[str, Any]) -> dict[str, Any]:
+        status: dict[str, Any] = self.broker.status()
+        return status
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._admin_thread.join(5)

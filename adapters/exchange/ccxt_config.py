@@ -1,0 +1,295 @@
+"""Settings of the exchange gateway (`[exchange]` in the TOML file) and its credentials.
+
+`kind = "simulated"` (the default) runs the simulated exchange, configured by
+the other keys of `[exchange]` (posbus.adapters.exchange.simulated.SimConfig);
+`kind = "ccxt"` runs the ccxt gateway with the keys below. Every key is
+documented in the README's configuration reference.
+
+Credentials come from environment variables (`api_key_env`, `secret_env`,
+which hold the *names* of the variables) or from a TOML file
+(`credentials_file`, keys `api_key` and `secret`) that only its owner may read
+(mode 0600 or stricter; anything looser is refused). They are never logged:
+`Credentials` prints as redacted, and `inspect` shows only whether they are
+set.
+
+Pure values and parsing; the only I/O is reading the credentials file and
+the environment in `load_credentials`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from posbus.adapters.exchange.retry import RetryPolicy
+
+KINDS = ("simulated", "ccxt")
+UNKNOWN_ORDER_POLICIES = ("flag", "adopt")
+BALANCE_MISMATCH_POLICIES = ("halt", "warn")
+MARKET_DATA_MODES = ("auto", "rest", "websocket")
+
+GATEWAY_KEYS = frozenset(
+    {
+        "kind",
+        "exchange_id",
+        "api_key_env",
+        "secret_env",
+        "credentials_file",
+        "urls",
+        "options",
+        "timeout_ms",
+        "recv_window_ms",
+        "enable_rate_limit",
+        "retry_tries",
+        "retry_min_s",
+        "retry_max_s",
+        "max_retry_after_s",
+        "breaker_threshold",
+        "breaker_cooloff_s",
+        "reconcile_interval_s",
+        "poll_interval_s",
+        "market_data",
+        "unknown_orders",
+        "balance_mismatch",
+        "balance_tolerance",
+    }
+)
+"""The keys of `[exchange]` that belong to the gateway rather than to the simulated exchange."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    """Which exchange client the node uses, and how the ccxt gateway behaves.
+
+    - `kind`: "simulated" or "ccxt".
+    - `exchange_id`: the ccxt exchange id ("binance", "kraken", ...).
+    - `api_key_env`, `secret_env`: names of the environment variables holding
+      the credentials; `credentials_file`: a 0600 TOML file with `api_key`
+      and `secret` (used when set, instead of the environment).
+    - `urls`: overrides of ccxt's `urls['api']` entries (name -> base URL),
+      e.g. to point at an exchange emulator or a testnet.
+    - `options`: extra ccxt `options` (strings, numbers, booleans).
+    - `timeout_ms`: ccxt's per-request timeout.
+    - `recv_window_ms`: how long a signed request stays valid at the
+      exchange (Binance's recvWindow); an order whose send failed is only
+      re-sent once a lookup, made after this window, proves it absent.
+    - `enable_rate_limit`: ccxt's own client-side throttle.
+    - `retry`: tries and delays of transient failures.
+    - `breaker_threshold`, `breaker_cooloff_s`: the circuit breaker.
+    - `reconcile_interval_s`: periodic reconciliation (0: only at start-up,
+      reconnect and breaker close).
+    - `poll_interval_s`: REST polling of working orders (fills) and of
+      market data.
+    - `market_data`: "auto" (websocket `watch_*` when ccxt.pro has them,
+      else REST), "rest" or "websocket".
+    - `unknown_orders`: "flag" (report and halt the account) or "adopt"
+      (report, track and apply its fills) for an exchange order posbus did
+      not place.
+    - `balance_mismatch`: "halt" or "warn" when the exchange's balances
+      differ from what posbus's fills explain by more than
+      `balance_tolerance`.
+    """
+
+    kind: str = "simulated"
+    exchange_id: str = "binance"
+    api_key_env: str = "POSBUS_API_KEY"
+    secret_env: str = "POSBUS_API_SECRET"  # noqa: S105 - the name of a variable, not a secret
+    credentials_file: Path | None = None
+    urls: Mapping[str, str] = field(default_factory=dict)
+    options: Mapping[str, str | int | float | bool] = field(default_factory=dict)
+    timeout_ms: int = 10_000
+    recv_window_ms: int = 5_000
+    enable_rate_limit: bool = True
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    breaker_threshold: int = 5
+    breaker_cooloff_s: float = 30.0
+    reconcile_interval_s: float = 300.0
+    poll_interval_s: float = 1.0
+    market_data: str = "auto"
+    unknown_orders: str = "flag"
+    balance_mismatch: str = "halt"
+    balance_tolerance: Decimal = Decimal(0)
+
+    def __post_init__(self) -> None:
+        _one_of("kind", self.kind, KINDS)
+        _one_of("unknown_orders", self.unknown_orders, UNKNOWN_ORDER_POLICIES)
+        _one_of("balance_mismatch", self.balance_mismatch, BALANCE_MISMATCH_POLICIES)
+        _one_of("market_data", self.market_data, MARKET_DATA_MODES)
+        if not self.exchange_id:
+            raise ValueError("exchange_id must not be empty")
+        if self.timeout_ms <= 0 or self.recv_window_ms <= 0:
+            raise ValueError("timeout_ms and recv_window_ms must be positive")
+        if self.breaker_threshold < 1 or self.breaker_cooloff_s < 0:
+            raise ValueError("breaker_threshold must be >= 1 and breaker_cooloff_s >= 0")
+        if self.reconcile_interval_s < 0 or self.poll_interval_s <= 0:
+            raise ValueError("reconcile_interval_s must be >= 0 and poll_interval_s > 0")
+        if not self.balance_tolerance.is_finite() or self.balance_tolerance < 0:
+            raise ValueError("balance_tolerance must be a finite number >= 0")
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, not {value!r}")
+
+
+def gateway_config(table: Mapping[str, Any], base: GatewayConfig) -> GatewayConfig:
+    """The gateway settings in a parsed `[exchange]` table (other keys are ignored).
+
+    Raises ValueError naming the key for a wrong type or value.
+    """
+    values: dict[str, Any] = {}
+    for key in ("kind", "exchange_id", "api_key_env", "secret_env", "market_data"):
+        if key in table:
+            values[key] = _text(table[key], key)
+    for key in ("unknown_orders", "balance_mismatch"):
+        if key in table:
+            values[key] = _text(table[key], key)
+    if "credentials_file" in table:
+        values["credentials_file"] = Path(_text(table["credentials_file"], "credentials_file"))
+    for key in ("timeout_ms", "recv_window_ms", "breaker_threshold"):
+        if key in table:
+            values[key] = _integer(table[key], key)
+    for key in ("breaker_cooloff_s", "reconcile_interval_s", "poll_interval_s"):
+        if key in table:
+            values[key] = _number(table[key], key)
+    if "enable_rate_limit" in table:
+        if not isinstance(table["enable_rate_limit"], bool):
+            raise ValueError(
+                f"enable_rate_limit: must be true or false, got {table['enable_rate_limit']!r}"
+            )
+        values["enable_rate_limit"] = table["enable_rate_limit"]
+    if "balance_tolerance" in table:
+        values["balance_tolerance"] = _decimal(table["balance_tolerance"], "balance_tolerance")
+    if "urls" in table:
+        urls = _mapping(table["urls"], "urls")
+        values["urls"] = {name: _text(url, f"urls.{name}") for name, url in urls.items()}
+    if "options" in table:
+        options = _mapping(table["options"], "options")
+        for name, option in options.items():
+            if not isinstance(option, str | int | float | bool):
+                raise ValueError(f"options.{name}: must be a string, number or boolean")
+        values["options"] = dict(options)
+    retry = base.retry
+    if {"retry_tries", "retry_min_s", "retry_max_s", "max_retry_after_s"} & set(table):
+        retry = RetryPolicy(
+            tries=_integer(table.get("retry_tries", retry.tries), "retry_tries"),
+            min_s=_number(table.get("retry_min_s", retry.min_s), "retry_min_s"),
+            max_s=_number(table.get("retry_max_s", retry.max_s), "retry_max_s"),
+            max_retry_after_s=_number(
+                table.get("max_retry_after_s", retry.max_retry_after_s), "max_retry_after_s"
+            ),
+        )
+    merged = {name: getattr(base, name) for name in GatewayConfig.__dataclass_fields__}
+    merged.update(values, retry=retry)
+    return GatewayConfig(**merged)
+
+
+def _text(value: Any, key: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{key}: must be a non-empty string, got {value!r}")
+    return value
+
+
+def _integer(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{key}: must be an integer, got {value!r}")
+    return value
+
+
+def _number(value: Any, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{key}: must be a number, got {value!r}")
+    return float(value)
+
+
+def _decimal(value: Any, key: str) -> Decimal:
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: must be a number, got {value!r}")
+    try:
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise ValueError(f"{key}: not a number: {value!r}") from exc
+
+
+def _mapping(value: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{key}: must be a table")
+    return value
+
+
+# -- credentials ------------------------------------------------------------------
+
+
+class CredentialsError(ValueError):
+    """Credentials are missing, or their file is unreadable or readable by others."""
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """An API key and secret. Never printed: repr and str are redacted."""
+
+    api_key: str = field(repr=False)
+    secret: str = field(repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(api_key=<redacted>, secret=<redacted>)"
+
+    __str__ = __repr__
+
+    def redacted(self) -> dict[str, str]:
+        """What `inspect` may show: whether each part is set, never its value."""
+        return {
+            "api_key": "<redacted>" if self.api_key else "<unset>",
+            "secret": "<redacted>" if self.secret else "<unset>",
+        }
+
+
+def load_credentials(
+    config: GatewayConfig, environ: Mapping[str, str] | None = None
+) -> Credentials:
+    """Read the credentials the config points at (the file when set, else the environment).
+
+    Raises CredentialsError when a part is missing, when the file cannot be
+    read, or when its mode lets anyone but its owner read it.
+    """
+    if config.credentials_file is not None:
+        return _from_file(config.credentials_file)
+    env = os.environ if environ is None else environ
+    api_key = env.get(config.api_key_env, "")
+    secret = env.get(config.secret_env, "")
+    missing = [
+        name
+        for name, value in ((config.api_key_env, api_key), (config.secret_env, secret))
+        if not value
+    ]
+    if missing:
+        raise CredentialsError(f"environment variable(s) not set: {', '.join(missing)}")
+    return Credentials(api_key, secret)
+
+
+def _from_file(path: Path) -> Credentials:
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise CredentialsError(f"credentials file {path}: {exc.strerror}") from exc
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise CredentialsError(
+            f"credentials file {path} is accessible by others (mode {stat.S_IMODE(mode):04o}); "
+            "chmod 600 it"
+        )
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        # The parser's message may quote the file's content: never repeat it.
+        raise CredentialsError(f"credentials file {path}: cannot be read as TOML") from exc
+    api_key, secret = data.get("api_key"), data.get("secret")
+    if not isinstance(api_key, str) or not isinstance(secret, str) or not api_key or not secret:
+        raise CredentialsError(f"credentials file {path}: needs string keys api_key and secret")
+    return Credentials(api_key, secret)

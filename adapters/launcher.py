@@ -1,0 +1,295 @@
+"""The launcher behind `posbus up`: starts a stack's workers as OS processes and keeps them up.
+
+Each worker is `python -m posbus.adapters.cli.main worker --role ROLE ...`, its
+own process with its own root supervisor. The launcher starts them in order
+(broker first), waits until each says it serves (its ready file), records
+pids and endpoints in RUN_DIR/run.json, and then watches them: a worker that
+exits is started again, with the same restart intensity as an OTP supervisor
+(at most `max_restarts` within `period_s`, spaced by a growing backoff); one
+more and the launcher gives up loudly (a CRITICAL log line, every worker
+stopped, exit code 1). Stopping (SIGTERM / Ctrl-C / `posbus down`) sends
+SIGTERM to the workers in reverse start order, so each snapshots, flushes and
+stops; a worker still running after `stop_timeout_s` is killed.
+
+Runs on the main thread of the `posbus up` process; nothing here is shared
+with other threads except `request_stop`, which only sets an Event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from posbus.actors.model.errors import PosbusError
+from posbus.actors.supervision.intensity import RestartIntensity
+from posbus.adapters.launcher_layout import (
+    RUN_FILE_VERSION,
+    RunDir,
+    WorkerSpec,
+    pid_alive,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class LaunchError(PosbusError):
+    """A stack could not be started, or its launcher gave up on a worker."""
+
+
+@dataclass(frozen=True, slots=True)
+class LauncherPolicy:
+    """Restart intensity and timeouts of the launcher."""
+
+    max_restarts: int = 5
+    period_s: float = 60.0
+    backoff_min_s: float = 0.2
+    backoff_max_s: float = 5.0
+    ready_timeout_s: float = 30.0
+    stop_timeout_s: float = 15.0
+
+
+@dataclass(slots=True)
+class _Running:
+    spec: WorkerSpec
+    process: subprocess.Popen[bytes]
+    started_ns: int
+    restarts: int = 0
+    intensity: RestartIntensity | None = None
+    restart_at: float | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Launcher:
+    """Starts, watches and stops the workers of one stack (main thread)."""
+
+    def __init__(
+        self,
+        specs: list[WorkerSpec],
+        run_dir: RunDir,
+        *,
+        config_path: Path | None,
+        policy: LauncherPolicy | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.specs = specs
+        self.run_dir = run_dir
+        self.config_path = config_path.resolve() if config_path is not None else None
+        self.policy = policy if policy is not None else LauncherPolicy()
+        self.python = python
+        self.workers: dict[str, _Running] = {}
+        self.started_ns = time.time_ns()
+        self._stop = threading.Event()
+        self.gave_up: str | None = None
+
+    # -- commands ---------------------------------------------------------------------
+
+    def argv(self, spec: WorkerSpec) -> list[str]:
+        """The command line of a worker."""
+        cmd = [self.python, "-m", "posbus.adapters.cli.main", "worker", "--role", spec.role]
+        cmd += ["--run-dir", str(self.run_dir.root), "--name", spec.name]
+        if spec.shard is not None:
+            cmd += ["--shard", str(spec.shard)]
+        if spec.account is not None:
+            cmd += ["--account", spec.account]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        return cmd
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the broker, and once it serves every other worker (in parallel).
+
+        Raises LaunchError (after stopping what it started) when a stack is
+        already running in this run directory or a worker does not come up.
+        """
+        existing = self.run_dir.read_run()
+        if existing is not None and pid_alive(int(existing.get("launcher_pid", 0))):
+            raise LaunchError(
+                f"a stack is already running in {self.run_dir.root} "
+                f"(launcher pid {existing['launcher_pid']}); 'posbus down' first"
+            )
+        self.run_dir.prepare()
+        try:
+            first, rest = self.specs[:1], self.specs[1:]
+            for group in (first, rest):
+                # Workers reconnect to each other through the broker, so only
+                # the broker has to be up first; the rest start side by side.
+                for spec in group:
+                    self._spawn(spec)
+                for spec in group:
+                    self._await_ready(spec)
+                self._write_run()
+        except LaunchError:
+            self.stop()
+            raise
+
+    def _spawn(self, spec: WorkerSpec, restarts: int = 0) -> None:
+        self.run_dir.ready_file(spec.name).unlink(missing_ok=True)
+        log = self.run_dir.log_file(spec.name)
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+                self.argv(spec),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                # Ctrl-C in the launcher's terminal must not hit the workers
+                # directly: the launcher stops them in order.
+                start_new_session=True,
+            )
+        previous = self.workers.get(spec.name)
+        running = _Running(spec, process, time.time_ns(), restarts)
+        if previous is not None:
+            running.intensity = previous.intensity
+            running.history = previous.history
+        else:
+            running.intensity = RestartIntensity(self.policy.max_restarts, self.policy.period_s)
+        self.workers[spec.name] = running
+        self.run_dir.pid_file(spec.name).write_text(f"{process.pid}\n", encoding="ascii")
+        logger.info(
+            "worker started",
+            extra={
+                "worker": spec.name,
+                "role": spec.role,
+                "pid": process.pid,
+                "restarts": restarts,
+            },
+        )
+
+    def _await_ready(self, spec: WorkerSpec) -> None:
+        running = self.workers[spec.name]
+        deadline = time.monotonic() + self.policy.ready_timeout_s
+        while time.monotonic() < deadline:
+            ready = self.run_dir.read_ready(spec.name)
+            if ready is not None and ready.get("pid") == running.process.pid:
+                return
+            if running.process.poll() is not None:
+                raise LaunchError(
+                    f"worker {spec.name} exited with code {running.process.returncode} while "
+                    f"starting; see {self.run_dir.log_file(spec.name)}"
+                )
+            time.sleep(0.02)
+        raise LaunchError(
+            f"worker {spec.name} not ready within {self.policy.ready_timeout_s} s; "
+            f"see {self.run_dir.log_file(spec.name)}"
+        )
+
+    def request_stop(self) -> None:
+        """Make `watch` return (any thread, or a signal handler)."""
+        self._stop.set()
+
+    def watch(self, poll_s: float = 0.1) -> int:
+        """Restart workers that exit until asked to stop; exit code 0, or 1 when it gave up.
+
+        Stops every worker before it returns.
+        """
+        try:
+            while not self._stop.wait(poll_s):
+                if not self._check_workers():
+                    return 1
+            return 0
+        finally:
+            self.stop()
+
+    def _check_workers(self) -> bool:
+        now = time.monotonic()
+        for name, running in list(self.workers.items()):
+            if running.restart_at is not None:
+                if now >= running.restart_at:
+                    running.restart_at = None
+                    self._spawn(running.spec, running.restarts + 1)
+                    self._write_run()
+                continue
+            code = running.process.poll()
+            if code is None:
+                continue
+            running.history.append({"exit_code": code, "ts_ns": time.time_ns()})
+            assert running.intensity is not None
+            if not running.intensity.record(now):
+                self.gave_up = name
+                logger.critical(
+                    "worker keeps dying; launcher gives up and stops the stack",
+                    extra={
+                        "worker": name,
+                        "exit_code": code,
+                        "max_restarts": self.policy.max_restarts,
+                        "period_s": self.policy.period_s,
+                    },
+                )
+                print(
+                    f"posbus: error: worker {name} exited {running.intensity.max_restarts + 1} "
+                    f"times within {self.policy.period_s} s (last exit code {code}); giving up, "
+                    f"see {self.run_dir.log_file(name)}",
+                    file=sys.stderr,
+                )
+                return False
+            attempt = running.intensity.recent(now)
+            delay = min(self.policy.backoff_max_s, self.policy.backoff_min_s * 2 ** (attempt - 1))
+            logger.error(
+                "worker exited; restarting",
+                extra={"worker": name, "exit_code": code, "delay_s": delay, "attempt": attempt},
+            )
+            running.restart_at = now + delay
+            self._write_run()
+        return True
+
+    def stop(self) -> None:
+        """SIGTERM every worker in reverse start order, wait, SIGKILL stragglers; clear run.json."""
+        for spec in reversed(self.specs):
+            running = self.workers.get(spec.name)
+            if running is None or running.process.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                running.process.send_signal(signal.SIGTERM)
+            try:
+                running.process.wait(self.policy.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.error("worker ignored SIGTERM; killing it", extra={"worker": spec.name})
+                running.process.kill()
+                running.process.wait(5)
+        for spec in self.specs:
+            self.run_dir.pid_file(spec.name).unlink(missing_ok=True)
+            self.run_dir.ready_file(spec.name).unlink(missing_ok=True)
+        data = self.run_dir.read_run()
+        if data is not None and data.get("launcher_pid") == os.getpid():
+            self.run_dir.run_file.unlink(missing_ok=True)
+
+    # -- run.json ---------------------------------------------------------------------------
+
+    def _write_run(self) -> None:
+        workers = {}
+        for name, running in self.workers.items():
+            spec = running.spec
+            workers[name] = {
+                "name": name,
+                "role": spec.role,
+                "shard": None if spec.shard is None else str(spec.shard),
+                "pid": running.process.pid,
+                "started_ns": running.started_ns,
+                "restarts": running.restarts,
+                "restarting": running.restart_at is not None,
+                "command": spec.service,
+                "admin": self.run_dir.admin_endpoint(name),
+                "log": str(self.run_dir.log_file(name)),
+                "exits": running.history[-10:],
+            }
+        self.run_dir.write_run(
+            {
+                "version": RUN_FILE_VERSION,
+                "launcher_pid": os.getpid(),
+                "started_ns": self.started_ns,
+                "config": None if self.config_path is None else str(self.config_path),
+                "run_dir": str(self.run_dir.root),
+                "workers": workers,
+            }
+        )

@@ -1,0 +1,164 @@
+"""The run directory of a stack, and which workers a configuration asks for.
+
+`posbus up` (the launcher), every worker, `posbus status` / `down` / `admin`
+and the tests agree on where things live through this module only:
+
+    RUN_DIR/run.json            the launcher: its pid, and each worker's
+                                name, role, shard, pid, start time, restarts,
+                                command service and admin endpoint
+    RUN_DIR/pids/NAME.pid       each worker's pid (for systemd and scripts)
+    RUN_DIR/admin/NAME.sock     each worker's admin socket (ipc; the admin
+                                directory is 0700: only the owner can connect)
+    RUN_DIR/logs/NAME.log       each worker's JSON-lines log
+    RUN_DIR/ready/NAME.json     written by a worker once it serves (pid, time)
+
+Worker names are stable: `broker`, `risk`, `gateway.ACCOUNT`, `positions.I`
+(shard I of N), and `feed` (the demo's market and signal source). Pure
+bookkeeping plus small file reads and writes; no processes are started here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from posbus.actors.sharding import Shard
+
+ROLES = ("broker", "gateway", "positions", "risk", "feed")
+RUN_FILE_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSpec:
+    """One worker process of a stack: its name, role and (positions only) shard."""
+
+    name: str
+    role: str
+    shard: Shard | None = None
+    account: str | None = None
+
+    @property
+    def service(self) -> str | None:
+        """The command service the worker answers on the bus (None for broker and feed)."""
+        if self.role in ("broker", "feed"):
+            return None
+        return self.name
+
+
+def plan(account: str, position_shards: int, *, demo: bool) -> list[WorkerSpec]:
+    """The workers of one stack, in start order (broker first, the demo feed last)."""
+    specs = [
+        WorkerSpec("broker", "broker"),
+        WorkerSpec("risk", "risk"),
+        WorkerSpec(f"gateway.{account}", "gateway", account=account),
+    ]
+    specs += [
+        WorkerSpec(f"positions.{i}", "positions", Shard(i, position_shards))
+        for i in range(position_shards)
+    ]
+    if demo:
+        specs.append(WorkerSpec("feed", "feed"))
+    return specs
+
+
+def worker_name(role: str, shard: Shard | None, account: str) -> str:
+    """The stable name of a worker of `role` (and shard / account)."""
+    if role == "positions":
+        return f"positions.{0 if shard is None else shard.index}"
+    if role == "gateway":
+        return f"gateway.{account}"
+    return role
+
+
+class RunDir:
+    """Paths under one run directory, created with the right permissions on `prepare`."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def admin_dir(self) -> Path:
+        return self.root / "admin"
+
+    def admin_path(self, name: str) -> Path:
+        """The ipc socket file of `name`'s admin socket."""
+        return self.admin_dir / f"{name}.sock"
+
+    def admin_endpoint(self, name: str) -> str:
+        """The ZeroMQ endpoint of `name`'s admin socket."""
+        return f"ipc://{self.admin_path(name)}"
+
+    def pid_file(self, name: str) -> Path:
+        return self.root / "pids" / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.root / "logs" / f"{name}.log"
+
+    def ready_file(self, name: str) -> Path:
+        return self.root / "ready" / f"{name}.json"
+
+    def journal_file(self, name: str) -> Path:
+        """Where a worker keeps its durable journal (when the backend is a file)."""
+        return self.root / "journal" / f"{name}.sqlite"
+
+    def prepare(self) -> None:
+        """Create the directories; the admin directory only its owner may enter (0700)."""
+        for sub in ("pids", "logs", "ready", "journal"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.admin_dir.mkdir(parents=True, exist_ok=True)
+        # mkdir's mode is filtered by the umask; chmod makes 0700 certain.
+        self.admin_dir.chmod(0o700)
+
+    def read_run(self) -> dict[str, Any] | None:
+        """The launcher's run.json, or None when there is none (no stack was started here)."""
+        try:
+            data = json.loads(self.run_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        if not isinstance(data, dict):
+            return None
+        return data
+
+    def write_run(self, data: dict[str, Any]) -> None:
+        """Replace run.json atomically (readers never see half a file)."""
+        write_json_atomic(self.run_file, data)
+
+    def read_ready(self, name: str) -> dict[str, Any] | None:
+        """A worker's ready file, or None."""
+        try:
+            data = json.loads(self.ready_file(name).read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write `data` as JSON to `path` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with `pid` exists (and is not a zombie we could reap)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(") ", 1)[1][:1] != "Z"
+    except (FileNotFoundError, IndexError):
+        return True

@@ -1,0 +1,192 @@
+"""Pre-trade risk through the actors: refusals, the kill switch and a cool-down from marks.
+
+A real `Node` on the in-memory journal and the seeded simulated exchange, with
+a ManualClock so that cool-down timers move only when a test says so. Every
+expected number is worked out by hand in a comment.
+"""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+from typing import Any
+
+from posbus.actors.model.risk import RiskLimits
+from posbus.actors.model.side import Side
+from posbus.actors.node import Node, NodeConfig
+from posbus.actors.position_actor import position_stream
+from posbus.actors.supervision.backoff import Backoff
+from posbus.actors.supervision.policy import SupervisorPolicy
+from posbus.adapters.clock import ManualClock
+from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
+from posbus.adapters.journal.memory import MemoryJournal
+from posbus.bus.messages import MarketUpdate, OrderIntent, RiskEvent
+
+ACCOUNT = "A"
+BTC = "BTC/USDT"
+STREAM = position_stream(ACCOUNT, BTC)
+T0 = 1_700_000_000_000_000_000
+COOLDOWN_S = 60
+
+LIMITS = RiskLimits(
+    daily_loss_limit=Decimal(1000),
+    max_drawdown=Decimal("0.2"),
+    max_leverage=Decimal(5),
+    warning_fraction=Decimal("0.8"),
+    warning_leverage_factor=Decimal("0.5"),
+    max_group_exposure=Decimal(200_000),
+    max_total_exposure=Decimal(400_000),
+    max_order_notional=Decimal(60_000),
+    max_orders_per_second=50,
+    cooldown_s=COOLDOWN_S,
+    stale_after_s=300,
+)
+CONFIG = NodeConfig(
+    ACCOUNT,
+    LIMITS,
+    Decimal(100_000),
+    policy=SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(0.001, 0.01)),
+)
+
+_intent_ids = itertools.count(1)
+
+
+def quote(clock: ManualClock, bid: str, ask: str) -> MarketUpdate:
+    """A BTC top-of-book update stamped now."""
+    return MarketUpdate(BTC, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
+
+
+def intent(clock: ManualClock, side: Side, qty: str, *, reduce_only: bool = False) -> OrderIntent:
+    """A BTC market-order intent of the test account, stamped now."""
+    return OrderIntent(
+        account=ACCOUNT,
+        symbol=BTC,
+        side=side,
+        qty=Decimal(qty),
+        limit_price=None,
+        intent_id=f"intent-{next(_intent_ids)}",
+        reduce_only=reduce_only,
+        reason="test",
+        ts_ns=clock.now_ns(),
+    )
+
+
+def trade(node: Node, order: OrderIntent) -> dict[str, Any]:
+    """Send one intent, wait for the node to settle, return the order it became."""
+    seq = node.signal(order).seq
+    node.settle()
+    found: dict[str, Any] = node.inspect(STREAM)["orders"][f"{ACCOUNT}:{BTC}:{seq}"]
+    return found
+
+
+def risk_events(node: Node, event: str) -> list[RiskEvent]:
+    """The risk events of one kind the node published, oldest first."""
+    return [e for e in node.events.events() if isinstance(e, RiskEvent) and e.event == event]
+
+
+def new_node(start_node: Any, clock: ManualClock) -> tuple[Node, SimulatedExchange]:
+    """A started node and its exchange, with BTC quoted 49990 / 50010 (mid 50000)."""
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    node = start_node(CONFIG, journal=MemoryJournal(), exchange=exchange, clock=clock)
+    node.market(quote(clock, "49990", "50010"))
+    return node, exchange
+
+
+def test_order_beyond_max_notional_is_rejected_by_risk_and_never_reaches_the_exchange(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    node, exchange = new_node(start_node, clock)
+
+    # A market order is priced at the mark, the mid 50000: 2 x 50000 = 100000 > 60000.
+    order = trade(node, intent(clock, Side.BUY, "2"))
+
+    assert order["status"] == "Rejected"
+    assert order["reason"].startswith("risk:")
+    assert order["reason"] == "risk: order notional 100000 beyond 60000"
+    (event,) = risk_events(node, "order_rejected")
+    assert event.state == "Normal"
+    assert event.symbol == BTC
+    assert event.account == ACCOUNT
+    assert event.reason.startswith("order_notional:")
+    assert order["order_id"] in event.reason
+    assert event.values == {"notional": "100000", "limit": "60000"}
+    assert exchange.open_orders() == []
+    assert exchange.fills() == []
+    assert "submits" not in node.inspect("gateway.A")["counts"]
+    assert Decimal(node.inspect(STREAM)["qty"]) == 0
+
+
+def test_halt_refuses_new_risk_but_lets_reduce_only_through_until_resume(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    node, _ = new_node(start_node, clock)
+    assert trade(node, intent(clock, Side.BUY, "0.2"))["status"] == "Filled"
+
+    assert node.halt("operator kill switch") == "Halted"
+    refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    assert refused["status"] == "Rejected"
+    assert refused["reason"] == (
+        "risk: trading halted (operator kill switch): risk-reducing orders only"
+    )
+    (rejection,) = risk_events(node, "order_rejected")
+    assert rejection.state == "Halted"
+    assert rejection.reason.startswith("halted:")
+
+    reducing = trade(node, intent(clock, Side.SELL, "0.1", reduce_only=True))
+    assert reducing["status"] == "Filled"
+    assert reducing["side"] == Side.SELL.value
+    # 0.2 bought, 0.1 sold
+    assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.1")
+
+    assert node.resume() == "Normal"
+    assert trade(node, intent(clock, Side.BUY, "0.1"))["status"] == "Filled"
+    # 0.1 + 0.1
+    assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.2")
+
+    changes = [(e.previous_state, e.state) for e in risk_events(node, "state_change")]
+    assert changes == [("Normal", "Halted"), ("Halted", "Normal")]
+    assert len(risk_events(node, "order_rejected")) == 1
+
+
+def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    node, _ = new_node(start_node, clock)
+    assert trade(node, intent(clock, Side.BUY, "1"))["status"] == "Filled"
+    assert node.inspect("risk")["state"] == "Normal"
+
+    # Mid 49000: unrealized 1 x (49000 - 50010) = -1010; taker fee 1 x 50010 x
+    # 0.001 = 50.01; equity 100000 - 50.01 - 1010 = 98939.99, a daily loss of
+    # 1060.01 >= 1000.
+    node.market(quote(clock, "48990", "49010"))
+    node.settle()
+
+    (change,) = risk_events(node, "state_change")
+    assert (change.previous_state, change.state) == ("Normal", "CoolDown")
+    assert "daily loss limit reached" in change.reason
+    assert change.values["equity"] == "98939.99"
+    assert change.values["daily_pnl"] == "-1060.01"
+    until = T0 + COOLDOWN_S * 10**9
+    assert change.values["cooldown_until_ns"] == str(until)
+    assert node.inspect("risk")["state"] == "CoolDown"
+
+    refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    assert refused["status"] == "Rejected"
+    assert refused["reason"] == f"risk: cooldown until {until} ns: risk-reducing orders only"
+    # Closing out is what a cool-down is for.
+    closing = trade(node, intent(clock, Side.SELL, "0.5", reduce_only=True))
+    assert closing["status"] == "Filled"
+    assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.5")
+
+    # The timer ends the cool-down, but the loss is still beyond the limit: sold
+    # 0.5 at 48990 (gross 0.5 x (48990 - 50010) = -510, fee 24.495), 0.5 left at
+    # mid 49000 (-505): loss 50.01 + 510 + 24.495 + 505 = 1089.505.
+    clock.advance(COOLDOWN_S * 10**9)
+    node.tick()
+    node.settle()
+    assert node.inspect("risk")["state"] == "Warning"
+    still_refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    assert still_refused["reason"] == "risk: daily loss 1089.505 at or beyond limit 1000"

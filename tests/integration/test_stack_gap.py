@@ -1,0 +1,166 @@
+"""Subscriber gap repair (Clone pattern): a lost execution signal is fetched from the gateway.
+
+Real workers, a real broker and real sockets, in one process (threads) so the
+test can lose exactly one frame: the gateway journals a fill and publishes it
+under a topic no positions worker hears, which is what a dropped frame looks
+like downstream (its sequence number is used, its content never arrives).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from stack_harness import wait_for
+
+from posbus.actors.sharding import Shard
+from posbus.actors.worker import GatewayWorker, PositionsWorker, RiskWorker, WorkerSettings
+from posbus.adapters.clock import WallClock
+from posbus.adapters.config import Config
+from posbus.adapters.exchange.simulated import SimulatedExchange
+from posbus.adapters.journal.memory import MemoryJournal
+from posbus.bus.admin import admin_endpoint
+from posbus.bus.broker import Broker
+from posbus.bus.client import CommandClient
+from posbus.bus.codec import encode
+from posbus.bus.endpoints import BusEndpoints
+from posbus.bus.heartbeat import HeartbeatConfig
+from posbus.bus.messages import MarketUpdate, Message, OrderFill
+from posbus.bus.publisher import Publisher
+from posbus.bus.topics import market_topic
+
+
+class LossyGateway(GatewayWorker):
+    """Loses the first fill it publishes: journaled and sequenced, never delivered."""
+
+    lost = 0
+
+    def publish_signal(self, stream: str, message: Message) -> None:
+        if isinstance(message, OrderFill) and self.lost == 0:
+            self.lost += 1
+            publisher = self.io.publisher
+            assert publisher is not None
+            self.journal.append(self.published_stream, _payload(stream, message))
+            publisher.publish(message, topic=market_topic("nobody-listens"), ts_ns=time.time_ns())
+            return
+        super().publish_signal(stream, message)
+
+
+def _payload(stream: str, message: Message) -> bytes:
+    return encode(message, seq=0, sender=stream, ts_ns=time.time_ns())
+
+
+@pytest.fixture
+def workers() -> Iterator[dict[str, Any]]:
+    config = Config()
+    node = config.node_config()
+    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
+        root = Path(name)
+        endpoints = BusEndpoints.local(root)
+        heartbeat = HeartbeatConfig(interval_s=0.2, liveness=3)
+        stop = threading.Event()
+        broker = Broker(endpoints, heartbeat=heartbeat)
+        thread = threading.Thread(target=broker.run, args=(stop,), daemon=True)
+        thread.start()
+        assert broker.ready.wait(10)
+
+        def settings(name: str, role: str, shard: Shard | None = None) -> WorkerSettings:
+            return WorkerSettings(
+                name=name,
+                role=role,
+                run_dir=root,
+                endpoints=endpoints,
+                admin_endpoint=admin_endpoint(root, name),
+                account=config.account,
+                policy=node.policy,
+                symbols=node.symbols,
+                shard=shard,
+                heartbeat=heartbeat,
+            )
+
+        clock = WallClock()
+        risk = RiskWorker(
+            settings("risk", "risk"),
+            journal=MemoryJournal(),
+            clock=clock,
+            limits=node.limits,
+            starting_equity=node.starting_equity,
+        )
+        gateway = LossyGateway(
+            settings("gateway.default", "gateway"),
+            journal=MemoryJournal(),
+            clock=clock,
+            exchange=SimulatedExchange(config.exchange, config.account),
+        )
+        positions = PositionsWorker(
+            settings("positions.0", "positions", Shard(0, 1)), journal=MemoryJournal(), clock=clock
+        )
+        started = []
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+        market = Publisher(context, endpoints.events_in, sender="test-market")
+        client = CommandClient(context, endpoints.commands, sender="test")
+        try:
+            for worker in (risk, gateway, positions):
+                worker.start()
+                started.append(worker)
+            yield {"positions": positions, "gateway": gateway, "market": market, "client": client}
+        finally:
+            client.close()
+            market.close()
+            for worker in reversed(started):
+                worker.stop()
+            stop.set()
+            thread.join(10)
+
+
+def _quote(market: Publisher) -> None:
+    update = MarketUpdate(
+        "BTC/USDT", Decimal("60000"), Decimal("60001"), None, None, None, time.time_ns()
+    )
+    market.publish(update, topic=market_topic("BTC/USDT"), ts_ns=time.time_ns())
+
+
+def _order(client: CommandClient, qty: str) -> dict[str, Any]:
+    args = {"account": "default", "symbol": "BTC/USDT", "side": "buy", "qty": qty}
+
+    def attempt() -> dict[str, Any] | None:
+        try:
+            return client.call("positions.0", "positions.order", dict(args), timeout=5)
+        except Exception:  # noqa: BLE001 - the service may still be registering
+            return None
+
+    return wait_for("the order accepted", attempt, 15)
+
+
+def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any]) -> None:
+    positions: PositionsWorker = workers["positions"]
+    market: Publisher = workers["market"]
+    client: CommandClient = workers["client"]
+
+    def quoted() -> bool:
+        _quote(market)
+        return positions._last_market.get("BTC/USDT") is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    _order(client, "0.1")
+    wait_for("the first fill was lost", lambda: workers["gateway"].lost == 1)
+    # The next order's signals come after the lost one: the positions worker
+    # sees the sequence jump and fetches the missing record from the gateway.
+    _order(client, "0.2")
+
+    def qty() -> Decimal | None:
+        state = positions.inspect({"actor": "position/default/BTC/USDT"})
+        return Decimal(state["qty"]) if Decimal(state["qty"]) == Decimal("0.3") else None
+
+    # 0.1 (the lost fill, repaired) + 0.2 (delivered) = 0.3
+    assert wait_for("both fills applied", qty) == Decimal("0.3")
+    assert positions.gaps_repaired == 1
+    assert positions.gaps_unrepaired == 0

@@ -1,0 +1,150 @@
+"""Wire forms of the control messages (posbus.actors.remote) and the remote references."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from posbus.actors.control import (
+    CancelOrder,
+    CheckOrder,
+    ExposureChanged,
+    Halt,
+    Resume,
+    SubmitOrder,
+    Tick,
+)
+from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
+from posbus.actors.model.side import Side
+from posbus.actors.remote import (
+    RemoteCallFailed,
+    RemoteGateway,
+    RemoteMessageError,
+    RemoteRisk,
+    decision_from_result,
+    decision_result,
+    from_command,
+    to_command,
+)
+from posbus.adapters.exchange.reports import NewOrder
+from posbus.bus.codec import decode, encode
+from posbus.bus.messages import Command, Message, Reply
+
+REQUEST = OrderRequest(
+    account="acc",
+    symbol="BTC/USDT",
+    side=Side.BUY,
+    qty=Decimal("0.1"),
+    price=Decimal("60000.5"),
+    order_id="acc:BTC/USDT:3",
+    ts_ns=42,
+)
+EXPOSURE = PositionExposure(
+    account="acc",
+    symbol="ETH/USDT",
+    qty=Decimal("-2"),
+    mark=Decimal("3000.25"),
+    mark_ts_ns=7,
+    realized_pnl=Decimal("-1.5"),
+    unrealized_pnl=Decimal("10.00000001"),
+    group="majors",
+    correlation=Decimal("0.85"),
+)
+ORDER = NewOrder("pbabc1", "acc", "BTC/USDT", Side.SELL, Decimal("0.25"), None, 99)
+
+MESSAGES = [
+    CheckOrder(REQUEST),
+    ExposureChanged(EXPOSURE, 123),
+    Halt("exchange incident", 5),
+    Resume(6),
+    Tick(7),
+    SubmitOrder(ORDER, "acc:BTC/USDT:3", "position/acc/BTC/USDT"),
+    CancelOrder("pbabc1", "acc:BTC/USDT:3", "position/acc/BTC/USDT", 8),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_control_message_survives_the_wire_exactly(message: Any) -> None:
+    command = to_command(message, "req-1")
+    wire = encode(command, seq=1, sender="test", ts_ns=1)
+    decoded = decode(wire).message
+    assert isinstance(decoded, Command)
+    assert from_command(decoded) == message
+
+
+def test_decimals_travel_as_plain_strings() -> None:
+    command = to_command(ExposureChanged(EXPOSURE, 1), "r")
+    assert command.args["unrealized_pnl"] == "10.00000001"
+    assert command.args["qty"] == "-2"
+
+
+def test_unknown_command_is_refused_with_its_name() -> None:
+    with pytest.raises(RemoteMessageError, match="nope"):
+        from_command(Command("nope", {}, "r"))
+
+
+def test_bad_decimal_argument_is_refused_naming_the_argument() -> None:
+    args = dict(to_command(CheckOrder(REQUEST), "r").args)
+    args["qty"] = "1e5"
+    with pytest.raises(RemoteMessageError, match="qty"):
+        from_command(Command("risk.check", args, "r"))
+
+
+def test_non_positive_qty_is_refused() -> None:
+    args = dict(to_command(CheckOrder(REQUEST), "r").args)
+    args["qty"] = "0"
+    with pytest.raises(RemoteMessageError):
+        from_command(Command("risk.check", args, "r"))
+
+
+def test_risk_decision_round_trips_through_a_reply_result() -> None:
+    decision = RiskDecision(False, "too big", "order_notional", {"notional": "30000"}, True)
+    assert decision_from_result(decision_result(decision)) == decision
+
+
+class _Link:
+    """Records what a remote reference sends; answers requests with `reply`."""
+
+    def __init__(self, reply: Reply | None = None) -> None:
+        self.reply = reply
+        self.sent: list[tuple[str, Any, Any]] = []
+
+    def request(self, service: str, command: Command, timeout: float) -> Reply:
+        self.sent.append(("request", service, command))
+        assert self.reply is not None
+        return self.reply
+
+    def send(self, service: str, command: Command) -> None:
+        self.sent.append(("send", service, command))
+
+    def publish(self, topic: bytes, message: Message) -> None:
+        self.sent.append(("publish", topic, message))
+
+
+def test_remote_risk_ask_check_order_returns_the_decision() -> None:
+    link = _Link(Reply.success("r", decision_result(RiskDecision(True, "", ""))))
+    decision = RemoteRisk(link).ask(CheckOrder(REQUEST), timeout=1.0)
+    assert decision == RiskDecision(True, "", "")
+    assert link.sent[0][:2] == ("request", "risk")
+
+
+def test_remote_risk_tell_exposure_publishes_on_the_exposure_topic() -> None:
+    link = _Link()
+    RemoteRisk(link).tell(ExposureChanged(EXPOSURE, 1))
+    kind, topic, message = link.sent[0]
+    assert (kind, topic) == ("publish", b"xp|acc|ETH/USDT|")
+    assert from_command(message) == ExposureChanged(EXPOSURE, 1)
+
+
+def test_remote_risk_failure_reply_raises_with_the_remote_type() -> None:
+    link = _Link(Reply.failure("r", RemoteMessageError("bad")))
+    with pytest.raises(RemoteCallFailed, match="RemoteMessageError"):
+        RemoteRisk(link).ask(Halt("x", 1), timeout=1.0)
+
+
+def test_remote_gateway_tell_sends_to_the_account_service() -> None:
+    link = _Link()
+    RemoteGateway(link, "acc").tell(SubmitOrder(ORDER, "o", "position/acc/BTC/USDT"))
+    assert link.sent[0][:2] == ("send", "gateway.acc")
