@@ -210,13 +210,28 @@ def _build(  # noqa: PLR0917 - private, called once
 
 
 def _journal(config: Any, run_dir: Any, name: str) -> Any:
+    """The worker's own journal: each worker owns its streams, so each has its own store.
+
+    `[workers] journal = "memory"` (tests) keeps it in memory. Otherwise the
+    `[storage]` backend decides: SQLite gives one file per worker under
+    RUN_DIR/journal/; MongoDB one database per worker, `DATABASE_WORKER`
+    (dots become underscores), on the configured server.
+    """
+    from dataclasses import replace
+
+    from posbus.adapters.journal.backend import open_backend
+
     if config.workers.journal == "memory":
         from posbus.adapters.journal.memory import MemoryJournal
 
         return MemoryJournal()
-    from posbus.adapters.journal.sqlite import SqliteJournal
-
-    return SqliteJournal(run_dir.journal_file(name))
+    storage = config.storage
+    if storage.backend == "mongodb":
+        database = f"{storage.database}_{name}".replace(".", "_")
+        return open_backend(replace(storage, database=database), run_dir.root)
+    return open_backend(
+        replace(storage, backend="sqlite", path=run_dir.journal_file(name)), run_dir.root
+    )
 
 
 class _BrokerWorker:
