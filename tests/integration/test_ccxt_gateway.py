@@ -327,3 +327,17 @@ def test_market_updates_are_polled_from_the_exchange(
         Decimal("61000.50"),
     )
     assert update.ts_ns == rig.clock.now_ns()
+
+
+def test_latency_below_the_timeout_is_not_a_failure(
+    emulator: BinanceEmulator, rigs: RigFactory
+) -> None:
+    rig = rigs(emulator, MemoryJournal(), timeout_ms=400)
+    emulator.set_latency(0.15)
+    rig.quote()
+    rig.order(Side.BUY, "0.1")
+    rig.settle()
+
+    assert len(emulator.requests(ORDER)) == 1
+    assert Decimal(rig.position()["qty"]) == Decimal("0.1")
+    assert "retries" not in rig.gateway()["network"]["exchange"]["counts"]
