@@ -141,6 +141,11 @@ def test_unlisted_client_gets_nothing_and_is_logged(
     for i in range(20):
         pub.publish(quote(str(100 + i)))
     assert not sub.poll(500)
+    # The subscriber's handshake is refused asynchronously (the ZAP thread):
+    # wait, bounded, until both refusals are counted.
+    deadline = time.monotonic() + 10
+    while broker.status()["curve_denied"] < 2 and time.monotonic() < deadline:
+        sub.poll(50)
     assert broker.status()["curve_denied"] >= 2  # the command client and the subscriber
     denied = [r for r in caplog.records if r.getMessage() == "curve client denied"]
     assert denied and denied[0].client_key == setup.unlisted.keys.public.decode()  # type: ignore[attr-defined]
