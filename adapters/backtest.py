@@ -239,6 +239,7 @@ class Backtest:
         clock_set = self.clock.set
         market = node.market
         settle = node.settle
+        scheduler = node.scheduler
         on_market = self.strategy.on_market
         arrivals = venue.queue
         count = 0
@@ -263,7 +264,8 @@ class Backtest:
                 node.tick()
                 next_tick = (ts // RISK_TICK_NS + 1) * RISK_TICK_NS
             market(update)
-            settle()
+            if scheduler.pending:  # usually nothing: the update was delivered at once
+                settle()
             if venue.reports_out != seen_reports:
                 self._collect_fills()
                 seen_reports = self._seen_reports
