@@ -40,14 +40,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-from posbus.actors.control import Crash, ExposureChanged, Inspect, Resync, Tick
+from posbus.actors.control import Crash, ExposureChanged, Halt, Inspect, Resync, Tick
 from posbus.actors.delivery import Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
@@ -56,6 +56,7 @@ from posbus.actors.model.errors import OrderValidationError, PosbusError
 from posbus.actors.model.side import Side
 from posbus.actors.node import SymbolInfo
 from posbus.actors.position_actor import PositionActor, position_stream
+from posbus.actors.quote_slot import QuoteSlot
 from posbus.actors.remote import (
     CANCEL,
     CHECK_ORDER,
@@ -81,6 +82,7 @@ from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.adapters.clock import Clock
+from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.admin import AdminHandler
 from posbus.bus.codec import decode, encode
 from posbus.bus.curve import CurveClient, CurveServer
@@ -105,6 +107,7 @@ from posbus.bus.topics import (
     PREFIX_EXPOSURE,
     PREFIX_MARKET,
     execution_topic,
+    market_topic,
     risk_topic,
     topic_for,
 )
@@ -120,6 +123,10 @@ REPLAY_PAGE = 500
 APPLIED_PREFIX = "applied/"
 # A gap repair or start-up snapshot waits this long for the gateway.
 REPAIR_TIMEOUT_S = 5.0
+# Default mark-only exposure conflation of flat positions in a positions worker:
+# well below the risk supervisor's stale_after_s, and a flat position's own
+# order always tells its newest mark first.
+FLAT_EXPOSURE_INTERVAL_NS = 1_000_000_000
 
 
 class WorkerError(PosbusError):
@@ -147,6 +154,9 @@ class WorkerSettings:
     tick_s: float = 1.0
     exposure_interval_ns: int = 0
     exposure_pnl_step: Decimal = Decimal(0)
+    #: A flat position (qty 0) tells risk a mark-only change at most this often
+    #: (market time): it changes nothing risk counts but the mark (docs/bus.md).
+    flat_exposure_interval_ns: int = FLAT_EXPOSURE_INTERVAL_NS
 
 
 class Worker:
@@ -519,11 +529,41 @@ class GatewayWorker(Worker):
         *,
         journal: Journal,
         clock: Clock,
-        exchange: ExchangeClient,
+        exchange: ExchangeClient | ReportingExchange,
+        symbols: Sequence[str] = (),
     ) -> None:
         self.exchange = exchange
+        self.symbols = tuple(symbols)
         super().__init__(settings, journal=journal, clock=clock)
         self.published_stream = f"published/{self.io.sender}"
+
+    def start(self) -> None:
+        """Start as every worker does; a network exchange then feeds the bus its quotes."""
+        super().start()
+        if isinstance(self.exchange, MarketFeed) and self.symbols:
+            # A real exchange is the market: its quotes go to every worker, as the
+            # demo feed's do (the simulated exchange is fed by the feed instead).
+            self.exchange.subscribe_market(self.symbols, self._publish_market)
+
+    def stop(self) -> None:
+        """Stop as every worker does, then close a network exchange's I/O thread."""
+        super().stop()
+        close = getattr(self.exchange, "close", None)
+        if callable(close):
+            close()
+
+    def _publish_market(self, update: MarketUpdate) -> None:
+        self.io.publish(market_topic(update.symbol), update)
+
+    def _halt(self, reason: str) -> None:
+        """Reconciliation found what it cannot resolve: halt trading (gateway actor thread)."""
+        try:
+            RemoteRisk(self.io).ask(Halt(reason, self.clock.now_ns()), timeout=ASK_TIMEOUT_S)
+        except PosbusError as exc:
+            logger.critical(
+                "could not halt the risk worker",
+                extra={"worker": self.settings.name, "reason": reason, "error": str(exc)},
+            )
 
     @property
     def service_name(self) -> str:
@@ -546,6 +586,7 @@ class GatewayWorker(Worker):
                     outbox=self.outbox,
                     lookup=self._doorbell,
                     events=self.events,
+                    halt=self._halt,
                 ),
                 restart=RestartType.PERMANENT,
             )
@@ -597,6 +638,11 @@ class GatewayWorker(Worker):
         if command.name == "gateway.inspect":
             return self.inspect({"actor": self.service_name})
         return super().on_command(command)
+
+    def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
+        out = super().status(args)
+        out["published_seq"] = self.journal.last_seq(self.published_stream)
+        return out
 
     def replay(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
         """Published records after `after` (at most `limit`), hex-encoded envelopes, in order."""
@@ -650,6 +696,8 @@ class PositionsWorker(Worker):
         self._spawn_lock = threading.Lock()
         # symbol -> {stream: handle}: market data fans out without a scan of every actor.
         self._by_symbol: dict[str, dict[str, ChildHandle]] = {}
+        # stream -> the current incarnation's conflated market mailbox entry.
+        self._quote_slots: dict[str, QuoteSlot] = {}
         self._last_market: dict[str, MarketUpdate] = {}
         # Per gateway sender: the last execution-signal seq applied (control thread).
         self.applied: dict[str, int] = {}
@@ -712,9 +760,12 @@ class PositionsWorker(Worker):
             if handle is not None and handle.state is not HandleState.TERMINATED:
                 return handle
             info = self.settings.symbols.get(symbol, SymbolInfo())
-            spec = ChildSpec(
-                stream,
-                lambda link: PositionActor.start(
+
+            def start(link: Any) -> Any:
+                # A fresh slot per incarnation: one told to a mailbox that died
+                # with its actor would otherwise stay full, and never be told again.
+                self._quote_slots[stream] = QuoteSlot()
+                return PositionActor.start(
                     link,
                     account=account,
                     symbol=symbol,
@@ -728,9 +779,10 @@ class PositionsWorker(Worker):
                     last_market=self._last_market.get(symbol),
                     exposure_interval_ns=self.settings.exposure_interval_ns,
                     exposure_pnl_step=self.settings.exposure_pnl_step,
-                ),
-                restart=RestartType.TRANSIENT,
-            )
+                    flat_exposure_interval_ns=self.settings.flat_exposure_interval_ns,
+                )
+
+            spec = ChildSpec(stream, start, restart=RestartType.TRANSIENT)
             started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
             with self._handles_lock:
                 self.handles[stream] = started
@@ -744,14 +796,23 @@ class PositionsWorker(Worker):
     # -- events (I/O thread) ---------------------------------------------------------------------
 
     def on_events(self, batch: list[Received]) -> None:
-        by_actor: dict[str, tuple[ChildHandle, list[object]]] = {}
+        slots = self._quote_slots
+        superseded = 0
         for received in batch:
             message = received.envelope.message
             topic = received.topic
             if isinstance(message, MarketUpdate):
                 self._last_market[message.symbol] = message
                 for stream, handle in self._running_of(message.symbol):
-                    by_actor.setdefault(stream, (handle, []))[1].append(message)
+                    slot = slots.get(stream)
+                    if slot is None:
+                        self.tell(stream, handle, message)
+                    elif slot.put(message):
+                        # At most one market message in an actor's mailbox: a
+                        # busy actor takes the newest quote when it gets there.
+                        self.tell(stream, handle, slot)
+                    else:
+                        superseded += 1
             elif topic.startswith(PREFIX_EXECUTION):
                 # May start a position actor, which may ask the risk supervisor
                 # through this very I/O thread: the control thread applies it.
@@ -760,9 +821,8 @@ class PositionsWorker(Worker):
                 for stream, handle in self.position_handles().items():
                     if handle.state is HandleState.RUNNING:
                         self.tell(stream, handle, Resync())
-        for stream, (handle, messages) in by_actor.items():
-            # One list per actor per drain: the actor applies them in order.
-            self.tell(stream, handle, messages if len(messages) > 1 else messages[0])
+        if superseded:
+            self.io.metrics.count("conflated_in_mailbox", superseded)
 
     def _running_of(self, symbol: str) -> list[tuple[str, ChildHandle]]:
         with self._handles_lock:
@@ -774,16 +834,45 @@ class PositionsWorker(Worker):
         sender, seq = envelope.sender, envelope.seq
         last = self.applied.get(sender)
         if last is None:
-            # A gateway incarnation we have not heard from: everything it
-            # published before this frame may matter (fills of our positions).
+            # A sender we have not heard from: only the gateway's current
+            # incarnation (asked on the command path) may move positions.
+            if not self._is_gateway(sender):
+                self._refuse_signal(sender, seq, "not the gateway's publisher")
+                return
+            # Everything it published before this frame may matter (fills of our positions).
             last = 0
         if seq <= last:
             self.io.metrics.count("stale_signals")
             return
-        if seq > last + 1 and not self._repair(sender, last, seq - 1):
-            self.gaps_unrepaired += 1
+        if seq > last + 1:
+            # The gateway's journal is the authority: repair up to and including
+            # this seq from it; a frame the journal does not hold is not applied.
+            if not self._repair(sender, last, seq):
+                self.gaps_unrepaired += 1
+                if self.applied.get(sender, 0) < seq:
+                    self._refuse_signal(sender, seq, "seq not in the gateway's journal")
+            return
         self._apply_signal(received.topic, envelope.message)
         self._mark_applied(sender, seq)
+
+    def _is_gateway(self, sender: str) -> bool:
+        """True when `sender` is the publisher name of the account's gateway (control thread)."""
+        try:
+            current = self._replay(f"gateway.{self.settings.account}", 0, 1).get("sender")
+        except PosbusError:
+            return False
+        return current == sender
+
+    def _refuse_signal(self, sender: str, seq: int, why: str) -> None:
+        """Drop an unverified execution signal: counted, logged, and the subscriber rewound."""
+        self.io.metrics.count("forged_signals")
+        logger.warning(
+            "execution signal refused", extra={"sender": sender, "seq": seq, "reason": why}
+        )
+        subscriber = self.io.subscriber
+        if subscriber is not None:
+            applied = self.applied.get(sender, 0)
+            self.io.call_soon(lambda: subscriber.rewind(sender, applied))
 
     def _mark_applied(self, sender: str, seq: int) -> None:
         if seq <= self.applied.get(sender, 0):
@@ -879,7 +968,10 @@ class PositionsWorker(Worker):
             if reply.ok:
                 return reply.result
             assert reply.error is not None
-            if not reply.error["transient"] or time.monotonic() >= deadline:
+            # Right after a broker restart the gateway has not registered with
+            # the new broker yet: its "unknown service" passes like a transient error.
+            retry = reply.error["transient"] or reply.error["type"] == "UnknownService"
+            if not retry or time.monotonic() >= deadline:
                 raise WorkerError(f"gateway.replay failed: {reply.error['message']}")
             time.sleep(0.05)
 
@@ -900,12 +992,13 @@ class PositionsWorker(Worker):
         self._mark_applied(sender, last)
         subscriber = self.io.subscriber
         if subscriber is not None:
-            floor = self.applied[sender]
+            # .get: a gateway that has published nothing yet leaves no applied mark.
+            floor = self.applied.get(sender, 0)
             self.io.call_soon(lambda: subscriber.set_floor(sender, floor))
         self.recovered = {
             "state": "done",
             "sender": sender,
-            "seq": self.applied[sender],
+            "seq": self.applied.get(sender, 0),
             "positions": len(self.position_handles()),
         }
         logger.info("positions recovered from the gateway", extra=self.recovered)
@@ -1015,6 +1108,8 @@ class PositionsWorker(Worker):
         out["recovered"] = _json_ready(dict(self.recovered))
         out["gaps_repaired"] = self.gaps_repaired
         out["gaps_unrepaired"] = self.gaps_unrepaired
+        # With the gateway's published_seq, the journal lag a metrics scrape shows.
+        out["applied_seq"] = dict(self.applied)
         out["positions"] = len(self.position_handles())
         return out
 

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
 
     worker: Any = _build(args.role, name, config, run_dir, shard, account)
-    worker.start()
+    metrics_endpoint = _start(worker, config, name)
     run_dir.pid_file(name).write_text(f"{os.getpid()}\n", encoding="ascii")
     write_json_atomic(
         run_dir.ready_file(name),
@@ -133,12 +133,26 @@ def run(args: argparse.Namespace) -> int:
             if not _io_alive(worker):
                 break
     finally:
-        worker.stop()
+        _stop(worker, metrics_endpoint)
     if escalated is not None and escalated.is_set():
         return EXIT_ESCALATED
     if not _io_alive(worker) and not stop.is_set():
         return 1
     return EXIT_OK
+
+
+def _start(worker: Any, config: Any, name: str) -> Any:
+    """Start the worker, then its Prometheus endpoint if `[metrics]` asks for one."""
+    from posbus.adapters.metrics_http import start_for_worker
+
+    worker.start()
+    return start_for_worker(config, name, worker)
+
+
+def _stop(worker: Any, metrics_endpoint: Any) -> None:
+    worker.stop()
+    if metrics_endpoint is not None:
+        metrics_endpoint.close()
 
 
 def _io_alive(worker: Any) -> bool:
@@ -202,10 +216,13 @@ def _build(  # noqa: PLR0917 - private, called once
             starting_equity=node.starting_equity,
         )
     if role == "gateway":
-        from posbus.adapters.exchange.simulated import SimulatedExchange
+        from posbus.adapters.exchange.factory import exchange_client
 
-        exchange = SimulatedExchange(config.exchange, account)
-        return GatewayWorker(settings, journal=journal, clock=clock, exchange=exchange)
+        # `[exchange] kind`: the simulated exchange, or ccxt to a real venue.
+        exchange = exchange_client(config, clock=clock, account=account)
+        return GatewayWorker(
+            settings, journal=journal, clock=clock, exchange=exchange, symbols=tuple(config.symbols)
+        )
     return PositionsWorker(settings, journal=journal, clock=clock)
 
 

@@ -87,7 +87,9 @@ class GatewayConfig:
     - `poll_interval_s`: REST polling of working orders (fills) and of
       market data.
     - `market_data`: "auto" (websocket `watch_*` when ccxt.pro has them,
-      else REST), "rest" or "websocket".
+      else REST; REST whenever `urls` overrides the REST endpoints, since
+      ccxt's websocket URLs would still name the production venue), "rest"
+      or "websocket".
     - `unknown_orders`: "flag" (report and halt the account) or "adopt"
       (report, track and apply its fills) for an exchange order posbus did
       not place.

@@ -1113,10 +1113,15 @@ class CcxtGateway:
     # -- market data ---------------------------------------------------------------------
 
     def _start_market(self, symbols: tuple[str, ...], sink: MarketSink) -> None:
+        mode = self.config.market_data
+        if mode == "auto" and self.config.urls:
+            # REST URLs point elsewhere (a testnet, an emulator) but ccxt's
+            # websocket URLs would still name the production venue: poll instead.
+            mode = "rest"
         feed = CcxtMarketFeed(
             symbols=symbols,
             sink=sink,
-            mode=self.config.market_data,
+            mode=mode,
             fetch_ticker=self._fetch_ticker,
             new_websocket_exchange=self._new_websocket_exchange,
             clock=self._clock,
