@@ -40,7 +40,8 @@ close_probability = {close_p}
 
 [bus]
 heartbeat_interval_s = 0.2
-liveness = 3
+# 2 s of silence before a worker counts as dead: slack for a loaded CI machine.
+liveness = 10
 {bus_extra}
 
 [workers]

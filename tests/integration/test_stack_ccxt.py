@@ -40,7 +40,8 @@ order_qty = "0.01"
 
 [bus]
 heartbeat_interval_s = 0.2
-liveness = 3
+# 2 s of silence before a worker counts as dead: slack for a loaded CI machine.
+liveness = 10
 
 [workers]
 position_shards = 1
