@@ -52,6 +52,7 @@ from posbus.actors.model.order import TERMINAL_STATES, Order, OrderStatus
 from posbus.actors.model.position import Position, PositionStatus
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
 from posbus.actors.model.side import Side
+from posbus.actors.quote_slot import QuoteSlot
 from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
@@ -175,9 +176,9 @@ class PositionActor(SupervisedActor):
 
     Runs in its own pykka thread; every method below runs there. Told:
     `Delivered` records (intents, submits, acks, fills, cancels, rejects),
-    `MarketUpdate`, `Resync`, `Crash`. Asked: `Inspect` (returns its state),
-    `Resync` (re-sends unacknowledged orders and its exposure; returns the
-    `PositionExposure`).
+    `MarketUpdate` (or a `QuoteSlot` holding the newest one), `Resync`,
+    `Crash`. Asked: `Inspect` (returns its state), `Resync` (re-sends
+    unacknowledged orders and its exposure; returns the `PositionExposure`).
 
     Args:
         link: its supervisor's link (None when unsupervised).
@@ -196,11 +197,21 @@ class PositionActor(SupervisedActor):
         exposure_interval_ns, exposure_pnl_step: conflation of mark-only
             exposure updates to the risk supervisor (see `_exposure_due`);
             0 (the default) tells it every change.
+        flat_exposure_interval_ns: the same conflation while the position is
+            flat (qty 0), where a new mark changes nothing risk counts but
+            the mark itself; the longer of the two intervals applies.
+            0 (the default): no extra conflation when flat.
         snapshots: where `TakeSnapshot` saves its state and recovery looks
             first (None: no snapshots, recovery replays the whole stream).
         on_corrupt: called (in this thread) when recovery finds the stream
             corrupt, before the start fails (the node halts trading there).
     """
+
+    # A daemon thread: CPython keeps a shutdown lock per live non-daemon thread
+    # and scans that list at every Thread.start, so starting 10,000 positions
+    # as non-daemon threads costs O(n^2). Nothing relies on interpreter exit
+    # waiting for a position: workers and nodes stop their actors explicitly.
+    use_daemon_thread = True
 
     def __init__(
         self,
@@ -219,6 +230,7 @@ class PositionActor(SupervisedActor):
         last_market: MarketUpdate | None = None,
         exposure_interval_ns: int = 0,
         exposure_pnl_step: Decimal = Decimal(0),
+        flat_exposure_interval_ns: int = 0,
         snapshots: SnapshotStore | None = None,
         on_corrupt: Callable[[str, JournalCorrupt], None] | None = None,
     ) -> None:
@@ -237,6 +249,7 @@ class PositionActor(SupervisedActor):
         # Exposure conflation (see `_exposure_due`); 0 tells risk every change.
         self.exposure_interval_ns = exposure_interval_ns
         self.exposure_pnl_step = exposure_pnl_step
+        self.flat_exposure_interval_ns = flat_exposure_interval_ns
         self._published_mark_ts: int | None = None
         self._published_unrealized = Decimal(0)
         self._unpublished = False
@@ -303,6 +316,12 @@ class PositionActor(SupervisedActor):
             return None
         if isinstance(message, MarketUpdate):
             self._on_market(message)
+            return None
+        if isinstance(message, QuoteSlot):
+            # The worker's conflated mailbox entry: only the newest quote counts.
+            quote = message.take()
+            if quote is not None:
+                self._on_market(quote)
             return None
         if isinstance(message, list):
             # A batch drained from a socket: the latest market update wins.
@@ -530,15 +549,19 @@ class PositionActor(SupervisedActor):
 
     def _on_market(self, m: MarketUpdate) -> None:
         self._on_market_state(m)
-        if self.exposure_interval_ns and not self._exposure_due():
+        interval = self.exposure_interval_ns
+        if self.flat_exposure_interval_ns > interval and not self.position.qty:
+            interval = self.flat_exposure_interval_ns
+        if interval and not self._exposure_due(interval):
             self._unpublished = True
             return
         self._publish_exposure()
 
-    def _exposure_due(self) -> bool:
-        """Conflation of mark-only changes (exposure_interval_ns > 0).
+    def _exposure_due(self, interval_ns: int) -> bool:
+        """Conflation of mark-only changes (interval_ns > 0).
 
-        A new mark is told to the risk supervisor when `exposure_interval_ns`
+        A new mark is told to the risk supervisor when `interval_ns`
+        (`exposure_interval_ns`, or `flat_exposure_interval_ns` while flat)
         of market time has passed since the last exposure told, or when the
         unrealized P&L moved by `exposure_pnl_step` or more (0: no such
         trigger). Fills, starts, resyncs and this position's own orders always
@@ -548,7 +571,7 @@ class PositionActor(SupervisedActor):
         """
         last = self._published_mark_ts
         mark_ts = self.mark_ts_ns
-        if last is None or mark_ts is None or mark_ts - last >= self.exposure_interval_ns:
+        if last is None or mark_ts is None or mark_ts - last >= interval_ns:
             return True
         step = self.exposure_pnl_step
         if step and self.position.qty and self.mark is not None:

@@ -40,7 +40,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -724,11 +724,12 @@ class PositionsWorker(Worker):
         self._positions_sup = self._all_handles()["positions"]
         # Journaled positions recover (replay) now; what the gateway published
         # since then comes with the Clone fetch in `recover`.
+        owned = []
         for stream in self.journal.streams():
             if stream.startswith("position/"):
                 _, account, symbol = stream.split("/", 2)
                 if self.shard.owns(account, symbol):
-                    self.position(account, symbol)
+                    owned.append((account, symbol))
             elif stream.startswith(APPLIED_PREFIX):
                 records = list(self.journal.read(stream, max(0, self.journal.last_seq(stream) - 1)))
                 if records:
@@ -736,6 +737,7 @@ class PositionsWorker(Worker):
                     seq = message.args.get("seq") if isinstance(message, Command) else None
                     if isinstance(seq, int):
                         self.applied[stream[len(APPLIED_PREFIX) :]] = seq
+        self.positions(owned)
 
     def after_start(self) -> None:
         # Clone pattern: subscribed already; now fetch the gateway's records.
@@ -759,35 +761,77 @@ class PositionsWorker(Worker):
                 handle = self.handles.get(stream)
             if handle is not None and handle.state is not HandleState.TERMINATED:
                 return handle
-            info = self.settings.symbols.get(symbol, SymbolInfo())
-
-            def start(link: Any) -> Any:
-                # A fresh slot per incarnation: one told to a mailbox that died
-                # with its actor would otherwise stay full, and never be told again.
-                self._quote_slots[stream] = QuoteSlot()
-                return PositionActor.start(
-                    link,
-                    account=account,
-                    symbol=symbol,
-                    outbox=self.outbox,
-                    risk=self.remote_risk,
-                    gateway=self.remote_gateway,
-                    events=self.events,
-                    clock=self.clock,
-                    group=info.group,
-                    correlation=info.correlation,
-                    last_market=self._last_market.get(symbol),
-                    exposure_interval_ns=self.settings.exposure_interval_ns,
-                    exposure_pnl_step=self.settings.exposure_pnl_step,
-                    flat_exposure_interval_ns=self.settings.flat_exposure_interval_ns,
-                )
-
-            spec = ChildSpec(stream, start, restart=RestartType.TRANSIENT)
+            spec = self._position_spec(account, symbol)
             started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
-            with self._handles_lock:
-                self.handles[stream] = started
-                self._by_symbol.setdefault(symbol, {})[stream] = started
+            self._register(symbol, stream, started)
             return started
+
+    def positions(self, pairs: Iterable[tuple[str, str]]) -> list[ChildHandle]:
+        """The handles of many position actors, the missing ones started together (any thread).
+
+        As `position` for each (account, symbol), in order, but pipelined:
+        every start request reaches the positions supervisor before the first
+        answer is awaited, so the caller's round trip to the supervisor is
+        paid once rather than once per actor (a worker restarting with
+        10,000 journaled positions). Each start is still synchronous in the
+        supervisor (OTP): every returned handle's actor has run its
+        `on_start`, or failed it and is being restarted.
+        """
+        pairs = list(pairs)
+        for account, symbol in pairs:
+            if not self.shard.owns(account, symbol):
+                raise WorkerError(
+                    f"{account}/{symbol} belongs to another positions shard than {self.shard}"
+                )
+        with self._spawn_lock:
+            supervisor = self._positions_sup.ref
+            if supervisor is None:
+                raise WorkerError(f"{self.settings.name}: the positions supervisor is restarting")
+            pending = []
+            for account, symbol in pairs:
+                stream = position_stream(account, symbol)
+                with self._handles_lock:
+                    handle = self.handles.get(stream)
+                if handle is None or handle.state is HandleState.TERMINATED:
+                    spec = self._position_spec(account, symbol)
+                    pending.append((symbol, stream, supervisor.ask(StartChild(spec), block=False)))
+            for symbol, stream, future in pending:
+                # Each answer comes at most one start after the one before it.
+                self._register(symbol, stream, future.get(timeout=ASK_TIMEOUT_S))
+        return [self.position(account, symbol) for account, symbol in pairs]
+
+    def _register(self, symbol: str, stream: str, handle: ChildHandle) -> None:
+        with self._handles_lock:
+            self.handles[stream] = handle
+            self._by_symbol.setdefault(symbol, {})[stream] = handle
+
+    def _position_spec(self, account: str, symbol: str) -> ChildSpec:
+        """The child spec of a position actor (caller holds the spawn lock)."""
+        stream = position_stream(account, symbol)
+        info = self.settings.symbols.get(symbol, SymbolInfo())
+
+        def start(link: Any) -> Any:
+            # A fresh slot per incarnation: one told to a mailbox that died
+            # with its actor would otherwise stay full, and never be told again.
+            self._quote_slots[stream] = QuoteSlot()
+            return PositionActor.start(
+                link,
+                account=account,
+                symbol=symbol,
+                outbox=self.outbox,
+                risk=self.remote_risk,
+                gateway=self.remote_gateway,
+                events=self.events,
+                clock=self.clock,
+                group=info.group,
+                correlation=info.correlation,
+                last_market=self._last_market.get(symbol),
+                exposure_interval_ns=self.settings.exposure_interval_ns,
+                exposure_pnl_step=self.settings.exposure_pnl_step,
+                flat_exposure_interval_ns=self.settings.flat_exposure_interval_ns,
+            )
+
+        return ChildSpec(stream, start, restart=RestartType.TRANSIENT)
 
     def position_handles(self) -> dict[str, ChildHandle]:
         """Every position actor's handle, by stream."""
