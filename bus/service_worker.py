@@ -160,7 +160,7 @@ class ServiceWorker:
                 self._delay.reset()
                 _log.info("broker is alive", extra={"worker": self.name})
             if len(frames) < 2 or frames[0] != WORKER_PROTOCOL:
-                self.malformed += 1
+                self._count_malformed()
                 continue
             kind = frames[1]
             if kind == REQUEST and len(frames) == 5:
@@ -175,7 +175,13 @@ class ServiceWorker:
                 self._reconnect_now()
                 return requests
             else:
-                self.malformed += 1
+                self._count_malformed()
+
+    def _count_malformed(self) -> None:
+        # A frame from the broker we cannot read: counted here and in `metrics`.
+        self.malformed += 1
+        if self._metrics is not None:
+            self._metrics.count("malformed")
 
     def _request(self, client: bytes, service: bytes, body: bytes, now: float) -> Request | None:
         try:
@@ -185,9 +191,7 @@ class ServiceWorker:
                 raise WireError(f"expected a command, got a {envelope.kind}")
             return Request(client, service.decode(), command, envelope)
         except (WireError, UnicodeDecodeError) as exc:
-            self.malformed += 1
-            if self._metrics is not None:
-                self._metrics.count("malformed")
+            self._count_malformed()
             error = exc if isinstance(exc, WireError) else WireError(str(exc))
             self._send_reply(client, Reply.failure(UNKNOWN_REQUEST_ID, error), now)
             return None
