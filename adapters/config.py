@@ -83,6 +83,14 @@ class WorkersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """The Prometheus endpoint of each worker (README: `[metrics]`); port 0 turns it off."""
+
+    prometheus_port_base: int = 0
+    prometheus_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
 class LauncherConfig:
     """How `posbus up` restarts workers that die (README: `[launcher]`)."""
 
@@ -201,6 +209,7 @@ class Config:
     bus: BusConfig = field(default_factory=BusConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     positions: PositionsConfig = field(default_factory=PositionsConfig)
     backtest: BacktestConfig = field(default_factory=BacktestConfig)
 
@@ -248,7 +257,7 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
         data,
         {"account", "starting_equity", "run_dir", "risk", "exchange", "supervisor"}
         | {"symbols", "demo", "log", "bus", "workers", "launcher"}
-        | {"positions", "backtest", "storage"},
+        | {"positions", "backtest", "storage", "metrics"},
         where,
     )
     account = _str(data.get("account", base.account), f"{where}: account")
@@ -274,6 +283,7 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
         bus=_bus(data.get("bus"), base.bus, f"{where}: [bus]"),
         workers=_workers(data.get("workers"), base.workers, f"{where}: [workers]"),
         launcher=_launcher(data.get("launcher"), base.launcher, f"{where}: [launcher]"),
+        metrics=_metrics(data.get("metrics"), base.metrics, f"{where}: [metrics]"),
         positions=_positions(data.get("positions"), base.positions, risk, f"{where}: [positions]"),
         backtest=_backtest(data.get("backtest"), base.backtest, f"{where}: [backtest]"),
     )
@@ -512,6 +522,19 @@ def _workers(raw: Any, base: WorkersConfig, where: str) -> WorkersConfig:
     if workers.journal not in ("sqlite", "memory"):
         raise ConfigError(f"{where} journal: 'sqlite' or 'memory'")
     return workers
+
+
+def _metrics(raw: Any, base: MetricsConfig, where: str) -> MetricsConfig:
+    if raw is None:
+        return base
+    table = _table(raw, where)
+    fields: dict[str, type] = {"prometheus_port_base": int, "prometheus_host": str}
+    _no_unknown(table, set(fields), where)
+    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
+    metrics: MetricsConfig = _build(MetricsConfig, base, values, where)
+    if not 0 <= metrics.prometheus_port_base <= 65_000:
+        raise ConfigError(f"{where}: prometheus_port_base between 0 (off) and 65000")
+    return metrics
 
 
 def _launcher(raw: Any, base: LauncherConfig, where: str) -> LauncherConfig:

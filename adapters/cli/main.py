@@ -23,6 +23,7 @@ from posbus.actors.model.errors import PosbusError
 from posbus.adapters.cli import (
     admin,
     backtest,
+    chaos,
     demo,
     down,
     journal,
@@ -59,6 +60,7 @@ COMMANDS: tuple[Registrar, ...] = (
     keys.register,
     worker.register,
     backtest.register,
+    chaos.register,
     journal.register,
 )
 """Every top-level command's `register`, in the order `posbus --help` lists them.

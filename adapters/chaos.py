@@ -1,0 +1,474 @@
+"""The chaos run: a real stack under a seeded workload and seeded faults, then an audit.
+
+`run_chaos` writes a configuration (SYMBOLS symbols in `[symbols]`, two
+positions shards, SQLite journals, fast heartbeats, the simulated exchange's
+rejects and partial fills), starts the stack with `posbus up --detach --demo`
+(launcher, broker, risk, gateway, positions.0, positions.1, the demo feed
+publishing market data for every symbol), and for `duration_s`:
+
+- sends orders through the broker, as a strategy would: market orders and
+  limit orders resting near the mark (they fill later, possibly while a
+  worker is dead), buys and sells, so positions open, grow, close and flip;
+- at seeded random moments `kill -9`s a worker chosen from the fault
+  targets (a positions shard, risk, the broker); the launcher restarts it
+  and the run waits for nothing: orders keep coming while it is down.
+
+Then it stops the faults and orders, waits until every worker serves and
+both shards have recovered, cancels whatever still rests and waits until no
+order works, and audits (posbus.adapters.chaos_audit): live positions ==
+cold journal replay == the gateway's published fills; no fill lost or
+doubled; no order acknowledged twice or overfilled; every worker alive.
+
+The gateway is not a fault target: it hosts the simulated exchange in its
+own process, so killing it would wipe the exchange itself (its orders and its
+trade ledger), which no real gateway crash does.
+
+Threads: everything runs on the caller's thread; the stack is other processes.
+This module must never leave a process behind: `ChaosStack.close` brings the
+stack down and SIGKILLs what refuses to stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from posbus.actors.model.errors import PosbusError
+from posbus.adapters.chaos_audit import AuditResult, audit
+from posbus.adapters.launcher_client import StackClient
+
+WORKING = frozenset(
+    {"PendingOrder", "AwaitingFill", "Accepted", "PartiallyFilled", "CancelRequested"}
+)
+"""Order states that may still change: the run settles when no order is in one."""
+
+FAULT_TARGETS = ("positions.0", "positions.1", "risk", "broker")
+"""Workers the run kills (see the module docstring for why not the gateway)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChaosSettings:
+    """What one chaos run does; every random choice derives from `seed`."""
+
+    seed: int = 1
+    duration_s: float = 60.0
+    symbols: int = 50
+    market_steps_per_s: int = 10
+    orders_per_s: float = 8.0
+    mean_fault_interval_s: float = 4.0
+    fault_targets: tuple[str, ...] = FAULT_TARGETS
+    # False: a fault waits until the previous one's worker has recovered.
+    overlap_faults: bool = True
+    reject_rate: float = 0.05
+    partial_fill_rate: float = 0.3
+    settle_timeout_s: float = 90.0
+
+
+@dataclass(slots=True)
+class ChaosReport:
+    """Counts of one run and the audit's discrepancies (exit non-zero unless none)."""
+
+    seed: int
+    duration_s: float
+    symbols: int
+    orders_sent: int = 0
+    orders_refused: int = 0
+    faults: dict[str, int] = field(default_factory=dict)
+    restarts: int = 0
+    recoveries: int = 0
+    recoveries_incomplete: int = 0
+    market_updates: int = 0
+    workers_alive: bool = False
+    audit: AuditResult = field(default_factory=AuditResult)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def discrepancies(self) -> int:
+        """Audit discrepancies plus run-level problems (a worker down, no settle)."""
+        return len(self.audit.discrepancies) + len(self.problems)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON-ready values (money as decimal strings)."""
+        return {
+            "seed": self.seed,
+            "duration_s": self.duration_s,
+            "symbols": self.symbols,
+            "faults_injected": sum(self.faults.values()),
+            "faults": dict(sorted(self.faults.items())),
+            "orders_sent": self.orders_sent,
+            "orders_refused": self.orders_refused,
+            "orders": self.audit.orders,
+            "fills": self.audit.fills,
+            "fills_applied": self.audit.fills_applied,
+            "exchange_rejects": self.audit.rejects,
+            "positions": self.audit.positions,
+            "market_updates": self.market_updates,
+            "restarts": self.restarts,
+            "recoveries": self.recoveries,
+            "recoveries_incomplete": self.recoveries_incomplete,
+            "workers_alive": self.workers_alive,
+            "cash": str(self.audit.cash),
+            "discrepancies": self.discrepancies,
+            "discrepancy_details": [f"{d.where}: {d.what}" for d in self.audit.discrepancies]
+            + self.problems,
+        }
+
+
+def symbol_names(count: int) -> list[str]:
+    """`count` distinct symbols, SYM00/USDT, SYM01/USDT, ..."""
+    return [f"SYM{i:02d}/USDT" for i in range(count)]
+
+
+def chaos_config(settings: ChaosSettings, run_dir: Path) -> str:
+    """The TOML configuration of a chaos stack in `run_dir`."""
+    rng = random.Random(settings.seed)  # noqa: S311 - a workload, not cryptography
+    lines = [
+        f'run_dir = "{run_dir}"',
+        "",
+        "[log]",
+        'level = "WARNING"',
+        "",
+        "[exchange]",
+        f"seed = {settings.seed}",
+        f"reject_rate = {settings.reject_rate}",
+        f"partial_fill_rate = {settings.partial_fill_rate}",
+        "",
+        "[risk]",
+        # The workload trades small notionals; rate and exposure limits stay
+        # out of its way so the audit sees fills, not a cool-down.
+        "max_orders_per_second = 1000",
+        "stale_after_s = 60",
+        "",
+        "[demo]",
+        f"seed = {settings.seed}",
+        f"steps_per_s = {settings.market_steps_per_s}",
+        "open_probability = 0.0",
+        "close_probability = 0.0",
+        "volatility = 0.001",
+        "",
+        "[bus]",
+        "heartbeat_interval_s = 0.2",
+        "liveness = 3",
+        "",
+        "[workers]",
+        "position_shards = 2",
+        "tick_s = 0.5",
+        "",
+        "[launcher]",
+        "max_restarts = 1000",
+        "period_s = 60",
+        "stop_timeout_s = 15",
+        "",
+        "[symbols]",
+    ]
+    for name in symbol_names(settings.symbols):
+        price = Decimal(rng.randrange(20, 200))
+        lines.append(f'"{name}" = {{ price = "{price}", order_qty = "1" }}')
+    return "\n".join(lines) + "\n"
+
+
+class ChaosStack:
+    """A stack brought up with `posbus up --detach --demo` in `root` (caller's thread).
+
+    `config` writes the TOML configuration for a given run directory.
+    """
+
+    def __init__(self, root: Path, config: Callable[[Path], str]) -> None:
+        self.root = root
+        self.run_dir = root / "var"
+        self.config = root / "posbus.toml"
+        self.config.write_text(config(self.run_dir), encoding="utf-8")
+        self._client: StackClient | None = None
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """`posbus ARGS --config CONFIG` in a fresh interpreter."""
+        return subprocess.run(  # noqa: S603 - our own interpreter and arguments
+            [sys.executable, "-m", "posbus.adapters.cli.main", *args, "--config", str(self.config)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def up(self) -> None:
+        """Start the stack; raises RuntimeError when it does not come up."""
+        result = self.cli("up", "--detach", "--demo", timeout=180)
+        if result.returncode != 0:
+            raise RuntimeError(f"posbus up failed ({result.returncode}): {result.stderr.strip()}")
+        self._client = StackClient(str(self.config), None)
+
+    @property
+    def client(self) -> StackClient:
+        """The StackClient of this stack (after `up`)."""
+        if self._client is None:
+            raise RuntimeError("the chaos stack is not up")
+        return self._client
+
+    def run_info(self) -> dict[str, Any]:
+        """run.json (pids, restarts) as the launcher last wrote it; {} while it is rewritten."""
+        try:
+            data: dict[str, Any] = json.loads(
+                (self.run_dir / "run.json").read_text(encoding="utf-8")
+            )
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+        return data
+
+    def worker_pid(self, name: str) -> int | None:
+        """The pid of worker `name` per run.json."""
+        worker = self.run_info().get("workers", {}).get(name)
+        return None if worker is None else int(worker["pid"])
+
+    def serving(self, name: str, timeout: float = 0.5) -> dict[str, Any] | None:
+        """The worker's admin `status`, or None when it does not answer within `timeout`."""
+        try:
+            reply = self.client.admin(name, "status", timeout=timeout)
+        except (PosbusError, OSError):
+            return None
+        return reply.result if reply.ok else None
+
+    def pids(self) -> list[int]:
+        """The launcher's and every worker's pid."""
+        data = self.run_info()
+        if not data:
+            return []
+        return [int(data["launcher_pid"])] + [int(w["pid"]) for w in data["workers"].values()]
+
+    def close(self) -> None:
+        """`posbus down`; SIGKILL whatever still runs after it."""
+        pids = self.pids()
+        if self._client is not None:
+            self._client.close()
+        self.cli("down", "--timeout", "30", timeout=60)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+Log = Callable[[str], None]
+
+
+def run_chaos(settings: ChaosSettings, root: Path, log: Log = lambda _: None) -> ChaosReport:
+    """Run one chaos run in `root` (a short directory: ipc paths are limited) and audit it."""
+    report = ChaosReport(
+        seed=settings.seed, duration_s=settings.duration_s, symbols=settings.symbols
+    )
+    stack = ChaosStack(root, lambda run_dir: chaos_config(settings, run_dir))
+    stack.up()
+    try:
+        log(f"stack up in {stack.run_dir}; seed {settings.seed}, {settings.duration_s} s of chaos")
+        _drive(stack, settings, report, log)
+        log("faults and orders stopped; settling")
+        _settle(stack, settings, report, log)
+        _finish(stack, report)
+    finally:
+        stack.close()
+    return report
+
+
+def _drive(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log: Log) -> None:
+    rng = random.Random(settings.seed)  # noqa: S311 - a workload, not cryptography
+    symbols = symbol_names(settings.symbols)
+    start = time.monotonic()
+    end = start + settings.duration_s
+    next_order = start
+    next_fault = start + rng.expovariate(1.0 / settings.mean_fault_interval_s)
+    pending: dict[str, float] = {}  # killed worker -> when
+    marks: dict[str, Decimal] = {}
+    next_marks = start
+    while (now := time.monotonic()) < end:
+        if now >= next_marks:
+            marks = _marks(stack) or marks
+            next_marks = now + 2.0
+        if now >= next_order:
+            _send_order(stack, rng, symbols, marks, report)
+            next_order += rng.expovariate(settings.orders_per_s)
+        if now >= next_fault:
+            target = rng.choice(settings.fault_targets)
+            free = not pending if not settings.overlap_faults else target not in pending
+            if free and _kill(stack, target):
+                report.faults[target] = report.faults.get(target, 0) + 1
+                pending[target] = now
+                log(f"t={now - start:6.1f}s kill -9 {target}")
+            next_fault = now + rng.expovariate(1.0 / settings.mean_fault_interval_s)
+        for name in list(pending):
+            # A worker counts as recovered once it serves again (a positions
+            # shard: once it has replayed its journal and the gateway's fills).
+            if now - pending[name] > 0.3 and _recovered(stack, name):
+                report.recoveries += 1
+                report.recoveries_incomplete += _recovery_failed(stack, name)
+                del pending[name]
+        time.sleep(max(0.0, min(next_order, next_fault, end) - time.monotonic()))
+    # Recoveries still running when the chaos ends are awaited by the settle phase.
+    for name in pending:
+        if _wait(lambda n=name: _recovered(stack, n), settings.settle_timeout_s):
+            report.recoveries += 1
+        else:
+            report.problems.append(f"{name} did not recover after its kill")
+
+
+def _marks(stack: ChaosStack) -> dict[str, Decimal]:
+    out: dict[str, Decimal] = {}
+    try:
+        for position in stack.client.call_all_shards("positions.list", "positions", timeout=1.0):
+            if position.get("mark"):
+                out[position["symbol"]] = Decimal(str(position["mark"]))
+    except PosbusError:
+        return {}
+    return out
+
+
+def _send_order(
+    stack: ChaosStack,
+    rng: random.Random,
+    symbols: list[str],
+    marks: dict[str, Decimal],
+    report: ChaosReport,
+) -> None:
+    symbol = rng.choice(symbols)
+    side = rng.choice(("buy", "sell"))
+    args: dict[str, Any] = {
+        "symbol": symbol,
+        "side": side,
+        "qty": str(rng.choice((1, 1, 2, 3))),
+        "intent_id": f"chaos-{report.orders_sent + report.orders_refused}",
+        "reason": "chaos",
+    }
+    mark = marks.get(symbol)
+    if mark is not None and rng.random() < 0.3:
+        # A few bps inside the mark: rests, then fills when the walk crosses it.
+        offset = Decimal("0.9995") if side == "buy" else Decimal("1.0005")
+        args["limit_price"] = str((mark * offset).quantize(Decimal("0.01")))
+    try:
+        stack.client.call(
+            stack.client.shard_service("default", symbol), "positions.order", args, timeout=1.0
+        )
+        report.orders_sent += 1
+    except PosbusError:
+        # A shard or the broker is down: the order was refused or its outcome
+        # is unknown; it is never re-sent (the audit finds it if it went in).
+        report.orders_refused += 1
+
+
+def _kill(stack: ChaosStack, name: str) -> bool:
+    pid = stack.worker_pid(name)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _recovered(stack: ChaosStack, name: str) -> bool:
+    """True once `name` serves again; a positions shard once its start-up fetch has ended.
+
+    A shard whose fetch from the gateway failed (the broker was down at the
+    time) serves and repairs from the next gap; the audit tells whether it
+    lost anything.
+    """
+    status = stack.serving(name)
+    if status is None:
+        return False
+    if name.startswith("positions."):
+        return bool(status.get("recovered", {}).get("state") in ("done", "failed"))
+    return True
+
+
+def _recovery_failed(stack: ChaosStack, name: str) -> bool:
+    status = stack.serving(name) or {}
+    return bool(status.get("recovered", {}).get("state") == "failed")
+
+
+def _wait(probe: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe():
+            return True
+        time.sleep(every)
+    return False
+
+
+def _settle(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log: Log) -> None:
+    names = sorted(stack.run_info().get("workers", {}))
+    if not _wait(lambda: all(_recovered(stack, n) for n in names), settings.settle_timeout_s):
+        report.problems.append("not every worker serves after the faults stopped")
+        return
+
+    def no_order_working() -> bool:
+        try:
+            orders = stack.client.call_all_shards("positions.orders", "orders", timeout=2.0)
+            working = [o for o in orders if o["status"] in WORKING]
+            for order in working:
+                if order["status"] != "CancelRequested":
+                    stack.client.call(
+                        stack.client.shard_service("default", order["symbol"]),
+                        "positions.cancel",
+                        {"order_id": order["order_id"]},
+                        timeout=2.0,
+                    )
+        except PosbusError:
+            return False
+        return not working
+
+    if not _wait(no_order_working, settings.settle_timeout_s, every=0.5):
+        report.problems.append("orders still working after the settle timeout")
+        return
+
+    def clean() -> bool:
+        try:
+            report.audit = _audit(stack)
+        except PosbusError as exc:  # a shard busy or the broker reconnecting: audit again
+            report.audit = AuditResult()
+            report.audit.add("audit", f"could not read the live state: {exc}")
+            return False
+        return not report.audit.discrepancies
+
+    # Signals published before the last cancel may still be on their way to a
+    # shard: audit until the accounts agree or the settle timeout runs out.
+    if not _wait(clean, settings.settle_timeout_s, every=1.0):
+        log(f"audit found {len(report.audit.discrepancies)} discrepancies after settling")
+
+
+def _audit(stack: ChaosStack) -> AuditResult:
+    live: dict[str, dict[str, Any]] = {}
+    client = stack.client
+    for service in client.position_services():
+        for position in client.call(service, "positions.list", timeout=5.0)["positions"]:
+            stream = f"position/{position['account']}/{position['symbol']}"
+            live[stream] = client.call(service, "positions.inspect", {"actor": stream}, timeout=5.0)
+    journals = stack.run_dir / "journal"
+    return audit(
+        live,
+        [journals / f"{s}.sqlite" for s in client.position_services()],
+        journals / f"gateway.{client.config.account}.sqlite",
+    )
+
+
+def _finish(stack: ChaosStack, report: ChaosReport) -> None:
+    data = stack.run_info()
+    workers = data.get("workers", {})
+    report.restarts = sum(int(w.get("restarts", 0)) for w in workers.values())
+    alive = [n for n in workers if stack.serving(n, timeout=2.0) is not None]
+    report.workers_alive = len(alive) == len(workers)
+    if not report.workers_alive:
+        report.problems.append(
+            f"workers not serving at the end: {sorted(set(workers) - set(alive))}"
+        )
+    try:
+        feed = stack.client.admin_result("feed", "metrics", timeout=2.0)
+        report.market_updates = int(feed["out"].get("market_update", {}).get("count", 0))
+    except Exception:  # noqa: BLE001 - a count for the report only; the audit decides
+        report.market_updates = 0

@@ -1,0 +1,284 @@
+"""The chaos run's end-of-run audit: what the stack says == its journals == the gateway's fills.
+
+Reads the SQLite journals of a stopped-faults stack (read-only, while it
+runs: SQLite readers never block the writer) and compares three accounts of
+the same trading:
+
+- live: each position actor's `inspect` through its positions shard;
+- cold: the same position rebuilt in this process from its shard's journal
+  alone, records 1..live journal_seq (no snapshot, nothing else);
+- exchange: the fills the gateway published (its ``published/*`` streams,
+  journaled before they left the process), deduplicated by trade id.
+
+Every mismatch becomes one `Discrepancy` naming the stream and what differs.
+This module only reads; it never sends a command that changes state.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from posbus.actors.delivery import Outbox, decode_record
+from posbus.actors.position_actor import PositionActor
+from posbus.adapters.clock import WallClock
+from posbus.adapters.journal.sqlite import SqliteJournal
+from posbus.bus.messages import OrderAck, OrderFill, OrderRejected
+
+COMPARED = ("status", "qty", "avg_entry_price", "realized_pnl", "fees", "trade_ids")
+"""Fields of a position that live state and a cold replay must agree on exactly."""
+
+
+CASH_QUANTUM = Decimal("1e-12")
+"""Cash is compared to 12 decimal places (fees and prices have at most 8)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    """One thing the audit found wrong: where, and what."""
+
+    where: str
+    what: str
+
+
+@dataclass(slots=True)
+class AuditResult:
+    """The audit's counts and every discrepancy it found (empty: all accounts agree)."""
+
+    positions: int = 0
+    orders: int = 0
+    fills: int = 0
+    fills_applied: int = 0
+    rejects: int = 0
+    cash: Decimal = Decimal(0)
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+    def add(self, where: str, what: str) -> None:
+        """Record one discrepancy."""
+        self.discrepancies.append(Discrepancy(where, what))
+
+
+class _Silent:
+    """The event sink of a cold replay: a replay must never publish."""
+
+    def publish(self, message: object) -> None:
+        raise AssertionError("a cold replay must not publish")
+
+
+def cold_replay(journal: SqliteJournal, stream: str, upto: int) -> dict[str, Any]:
+    """The position of `stream` rebuilt from records 1..upto of `journal`, nothing else.
+
+    Raises ValueError when the journal ends before `upto`.
+    """
+    _, account, symbol = stream.split("/", 2)
+    shell = PositionActor(
+        None,
+        account=account,
+        symbol=symbol,
+        outbox=Outbox(journal, "chaos-audit", WallClock()),
+        risk=None,
+        gateway=None,
+        events=_Silent(),
+        clock=WallClock(),
+    )
+    for record in journal.read(stream):
+        if record.seq > upto:
+            break
+        shell.cursor.offer(decode_record(record))
+    if shell.cursor.position != upto:
+        raise ValueError(f"{stream}: journal ends at {shell.cursor.position}, before seq {upto}")
+    state: dict[str, Any] = shell.inspect()
+    return state
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """What the gateway published, read back from its journal."""
+
+    fills: dict[str, OrderFill]
+    duplicate_fills: int
+    acks: dict[str, set[str]]
+    rejects: int
+
+
+def read_published(journal: SqliteJournal, result: AuditResult) -> Published:
+    """Every execution signal on the gateway's ``published/*`` streams, fills by trade id.
+
+    A trade id published twice with different content is a discrepancy; the
+    same fill published again (a redelivery after a restart) is counted only.
+    """
+    fills: dict[str, OrderFill] = {}
+    acks: dict[str, set[str]] = defaultdict(set)
+    duplicates = 0
+    rejects = 0
+    for stream in sorted(journal.streams()):
+        if not stream.startswith("published/"):
+            continue
+        for record in journal.read(stream):
+            message = decode_record(record).message
+            if isinstance(message, OrderFill):
+                seen = fills.get(message.trade_id)
+                if seen is None:
+                    fills[message.trade_id] = message
+                    continue
+                duplicates += 1
+                if (seen.client_order_id, seen.qty, seen.price, seen.fee, seen.side) != (
+                    message.client_order_id,
+                    message.qty,
+                    message.price,
+                    message.fee,
+                    message.side,
+                ):
+                    result.add(
+                        f"trade {message.trade_id}", "published twice with different content"
+                    )
+            elif isinstance(message, OrderAck):
+                acks[message.client_order_id].add(message.exchange_order_id)
+            elif isinstance(message, OrderRejected):
+                rejects += 1
+    return Published(fills, duplicates, dict(acks), rejects)
+
+
+def audit(
+    live: dict[str, dict[str, Any]],
+    shard_journals: Iterable[Path],
+    gateway_journal: Path,
+) -> AuditResult:
+    """Compare live positions (stream -> inspect) with their journals and the gateway's fills.
+
+    Checks, each a discrepancy when it fails: every journaled position is
+    live and equals its cold replay on `COMPARED`; no trade id is applied in
+    two positions; the applied trade ids are exactly the published ones; each
+    position's quantity is the signed sum of its symbol's published fills,
+    its fees their fees and its cash (realized P&L - qty * avg entry) their
+    cash flow (sum of -signed qty * price - fee); no client order id was
+    acknowledged under two exchange order ids; no order is filled beyond its
+    quantity and each order's filled quantity is the sum of its fills.
+    """
+    result = AuditResult()
+    gateway = SqliteJournal(gateway_journal)
+    try:
+        published = read_published(gateway, result)
+    finally:
+        gateway.close()
+    result.fills = len(published.fills)
+    result.rejects = published.rejects
+
+    applied: dict[str, str] = {}
+    order_qty: dict[str, Decimal] = {}
+    order_filled: dict[str, Decimal] = {}
+    journaled: set[str] = set()
+    for path in shard_journals:
+        journal = SqliteJournal(path)
+        try:
+            for stream in sorted(journal.streams()):
+                if not stream.startswith("position/"):
+                    continue
+                journaled.add(stream)
+                state = live.get(stream)
+                if state is None:
+                    result.add(stream, "journaled but not live in any shard")
+                    continue
+                cold = cold_replay(journal, stream, int(state["journal_seq"]))
+                for key in COMPARED:
+                    if state[key] != cold[key]:
+                        result.add(stream, f"{key}: live {state[key]!r} != journal {cold[key]!r}")
+                _collect(stream, state, applied, order_qty, order_filled, result)
+        finally:
+            journal.close()
+    for stream in sorted(set(live) - journaled):
+        result.add(stream, "live but has no journal stream")
+    result.positions = len(journaled)
+    result.orders = len(order_qty)
+    result.fills_applied = len(applied)
+
+    lost = set(published.fills) - set(applied)
+    invented = set(applied) - set(published.fills)
+    for trade_id in sorted(lost):
+        result.add(f"trade {trade_id}", "published by the gateway, applied by no position")
+    for trade_id in sorted(invented):
+        result.add(f"trade {trade_id}", f"applied in {applied[trade_id]}, never published")
+    _compare_money(live, published, result)
+    _compare_orders(published, order_qty, order_filled, result)
+    return result
+
+
+def _collect(  # noqa: PLR0917 - private accumulator of `audit`
+    stream: str,
+    state: dict[str, Any],
+    applied: dict[str, str],
+    order_qty: dict[str, Decimal],
+    order_filled: dict[str, Decimal],
+    result: AuditResult,
+) -> None:
+    for trade_id in state["trade_ids"]:
+        if trade_id in applied:
+            result.add(stream, f"trade {trade_id} also applied in {applied[trade_id]}")
+        applied[trade_id] = stream
+    for order in state.get("orders", {}).values():
+        client_id = str(order.get("client_order_id") or order["order_id"])
+        order_qty[client_id] = Decimal(str(order["qty"]))
+        order_filled[client_id] = Decimal(str(order.get("filled_qty", "0")))
+
+
+def _compare_money(
+    live: dict[str, dict[str, Any]], published: Published, result: AuditResult
+) -> None:
+    by_symbol: dict[str, list[OrderFill]] = defaultdict(list)
+    for fill in published.fills.values():
+        by_symbol[f"position/{fill.account}/{fill.symbol}"].append(fill)
+    total_cash = Decimal(0)
+    for stream in sorted(set(live) | set(by_symbol)):
+        fills = by_symbol.get(stream, [])
+        state = live.get(stream)
+        qty = sum((f.qty if f.side == "buy" else -f.qty for f in fills), Decimal(0))
+        fees = sum((f.fee for f in fills), Decimal(0))
+        cash = sum(
+            (-(f.qty if f.side == "buy" else -f.qty) * f.price - f.fee for f in fills), Decimal(0)
+        )
+        total_cash += cash
+        if state is None:
+            if fills:
+                result.add(stream, f"{len(fills)} published fills but no live position")
+            continue
+        live_qty = Decimal(state["qty"])
+        live_cash = Decimal(state["realized_pnl"]) - live_qty * Decimal(state["avg_entry_price"])
+        if live_qty != qty:
+            result.add(stream, f"qty {live_qty} != signed sum of published fills {qty}")
+        if Decimal(state["fees"]) != fees:
+            result.add(stream, f"fees {state['fees']} != published fees {fees}")
+        # The average entry is a 28-digit decimal, so qty x avg carries its
+        # last-digit rounding (1e-25 here): money is compared to CASH_PLACES.
+        if live_cash.quantize(CASH_QUANTUM) != cash.quantize(CASH_QUANTUM):
+            result.add(stream, f"cash {live_cash} != published cash flow {cash}")
+    result.cash = total_cash
+
+
+def _compare_orders(
+    published: Published,
+    order_qty: dict[str, Decimal],
+    order_filled: dict[str, Decimal],
+    result: AuditResult,
+) -> None:
+    for client_id, exchange_ids in sorted(published.acks.items()):
+        if len(exchange_ids) > 1:
+            result.add(f"order {client_id}", f"sent twice: exchange ids {sorted(exchange_ids)}")
+    filled: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in published.fills.values():
+        filled[fill.client_order_id] += fill.qty
+    for client_id, qty in sorted(filled.items()):
+        ordered = order_qty.get(client_id)
+        if ordered is None:
+            result.add(f"order {client_id}", "filled at the exchange, unknown to every position")
+            continue
+        if qty > ordered:
+            result.add(f"order {client_id}", f"filled {qty} > ordered {ordered}")
+        if order_filled.get(client_id, Decimal(0)) != qty:
+            result.add(
+                f"order {client_id}",
+                f"filled_qty {order_filled.get(client_id)} != published fills {qty}",
+            )
