@@ -88,6 +88,7 @@ class ChaosReport:
     restarts: int = 0
     recoveries: int = 0
     recoveries_incomplete: int = 0
+    recovery_errors: list[str] = field(default_factory=list)
     market_updates: int = 0
     workers_alive: bool = False
     audit: AuditResult = field(default_factory=AuditResult)
@@ -117,6 +118,7 @@ class ChaosReport:
             "restarts": self.restarts,
             "recoveries": self.recoveries,
             "recoveries_incomplete": self.recoveries_incomplete,
+            "recovery_errors": self.recovery_errors,
             "workers_alive": self.workers_alive,
             "cash": str(self.audit.cash),
             "discrepancies": self.discrepancies,
@@ -307,7 +309,7 @@ def _drive(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log:
             # shard: once it has replayed its journal and the gateway's fills).
             if now - pending[name] > 0.3 and _recovered(stack, name):
                 report.recoveries += 1
-                report.recoveries_incomplete += _recovery_failed(stack, name)
+                report.recoveries_incomplete += _recovery_failed(stack, name, report)
                 del pending[name]
         time.sleep(max(0.0, min(next_order, next_fault, end) - time.monotonic()))
     # Recoveries still running when the chaos ends are awaited by the settle phase.
@@ -387,9 +389,13 @@ def _recovered(stack: ChaosStack, name: str) -> bool:
     return True
 
 
-def _recovery_failed(stack: ChaosStack, name: str) -> bool:
+def _recovery_failed(stack: ChaosStack, name: str, report: ChaosReport) -> bool:
     status = stack.serving(name) or {}
-    return bool(status.get("recovered", {}).get("state") == "failed")
+    recovered = status.get("recovered", {})
+    if recovered.get("state") != "failed":
+        return False
+    report.recovery_errors.append(f"{name}: {recovered.get('error')}")
+    return True
 
 
 def _wait(probe: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
