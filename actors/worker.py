@@ -979,9 +979,11 @@ class PositionsWorker(Worker):
             if not isinstance(records, list) or not records:
                 break
             for raw in records:
-                position += 1
-                if upto is not None and position > upto:
+                if upto is not None and position >= upto:
+                    # Later records are the live path's: counting them applied
+                    # here would make their live copies stale, and drop them.
                     break
+                position += 1
                 try:
                     envelope = decode(bytes.fromhex(str(raw)))
                     _, account, symbol = envelope.sender.split("/", 2)

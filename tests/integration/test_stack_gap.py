@@ -29,10 +29,10 @@ from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.admin import admin_endpoint
 from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient
-from posbus.bus.codec import encode
+from posbus.bus.codec import decode, encode
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.heartbeat import HeartbeatConfig
-from posbus.bus.messages import MarketUpdate, Message, OrderFill
+from posbus.bus.messages import MarketUpdate, Message, OrderFill, OrderIntent, OrderSubmit
 from posbus.bus.publisher import Publisher
 from posbus.bus.topics import market_topic
 
@@ -164,3 +164,67 @@ def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any
     assert wait_for("both fills applied", qty) == Decimal("0.3")
     assert positions.gaps_repaired == 1
     assert positions.gaps_unrepaired == 0
+
+
+def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, Any]) -> None:
+    """Frames published after the one that revealed a gap are the live path's, not the repair's.
+
+    The gateway's journal already holds them when the repair reads it: a
+    repair that counted them as applied made their live copies stale and
+    dropped them (a lost ack or fill; found by the chaos run).
+    """
+    positions: PositionsWorker = workers["positions"]
+    gateway: LossyGateway = workers["gateway"]
+    market: Publisher = workers["market"]
+
+    def quoted() -> bool:
+        _quote(market)
+        return positions._last_market.get("BTC/USDT") is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    # Hold the control thread while two orders trade: the first one's fill is
+    # lost, and everything after it is journaled by the gateway and waiting
+    # in the positions worker before the gap is seen.
+    release = threading.Event()
+    positions.io.control(lambda: release.wait(30))
+    order = {"account": "default", "symbol": "BTC/USDT", "side": "buy"}
+    positions.order(order | {"qty": "0.1"})
+    wait_for("the first fill lost", lambda: gateway.lost == 1)
+    positions.order(order | {"qty": "0.2"})
+    published = gateway.journal.last_seq
+
+    def both_orders_done() -> bool:
+        kinds = [
+            type(decode(r.payload).message).__name__
+            for r in gateway.journal.read(gateway.published_stream, 0)
+        ]
+        return kinds.count("OrderAck") == 2 and published(gateway.published_stream) >= 4
+
+    wait_for("both orders acknowledged and filled at the gateway", both_orders_done)
+    # Let the fills of the second order finish being published too.
+    wait_for("the orders filled", lambda: _filled(gateway) == Decimal("0.3"))
+    release.set()
+    last = published(gateway.published_stream)
+    wait_for("everything applied", lambda: positions.applied.get(gateway.io.sender) == last)
+    stream = "position/default/BTC/USDT"
+    received = [
+        decode(r.payload).message
+        for r in positions.journal.read(stream, 0)
+        if not isinstance(decode(r.payload).message, OrderIntent | OrderSubmit)
+    ]
+    sent = [decode(r.payload).message for r in gateway.journal.read(gateway.published_stream, 0)]
+    assert received == sent
+    state = positions.inspect({"actor": stream})
+    assert Decimal(state["qty"]) == Decimal("0.3")
+
+
+def _filled(gateway: GatewayWorker) -> Decimal:
+    return sum(
+        (
+            m.qty
+            for r in gateway.journal.read(gateway.published_stream, 0)
+            if isinstance(m := decode(r.payload).message, OrderFill)
+        ),
+        Decimal(0),
+    )
