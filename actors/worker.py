@@ -9,7 +9,8 @@ through the bus (posbus.actors.remote):
   events on ``rk|EVENT|`` and asks the positions to re-send their exposures
   (``rk|resync|``) when it (re)starts or misses exposure frames.
 - `GatewayWorker`: the GatewayActor of one account. Serves "gateway.ACCOUNT"
-  (gateway.submit, gateway.cancel, gateway.replay, gateway.inspect), hears
+  (gateway.submit, gateway.cancel, gateway.replay, gateway.incarnations,
+  gateway.inspect), hears
   market data (``md|``) and publishes every execution signal it delivers on
   ``ex|ACCOUNT|SYMBOL|``, journaling it first on its ``published/SENDER``
   stream with the publisher's sequence number (journal seq == bus seq), so
@@ -23,7 +24,10 @@ through the bus (posbus.actors.remote):
   from the gateway (ZeroMQ guide's Clone pattern: subscribe, fetch the
   gateway's records, drop what is at or below their sequence). At start it
   fetches every record the gateway published, so a restarted positions
-  worker rebuilds its positions from the fills even with an in-memory journal.
+  worker rebuilds its positions from the fills even with an in-memory journal;
+  at start and when a new gateway incarnation first speaks, it also fetches
+  what earlier incarnations published and it did not apply (the gateway's
+  journal keeps every incarnation's stream).
 
 Every worker has an admin socket (status, actors, inspect, metrics, restart,
 snapshot, log-level). Threads: the actors' own pykka threads, the I/O thread
@@ -121,6 +125,8 @@ RESYNC_COMMAND = "positions.resync"
 REPLAY_PAGE = 500
 # Per gateway incarnation, how far its published signals were applied here.
 APPLIED_PREFIX = "applied/"
+# Per gateway incarnation, what it published (journal seq == bus seq).
+PUBLISHED_PREFIX = "published/"
 # A gap repair or start-up snapshot waits this long for the gateway.
 REPAIR_TIMEOUT_S = 5.0
 # Default mark-only exposure conflation of flat positions in a positions worker:
@@ -535,7 +541,7 @@ class GatewayWorker(Worker):
         self.exchange = exchange
         self.symbols = tuple(symbols)
         super().__init__(settings, journal=journal, clock=clock)
-        self.published_stream = f"published/{self.io.sender}"
+        self.published_stream = f"{PUBLISHED_PREFIX}{self.io.sender}"
 
     def start(self) -> None:
         """Start as every worker does; a network exchange then feeds the bus its quotes."""
@@ -635,6 +641,8 @@ class GatewayWorker(Worker):
             return {}
         if command.name == "gateway.replay":
             return self.replay(command.args)
+        if command.name == "gateway.incarnations":
+            return {"incarnations": self.incarnations()}
         if command.name == "gateway.inspect":
             return self.inspect({"actor": self.service_name})
         return super().on_command(command)
@@ -645,22 +653,51 @@ class GatewayWorker(Worker):
         return out
 
     def replay(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
-        """Published records after `after` (at most `limit`), hex-encoded envelopes, in order."""
+        """Published records after `after` (at most `limit`), hex-encoded envelopes, in order.
+
+        `sender` names the incarnation whose records to read (default: this
+        one); the journal keeps every incarnation's ``published/SENDER`` stream.
+        """
         after = args.get("after", 0)
         limit = args.get("limit", REPLAY_PAGE)
         if not isinstance(after, int) or after < 0 or not isinstance(limit, int) or limit < 1:
             raise WorkerError("gateway.replay: 'after' >= 0 and 'limit' >= 1 are integers")
+        sender = args.get("sender", self.io.sender)
+        stream = f"{PUBLISHED_PREFIX}{sender}"
+        if not isinstance(sender, str) or (
+            stream != self.published_stream and self.journal.last_seq(stream) == 0
+        ):
+            raise WorkerError(f"gateway.replay: no records of sender {sender!r}")
         records: list[str] = []
-        for record in self.journal.read(self.published_stream, after):
+        for record in self.journal.read(stream, after):
             if len(records) >= min(limit, REPLAY_PAGE):
                 break
             records.append(record.payload.hex())
         return {
-            "sender": self.io.sender,
+            "sender": sender,
+            "current": self.io.sender,
             "after": after,
-            "last_seq": self.journal.last_seq(self.published_stream),
+            "last_seq": self.journal.last_seq(stream),
             "records": records,
         }
+
+    def incarnations(self) -> list[dict[str, Any]]:
+        """Every incarnation that published, oldest first: its sender and last seq.
+
+        A positions worker applies an earlier incarnation's records it missed
+        (published just before that gateway died) before the current one's.
+        Order: the journal timestamp of each stream's first record.
+        """
+        found = []
+        for stream in self.journal.streams():
+            if not stream.startswith(PUBLISHED_PREFIX):
+                continue
+            first = next(iter(self.journal.read(stream, 0)), None)
+            started = decode(first.payload).ts_ns if first is not None else time.time_ns()
+            found.append((started, stream[len(PUBLISHED_PREFIX) :], self.journal.last_seq(stream)))
+        if not any(sender == self.io.sender for _, sender, _ in found):
+            found.append((time.time_ns(), self.io.sender, 0))
+        return [{"sender": sender, "last_seq": last} for _, sender, last in sorted(found)]
 
 
 class _SignalPublisher:
@@ -883,6 +920,14 @@ class PositionsWorker(Worker):
             if not self._is_gateway(sender):
                 self._refuse_signal(sender, seq, "not the gateway's publisher")
                 return
+            # A new gateway incarnation: what its predecessors published last
+            # may never have arrived (the gateway died, the broker with it).
+            try:
+                self._catch_up(sender)
+            except PosbusError as exc:
+                self.gaps_unrepaired += 1
+                self._refuse_signal(sender, seq, f"earlier incarnations not fetched: {exc}")
+                return
             # Everything it published before this frame may matter (fills of our positions).
             last = 0
         if seq <= last:
@@ -902,10 +947,29 @@ class PositionsWorker(Worker):
     def _is_gateway(self, sender: str) -> bool:
         """True when `sender` is the publisher name of the account's gateway (control thread)."""
         try:
-            current = self._replay(f"gateway.{self.settings.account}", 0, 1).get("sender")
-        except PosbusError:
+            current = self._gateway_call("gateway.replay", {"after": 0, "limit": 1})["current"]
+        except (PosbusError, KeyError):
             return False
-        return current == sender
+        return bool(current == sender)
+
+    def _catch_up(self, current: str | None) -> str:
+        """Apply what every earlier gateway incarnation published and was not applied here.
+
+        Returns the current incarnation's sender (control thread). `current`
+        (when known) is left to the caller: its records are live.
+        """
+        incarnations = self._gateway_call("gateway.incarnations", {})["incarnations"]
+        if not isinstance(incarnations, list) or not incarnations:
+            raise WorkerError("gateway.incarnations gave no incarnation")
+        latest = str(incarnations[-1]["sender"])
+        for incarnation in incarnations:
+            sender, last_seq = str(incarnation["sender"]), int(incarnation["last_seq"])
+            if sender in (current, latest):
+                continue
+            after = self.applied.get(sender, 0)
+            if after < last_seq:
+                self._mark_applied(sender, self._fetch(sender, after, last_seq))
+        return latest
 
     def _refuse_signal(self, sender: str, seq: int, why: str) -> None:
         """Drop an unverified execution signal: counted, logged, and the subscriber rewound."""
@@ -964,18 +1028,16 @@ class PositionsWorker(Worker):
         self._mark_applied(sender, applied)
         return applied >= upto
 
-    def _fetch(self, sender: str | None, after: int, upto: int | None) -> int:
-        """Apply the gateway's published records after `after` (to `upto`); returns the last seq."""
-        service = f"gateway.{self.settings.account}"
+    def _fetch(self, sender: str, after: int, upto: int | None) -> int:
+        """Apply `sender`'s published records after `after` (to `upto`); returns the last seq."""
         position = after
         while upto is None or position < upto:
-            result = self._replay(service, position, REPLAY_PAGE)
-            if sender is not None and result.get("sender") != sender:
-                raise WorkerError(
-                    f"the gateway restarted (now {result.get('sender')}); "
-                    f"the records of {sender} are gone"
-                )
-            records = result.get("records", [])
+            page: dict[str, CommandArg] = {
+                "sender": sender,
+                "after": position,
+                "limit": REPLAY_PAGE,
+            }
+            records = self._gateway_call("gateway.replay", page).get("records", [])
             if not isinstance(records, list) or not records:
                 break
             for raw in records:
@@ -993,17 +1055,16 @@ class PositionsWorker(Worker):
                 self._apply_signal(execution_topic(account, symbol), envelope.message)
         return position
 
-    def _replay(self, service: str, after: int, limit: int) -> dict[str, Any]:
-        """One gateway.replay page (control thread).
+    def _gateway_call(self, name: str, args: dict[str, CommandArg]) -> dict[str, Any]:
+        """One read-only command to the account's gateway (control thread).
 
         A read changes nothing, so it is retried (for REPAIR_TIMEOUT_S) when
         the bus is not connected yet, the gateway is restarting or no answer came.
         """
+        service = f"gateway.{self.settings.account}"
         deadline = time.monotonic() + REPAIR_TIMEOUT_S
         while True:
-            command = Command(
-                "gateway.replay", {"after": after, "limit": limit}, self.io.new_request_id()
-            )
+            command = Command(name, dict(args), self.io.new_request_id())
             try:
                 reply = self.io.request(service, command, REPAIR_TIMEOUT_S)
             except (BrokerUnavailable, UnknownOutcome):
@@ -1018,14 +1079,13 @@ class PositionsWorker(Worker):
             # the new broker yet: its "unknown service" passes like a transient error.
             retry = reply.error["transient"] or reply.error["type"] == "UnknownService"
             if not retry or time.monotonic() >= deadline:
-                raise WorkerError(f"gateway.replay failed: {reply.error['message']}")
+                raise WorkerError(f"{name} failed: {reply.error['message']}")
             time.sleep(0.05)
 
     def recover(self) -> None:
         """Clone start-up: apply everything the gateway published (control thread)."""
-        service = f"gateway.{self.settings.account}"
         try:
-            sender = str(self._replay(service, 0, 1).get("sender"))
+            sender = self._catch_up(None)
             last = self._fetch(sender, self.applied.get(sender, 0), None)
         except PosbusError as exc:
             self.recovered = {"state": "failed", "error": str(exc)}

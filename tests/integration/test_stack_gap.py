@@ -26,6 +26,7 @@ from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.admin import admin_endpoint
 from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient
@@ -38,12 +39,13 @@ from posbus.bus.topics import market_topic
 
 
 class LossyGateway(GatewayWorker):
-    """Loses the first fill it publishes: journaled and sequenced, never delivered."""
+    """Loses its first fill (every signal once `lose_all`): journaled, never delivered."""
 
     lost = 0
+    lose_all = False
 
     def publish_signal(self, stream: str, message: Message) -> None:
-        if isinstance(message, OrderFill) and self.lost == 0:
+        if (isinstance(message, OrderFill) and self.lost == 0) or self.lose_all:
             self.lost += 1
             publisher = self.io.publisher
             assert publisher is not None
@@ -93,11 +95,14 @@ def workers() -> Iterator[dict[str, Any]]:
             limits=node.limits,
             starting_equity=node.starting_equity,
         )
+        # On disk, as in production: a restarted gateway reads what the dead one wrote.
+        gateway_journal = root / "gateway.sqlite"
+        exchange = SimulatedExchange(config.exchange, config.account)
         gateway = LossyGateway(
             settings("gateway.default", "gateway"),
-            journal=MemoryJournal(),
+            journal=SqliteJournal(gateway_journal),
             clock=clock,
-            exchange=SimulatedExchange(config.exchange, config.account),
+            exchange=exchange,
         )
         positions = PositionsWorker(
             settings("positions.0", "positions", Shard(0, 1)), journal=MemoryJournal(), clock=clock
@@ -106,11 +111,32 @@ def workers() -> Iterator[dict[str, Any]]:
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         market = Publisher(context, endpoints.events_in, sender="test-market")
         client = CommandClient(context, endpoints.commands, sender="test")
+
+        def restart_gateway() -> GatewayWorker:
+            # A new incarnation (new publisher name) on the same journal and exchange.
+            started.remove(gateway)
+            gateway.stop()
+            again = GatewayWorker(
+                settings("gateway.default", "gateway"),
+                journal=SqliteJournal(gateway_journal),
+                clock=clock,
+                exchange=exchange,
+            )
+            again.start()
+            started.append(again)
+            return again
+
         try:
             for worker in (risk, gateway, positions):
                 worker.start()
                 started.append(worker)
-            yield {"positions": positions, "gateway": gateway, "market": market, "client": client}
+            yield {
+                "positions": positions,
+                "gateway": gateway,
+                "market": market,
+                "client": client,
+                "restart_gateway": restart_gateway,
+            }
         finally:
             client.close()
             market.close()
@@ -228,3 +254,44 @@ def _filled(gateway: GatewayWorker) -> Decimal:
         ),
         Decimal(0),
     )
+
+
+def test_what_a_dead_gateway_published_last_is_fetched_from_its_journal(
+    workers: dict[str, Any],
+) -> None:
+    """The last signals of a gateway incarnation, lost with it, reach the positions anyway.
+
+    No later frame of that incarnation reveals the gap: the positions worker
+    fetches them when the next incarnation first speaks.
+    """
+    positions: PositionsWorker = workers["positions"]
+    gateway: LossyGateway = workers["gateway"]
+    market: Publisher = workers["market"]
+    client: CommandClient = workers["client"]
+
+    def quoted() -> bool:
+        _quote(market)
+        return positions._last_market.get("BTC/USDT") is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    _order(client, "0.1")  # its first fill lost, repaired from the next frame
+    wait_for("the first order applied", lambda: _qty(positions) == Decimal("0.1"))
+    gateway.lose_all = True
+    _order(client, "0.2")  # every signal of it lost: journaled, never delivered
+    wait_for("the second order filled at the gateway", lambda: _filled(gateway) == Decimal("0.3"))
+    first = gateway.io.sender
+    again: GatewayWorker = workers["restart_gateway"]()
+    assert again.io.sender != first
+    wait_for("the new gateway hears quotes", lambda: (_quote(market), True)[1])
+    _order(client, "0.4")
+    assert wait_for("every fill applied", lambda: _qty(positions) == Decimal("0.7"), 15)
+    assert positions.applied[first] == gateway_last(again, first)
+
+
+def _qty(positions: PositionsWorker) -> Decimal:
+    return Decimal(positions.inspect({"actor": "position/default/BTC/USDT"})["qty"])
+
+
+def gateway_last(gateway: GatewayWorker, sender: str) -> int:
+    return gateway.journal.last_seq(f"published/{sender}")
