@@ -559,7 +559,8 @@ class GatewayWorker(Worker):
             close()
 
     def _publish_market(self, update: MarketUpdate) -> None:
-        self.io.publish(market_topic(update.symbol), update)
+        # Not through the execution publisher: its seq must stay the journal's.
+        self.io.publish_market(market_topic(update.symbol), update)
 
     def _halt(self, reason: str) -> None:
         """Reconciliation found what it cannot resolve: halt trading (gateway actor thread)."""

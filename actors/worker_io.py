@@ -1,6 +1,7 @@
 """WorkerIO: the one I/O thread of a worker process, owner of every bus socket of the process.
 
-A worker talks to the bus through one publisher (PUB), one subscriber (SUB),
+A worker talks to the bus through one publisher (PUB; a second one, named
+`<sender>.md`, for the market data a gateway relays), one subscriber (SUB),
 one service socket (DEALER to the broker's workers ROUTER, Majordomo-like:
 it answers the worker's command services), one client socket (DEALER to the
 broker's commands ROUTER: the worker's own requests to other services) and
@@ -143,6 +144,9 @@ class WorkerIO:
         self._ids = itertools.count(1)
         # Owned by the I/O thread once it runs.
         self.publisher: Publisher | None = None
+        # Created on the first `publish_market` (a gateway relaying its venue's quotes).
+        self.market_sender = f"{self.sender}.md"
+        self.market_publisher: Publisher | None = None
         self.subscriber: Subscriber | None = None
         self.service: ServiceWorker | None = None
         self.admin: AdminServer | None = None
@@ -200,6 +204,15 @@ class WorkerIO:
     def publish(self, topic: bytes, message: Message) -> None:
         """Publish `message` under `topic` (any thread; never blocks)."""
         self.call_soon(lambda: self._publish(topic, message))
+
+    def publish_market(self, topic: bytes, message: Message) -> None:
+        """Publish a market event through the market publisher (any thread; never blocks).
+
+        Its sender is `market_sender`, with sequence numbers of its own: the
+        main publisher's then count only what the owner journals (a gateway's
+        execution signals: journal seq == bus seq), whatever the quote rate.
+        """
+        self.call_soon(lambda: self._publish_market(topic, message))
 
     def send(self, service: str, command: Command) -> None:
         """Send `command` to `service` and do not wait (any thread).
@@ -326,6 +339,7 @@ class WorkerIO:
     def _close(self) -> None:
         for closer in (
             self.publisher.close if self.publisher else None,
+            self.market_publisher.close if self.market_publisher else None,
             self.subscriber.close if self.subscriber else None,
             self.service.close if self.service else None,
             self._client.close if self._client else None,
@@ -442,6 +456,19 @@ class WorkerIO:
     def _publish(self, topic: bytes, message: Message) -> None:
         assert self.publisher is not None
         self.publisher.publish(message, topic=topic, ts_ns=time.time_ns())
+
+    def _publish_market(self, topic: bytes, message: Message) -> None:
+        if self.market_publisher is None:
+            cfg = self.config
+            self.market_publisher = Publisher(
+                zmq.Context.instance(),
+                cfg.endpoints.events_in,
+                sender=self.market_sender,
+                options=cfg.options,
+                curve=cfg.curve,
+                metrics=self.metrics,
+            )
+        self.market_publisher.publish(message, topic=topic, ts_ns=time.time_ns())
 
     def _request(
         self, service: str, command: Command, future: Future[Reply], timeout: float

@@ -1,27 +1,40 @@
 """The chaos run: a real stack under a seeded workload and seeded faults, then an audit.
 
 `run_chaos` writes a configuration (SYMBOLS symbols in `[symbols]`, two
-positions shards, SQLite journals, fast heartbeats, the simulated exchange's
-rejects and partial fills), starts the stack with `posbus up --detach --demo`
-(launcher, broker, risk, gateway, positions.0, positions.1, the demo feed
-publishing market data for every symbol), and for `duration_s`:
+positions shards, SQLite journals, fast heartbeats), starts the stack with
+`posbus up --detach` (launcher, broker, risk, gateway, positions.0,
+positions.1) and trades against one of two exchanges (`exchange`):
+
+- "emulator" (the default): the Binance spot emulator runs in this process
+  (posbus.adapters.chaos_venue: 127.0.0.1, an ephemeral port, one market
+  per symbol) and the gateway trades with it through real ccxt over HTTP
+  (`[exchange] kind = "ccxt"`); this process moves the emulator's prices
+  (a seeded random walk) and the gateway relays the venue's quotes on the
+  bus (no demo feed). The gateway is a fault target: `kill -9` loses
+  nothing at the exchange, and its restart reconciles with it. Exchange
+  faults (timeouts, 5xx, lost responses, duplicate trades, 429s,
+  maintenance) are injected through the emulator.
+- "simulated": the simulated exchange (rejects, partial fills) lives inside
+  the gateway process and `posbus up --demo` runs the demo feed for market
+  data. The gateway is no fault target there: killing it would wipe the
+  exchange itself (its orders and trade ledger), which no real gateway
+  crash does.
+
+For `duration_s` the run:
 
 - sends orders through the broker, as a strategy would: market orders and
   limit orders resting near the mark (they fill later, possibly while a
   worker is dead), buys and sells, so positions open, grow, close and flip;
-- at seeded random moments `kill -9`s a worker chosen from the fault
-  targets (a positions shard, risk, the broker); the launcher restarts it
-  and the run waits for nothing: orders keep coming while it is down.
+- at seeded random moments injects a fault chosen from the fault targets:
+  `kill -9` of a worker (the launcher restarts it; orders keep coming while
+  it is down) or an exchange fault.
 
-Then it stops the faults and orders, waits until every worker serves and
-both shards have recovered, cancels whatever still rests and waits until no
-order works, and audits (posbus.adapters.chaos_audit): live positions ==
-cold journal replay == the gateway's published fills; no fill lost or
-doubled; no order acknowledged twice or overfilled; every worker alive.
-
-The gateway is not a fault target: it hosts the simulated exchange in its
-own process, so killing it would wipe the exchange itself (its orders and its
-trade ledger), which no real gateway crash does.
+Then it clears the faults, stops orders and prices, waits until every
+worker serves and both shards have recovered, cancels whatever still rests
+and waits until no order works, and audits (posbus.adapters.chaos_audit):
+live positions == cold journal replay == the gateway's published fills (==
+the emulator's own trade ledger); no fill lost or doubled; no order sent
+twice or overfilled; every worker alive.
 
 Threads: everything runs on the caller's thread; the stack is other processes.
 This module must never leave a process behind: `ChaosStack.close` brings the
@@ -41,11 +54,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from posbus.actors.model.errors import PosbusError
-from posbus.adapters.chaos_audit import AuditResult, audit
+from posbus.adapters.chaos_audit import AuditResult, VenueLedger, VenueOrder, VenueTrade, audit
+from posbus.adapters.chaos_venue import EXCHANGE_FAULTS, ChaosVenue, VenueAccess
 from posbus.adapters.launcher_client import StackClient
 
 WORKING = frozenset(
@@ -53,8 +68,20 @@ WORKING = frozenset(
 )
 """Order states that may still change: the run settles when no order is in one."""
 
+EXCHANGES = ("emulator", "simulated")
+"""What the gateway trades with (see the module docstring)."""
+
+GATEWAY = "gateway.default"
+"""The gateway worker of the chaos stack's (default) account."""
+
 FAULT_TARGETS = ("positions.0", "positions.1", "risk", "broker")
-"""Workers the run kills (see the module docstring for why not the gateway)."""
+"""Workers the run kills with the simulated exchange (see the module docstring)."""
+
+EMULATOR_FAULT_TARGETS = (*FAULT_TARGETS, GATEWAY, *EXCHANGE_FAULTS)
+"""Faults of a run against the emulator: every worker, and the exchange's own faults."""
+
+GATEWAY_TIMEOUT_S = 1.0
+"""The ccxt gateway's request timeout in an emulator run (a held request outlasts it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +94,29 @@ class ChaosSettings:
     market_steps_per_s: int = 10
     orders_per_s: float = 8.0
     mean_fault_interval_s: float = 4.0
-    fault_targets: tuple[str, ...] = FAULT_TARGETS
+    #: "emulator" or "simulated" (EXCHANGES).
+    exchange: str = "emulator"
+    #: Empty: every fault of the exchange mode (EMULATOR_FAULT_TARGETS or FAULT_TARGETS).
+    fault_targets: tuple[str, ...] = ()
     # False: a fault waits until the previous one's worker has recovered.
     overlap_faults: bool = True
+    # The simulated exchange's rejects and partial fills (exchange "simulated").
     reject_rate: float = 0.05
     partial_fill_rate: float = 0.3
+    # The gateway's REST polling of working orders and of the venue's quotes.
+    poll_interval_s: float = 0.25
     settle_timeout_s: float = 90.0
+
+    def __post_init__(self) -> None:
+        if self.exchange not in EXCHANGES:
+            raise ValueError(f"exchange must be one of {EXCHANGES}, got {self.exchange!r}")
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """The fault targets of this run."""
+        if self.fault_targets:
+            return self.fault_targets
+        return EMULATOR_FAULT_TARGETS if self.exchange == "emulator" else FAULT_TARGETS
 
 
 @dataclass(slots=True)
@@ -82,6 +126,7 @@ class ChaosReport:
     seed: int
     duration_s: float
     symbols: int
+    exchange: str = "emulator"
     orders_sent: int = 0
     orders_refused: int = 0
     faults: dict[str, int] = field(default_factory=dict)
@@ -103,6 +148,7 @@ class ChaosReport:
         """The report as JSON-ready values (money as decimal strings)."""
         return {
             "seed": self.seed,
+            "exchange": self.exchange,
             "duration_s": self.duration_s,
             "symbols": self.symbols,
             "faults_injected": sum(self.faults.values()),
@@ -113,6 +159,8 @@ class ChaosReport:
             "fills": self.audit.fills,
             "fills_applied": self.audit.fills_applied,
             "exchange_rejects": self.audit.rejects,
+            "venue_orders": self.audit.venue_orders,
+            "venue_trades": self.audit.venue_trades,
             "positions": self.audit.positions,
             "market_updates": self.market_updates,
             "restarts": self.restarts,
@@ -132,19 +180,55 @@ def symbol_names(count: int) -> list[str]:
     return [f"SYM{i:02d}/USDT" for i in range(count)]
 
 
-def chaos_config(settings: ChaosSettings, run_dir: Path) -> str:
-    """The TOML configuration of a chaos stack in `run_dir`."""
+def symbol_prices(settings: ChaosSettings) -> dict[str, Decimal]:
+    """The seeded starting price of every chaos symbol."""
     rng = random.Random(settings.seed)  # noqa: S311 - a workload, not cryptography
+    return {name: Decimal(rng.randrange(20, 200)) for name in symbol_names(settings.symbols)}
+
+
+def _exchange_table(settings: ChaosSettings, venue: VenueAccess | None) -> list[str]:
+    if settings.exchange == "simulated":
+        return [
+            "[exchange]",
+            f"seed = {settings.seed}",
+            f"reject_rate = {settings.reject_rate}",
+            f"partial_fill_rate = {settings.partial_fill_rate}",
+        ]
+    if venue is None:
+        raise ValueError("an emulator chaos stack needs the venue's urls and credentials")
+    lines = [
+        "[exchange]",
+        'kind = "ccxt"',
+        'exchange_id = "binance"',
+        f'credentials_file = "{venue.credentials_file}"',
+        'market_data = "rest"',
+        f"timeout_ms = {int(GATEWAY_TIMEOUT_S * 1000)}",
+        "recv_window_ms = 1500",
+        "enable_rate_limit = false",
+        f"poll_interval_s = {settings.poll_interval_s}",
+        "reconcile_interval_s = 10",
+        "retry_tries = 3",
+        "retry_min_s = 0.05",
+        "retry_max_s = 0.5",
+        "max_retry_after_s = 2",
+        "breaker_threshold = 8",
+        "breaker_cooloff_s = 2",
+        "",
+        "[exchange.urls]",
+    ]
+    lines += [f'{name} = "{url}"' for name, url in sorted(venue.urls.items())]
+    return lines
+
+
+def chaos_config(settings: ChaosSettings, run_dir: Path, venue: VenueAccess | None = None) -> str:
+    """The TOML configuration of a chaos stack in `run_dir` (`venue`: the emulator's access)."""
     lines = [
         f'run_dir = "{run_dir}"',
         "",
         "[log]",
         'level = "WARNING"',
         "",
-        "[exchange]",
-        f"seed = {settings.seed}",
-        f"reject_rate = {settings.reject_rate}",
-        f"partial_fill_rate = {settings.partial_fill_rate}",
+        *_exchange_table(settings, venue),
         "",
         "[risk]",
         # The workload trades small notionals; rate and exposure limits stay
@@ -174,23 +258,24 @@ def chaos_config(settings: ChaosSettings, run_dir: Path) -> str:
         "",
         "[symbols]",
     ]
-    for name in symbol_names(settings.symbols):
-        price = Decimal(rng.randrange(20, 200))
+    for name, price in symbol_prices(settings).items():
         lines.append(f'"{name}" = {{ price = "{price}", order_qty = "1" }}')
     return "\n".join(lines) + "\n"
 
 
 class ChaosStack:
-    """A stack brought up with `posbus up --detach --demo` in `root` (caller's thread).
+    """A stack brought up with `posbus up --detach` (and `--demo`) in `root` (caller's thread).
 
-    `config` writes the TOML configuration for a given run directory.
+    `config` writes the TOML configuration for a given run directory; `demo`
+    runs the demo feed (market data of the simulated exchange).
     """
 
-    def __init__(self, root: Path, config: Callable[[Path], str]) -> None:
+    def __init__(self, root: Path, config: Callable[[Path], str], *, demo: bool = True) -> None:
         self.root = root
         self.run_dir = root / "var"
         self.config = root / "posbus.toml"
         self.config.write_text(config(self.run_dir), encoding="utf-8")
+        self.demo = demo
         self._client: StackClient | None = None
 
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
@@ -205,7 +290,7 @@ class ChaosStack:
 
     def up(self) -> None:
         """Start the stack; raises RuntimeError when it does not come up."""
-        result = self.cli("up", "--detach", "--demo", timeout=180)
+        result = self.cli("up", "--detach", *(["--demo"] if self.demo else []), timeout=180)
         if result.returncode != 0:
             raise RuntimeError(f"posbus up failed ({result.returncode}): {result.stderr.strip()}")
         self._client = StackClient(str(self.config), None)
@@ -264,60 +349,121 @@ Log = Callable[[str], None]
 def run_chaos(settings: ChaosSettings, root: Path, log: Log = lambda _: None) -> ChaosReport:
     """Run one chaos run in `root` (a short directory: ipc paths are limited) and audit it."""
     report = ChaosReport(
-        seed=settings.seed, duration_s=settings.duration_s, symbols=settings.symbols
+        seed=settings.seed,
+        duration_s=settings.duration_s,
+        symbols=settings.symbols,
+        exchange=settings.exchange,
     )
-    stack = ChaosStack(root, lambda run_dir: chaos_config(settings, run_dir))
-    stack.up()
+    venue: ChaosVenue | None = None
+    access: VenueAccess | None = None
+    if settings.exchange == "emulator":
+        venue = ChaosVenue(
+            symbol_prices(settings),
+            seed=settings.seed,
+            steps_per_s=settings.market_steps_per_s,
+            volatility=0.001,
+            timeout_s=GATEWAY_TIMEOUT_S,
+            credentials_file=root / "venue-credentials.toml",
+        )
     try:
-        log(f"stack up in {stack.run_dir}; seed {settings.seed}, {settings.duration_s} s of chaos")
-        _drive(stack, settings, report, log)
-        log("faults and orders stopped; settling")
-        _settle(stack, settings, report, log)
-        _finish(stack, report)
+        if venue is not None:
+            access = venue.start()
+            log(f"exchange emulator on {venue.emulator.url}")
+        stack = ChaosStack(
+            root, lambda run_dir: chaos_config(settings, run_dir, access), demo=venue is None
+        )
+        stack.up()
+        try:
+            log(
+                f"stack up in {stack.run_dir}; seed {settings.seed}, "
+                f"{settings.duration_s} s of chaos against the {settings.exchange} exchange"
+            )
+            _drive(stack, venue, settings, report, log)
+            if venue is not None:
+                venue.calm()
+                venue.stop_market()
+            log("faults, orders and prices stopped; settling")
+            _settle(stack, venue, settings, report, log)
+            _finish(stack, venue, report)
+        finally:
+            stack.close()
     finally:
-        stack.close()
+        if venue is not None:
+            venue.close()
     return report
 
 
-def _drive(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log: Log) -> None:
+def _drive(
+    stack: ChaosStack,
+    venue: ChaosVenue | None,
+    settings: ChaosSettings,
+    report: ChaosReport,
+    log: Log,
+) -> None:
     rng = random.Random(settings.seed)  # noqa: S311 - a workload, not cryptography
     symbols = symbol_names(settings.symbols)
+    targets = settings.targets
     start = time.monotonic()
     end = start + settings.duration_s
     next_order = start
     next_fault = start + rng.expovariate(1.0 / settings.mean_fault_interval_s)
-    pending: dict[str, float] = {}  # killed worker -> when
+    pending: dict[str, float] = {}  # fault -> when its recovery may be checked
     marks: dict[str, Decimal] = {}
     next_marks = start
     while (now := time.monotonic()) < end:
-        if now >= next_marks:
+        if venue is not None:
+            marks = venue.marks
+        elif now >= next_marks:
             marks = _marks(stack) or marks
             next_marks = now + 2.0
         if now >= next_order:
             _send_order(stack, rng, symbols, marks, report)
             next_order += rng.expovariate(settings.orders_per_s)
         if now >= next_fault:
-            target = rng.choice(settings.fault_targets)
+            target = rng.choice(targets)
             free = not pending if not settings.overlap_faults else target not in pending
-            if free and _kill(stack, target):
-                report.faults[target] = report.faults.get(target, 0) + 1
-                pending[target] = now
-                log(f"t={now - start:6.1f}s kill -9 {target}")
+            if free:
+                lasts = _inject(stack, venue, target, rng)
+                if lasts is not None:
+                    report.faults[target] = report.faults.get(target, 0) + 1
+                    pending[target] = now + lasts
+                    log(f"t={now - start:6.1f}s {_describe(target)}")
             next_fault = now + rng.expovariate(1.0 / settings.mean_fault_interval_s)
         for name in list(pending):
             # A worker counts as recovered once it serves again (a positions
-            # shard: once it has replayed its journal and the gateway's fills).
-            if now - pending[name] > 0.3 and _recovered(stack, name):
+            # shard: once it has replayed its journal and the gateway's fills);
+            # an exchange fault once it has passed and the gateway serves.
+            if now >= pending[name] and _recovered(stack, _worker_of(name)):
                 report.recoveries += 1
                 report.recoveries_incomplete += _recovery_failed(stack, name, report)
                 del pending[name]
         time.sleep(max(0.0, min(next_order, next_fault, end) - time.monotonic()))
     # Recoveries still running when the chaos ends are awaited by the settle phase.
     for name in pending:
-        if _wait(lambda n=name: _recovered(stack, n), settings.settle_timeout_s):
+        if _wait(partial(_recovered, stack, _worker_of(name)), settings.settle_timeout_s):
             report.recoveries += 1
         else:
-            report.problems.append(f"{name} did not recover after its kill")
+            report.problems.append(f"{_worker_of(name)} did not recover after {name}")
+
+
+def _inject(
+    stack: ChaosStack, venue: ChaosVenue | None, target: str, rng: random.Random
+) -> float | None:
+    """Inject one fault; seconds until its recovery may be checked, None if it did not land."""
+    if target in EXCHANGE_FAULTS:
+        if venue is None:
+            raise ValueError(f"{target}: exchange faults need the emulator")
+        return venue.inject(target, rng)
+    return 0.3 if _kill(stack, target) else None
+
+
+def _describe(target: str) -> str:
+    return target if target in EXCHANGE_FAULTS else f"kill -9 {target}"
+
+
+def _worker_of(target: str) -> str:
+    """The worker whose serving ends a fault: the gateway for an exchange fault."""
+    return GATEWAY if target in EXCHANGE_FAULTS else target
 
 
 def _marks(stack: ChaosStack) -> dict[str, Decimal]:
@@ -390,6 +536,8 @@ def _recovered(stack: ChaosStack, name: str) -> bool:
 
 
 def _recovery_failed(stack: ChaosStack, name: str, report: ChaosReport) -> bool:
+    if not name.startswith("positions."):
+        return False
     status = stack.serving(name) or {}
     recovered = status.get("recovered", {})
     if recovered.get("state") != "failed":
@@ -407,7 +555,13 @@ def _wait(probe: Callable[[], bool], timeout: float, every: float = 0.2) -> bool
     return False
 
 
-def _settle(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log: Log) -> None:
+def _settle(
+    stack: ChaosStack,
+    venue: ChaosVenue | None,
+    settings: ChaosSettings,
+    report: ChaosReport,
+    log: Log,
+) -> None:
     names = sorted(stack.run_info().get("workers", {}))
     if not _wait(lambda: all(_recovered(stack, n) for n in names), settings.settle_timeout_s):
         report.problems.append("not every worker serves after the faults stopped")
@@ -435,7 +589,7 @@ def _settle(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log
 
     def clean() -> bool:
         try:
-            report.audit = _audit(stack)
+            report.audit = _audit(stack, venue)
         except PosbusError as exc:  # a shard busy or the broker reconnecting: audit again
             report.audit = AuditResult()
             report.audit.add("audit", f"could not read the live state: {exc}")
@@ -448,7 +602,7 @@ def _settle(stack: ChaosStack, settings: ChaosSettings, report: ChaosReport, log
         log(f"audit found {len(report.audit.discrepancies)} discrepancies after settling")
 
 
-def _audit(stack: ChaosStack) -> AuditResult:
+def _audit(stack: ChaosStack, venue: ChaosVenue | None) -> AuditResult:
     live: dict[str, dict[str, Any]] = {}
     client = stack.client
     for service in client.position_services():
@@ -460,10 +614,43 @@ def _audit(stack: ChaosStack) -> AuditResult:
         live,
         [journals / f"{s}.sqlite" for s in client.position_services()],
         journals / f"gateway.{client.config.account}.sqlite",
+        venue=None if venue is None else _ledger(venue, client.config.account),
     )
 
 
-def _finish(stack: ChaosStack, report: ChaosReport) -> None:
+def _ledger(venue: ChaosVenue, account: str) -> VenueLedger:
+    """The emulator's orders and trades, as the audit compares them."""
+    emulator = venue.emulator
+    names = {name.replace("/", ""): name for name in venue.symbols}
+    orders = [
+        VenueOrder(
+            client_order_id=str(o["clientOrderId"]),
+            exchange_order_id=str(o["orderId"]),
+            symbol=names[o["symbol"]],
+            qty=Decimal(o["origQty"]),
+            executed=Decimal(o["executedQty"]),
+            status=str(o["status"]),
+        )
+        for o in emulator.orders()
+    ]
+    by_id = {o.exchange_order_id: o.client_order_id for o in orders}
+    trades = [
+        VenueTrade(
+            trade_id=str(t.trade_id),
+            client_order_id=by_id[str(t.order_id)],
+            account=account,
+            symbol=t.symbol,
+            side=t.side.lower(),
+            qty=t.qty,
+            price=t.price,
+            fee=t.commission,
+        )
+        for t in emulator.trades()
+    ]
+    return VenueLedger(orders=tuple(orders), trades=tuple(trades))
+
+
+def _finish(stack: ChaosStack, venue: ChaosVenue | None, report: ChaosReport) -> None:
     data = stack.run_info()
     workers = data.get("workers", {})
     report.restarts = sum(int(w.get("restarts", 0)) for w in workers.values())
@@ -473,6 +660,9 @@ def _finish(stack: ChaosStack, report: ChaosReport) -> None:
         report.problems.append(
             f"workers not serving at the end: {sorted(set(workers) - set(alive))}"
         )
+    if venue is not None:
+        report.market_updates = venue.touches
+        return
     try:
         feed = stack.client.admin_result("feed", "metrics", timeout=2.0)
         report.market_updates = int(feed["out"].get("market_update", {}).get("count", 0))

@@ -1,15 +1,20 @@
-"""The chaos run's end-of-run audit: what the stack says == its journals == the gateway's fills.
+"""The chaos run's end-of-run audit: what the stack says == its journals == the exchange's fills.
 
 Reads the SQLite journals of a stopped-faults stack (read-only, while it
-runs: SQLite readers never block the writer) and compares three accounts of
-the same trading:
+runs: SQLite readers never block the writer) and compares up to four
+accounts of the same trading:
 
 - live: each position actor's `inspect` through its positions shard;
 - cold: the same position rebuilt in this process from its shard's journal
   alone, records 1..live journal_seq (no snapshot, nothing else);
-- exchange: the fills the gateway published (its ``published/*`` streams,
-  journaled before they left the process), deduplicated by trade id.
+- published: the fills the gateway published (all its ``published/*``
+  streams, one per gateway incarnation, journaled before they left the
+  process), deduplicated by trade id;
+- venue (a run against the exchange emulator): the emulator's own orders
+  and trade ledger, the exchange's truth (`VenueLedger`).
 
+Trade ids are unique per symbol only (Binance numbers each market's trades
+on its own), so a trade is keyed by its position stream and its id.
 Every mismatch becomes one `Discrepancy` naming the stream and what differs.
 This module only reads; it never sends a command that changes state.
 """
@@ -36,6 +41,48 @@ COMPARED = ("status", "qty", "avg_entry_price", "realized_pnl", "fees", "trade_i
 CASH_QUANTUM = Decimal("1e-12")
 """Cash is compared to 12 decimal places (fees and prices have at most 8)."""
 
+TradeKey = tuple[str, str]
+"""(position stream, trade id): a trade id is unique within its symbol only."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """One order as the exchange holds it."""
+
+    client_order_id: str
+    exchange_order_id: str
+    symbol: str
+    qty: Decimal
+    executed: Decimal
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueTrade:
+    """One execution as the exchange's ledger records it (`side`: "buy" or "sell")."""
+
+    trade_id: str
+    client_order_id: str
+    account: str
+    symbol: str
+    side: str
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+
+    @property
+    def key(self) -> TradeKey:
+        """Its position stream and trade id."""
+        return f"position/{self.account}/{self.symbol}", self.trade_id
+
+
+@dataclass(frozen=True, slots=True)
+class VenueLedger:
+    """The exchange's own account of the run: every order it accepted, every trade."""
+
+    orders: tuple[VenueOrder, ...] = ()
+    trades: tuple[VenueTrade, ...] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class Discrepancy:
@@ -54,6 +101,8 @@ class AuditResult:
     fills: int = 0
     fills_applied: int = 0
     rejects: int = 0
+    venue_orders: int = 0
+    venue_trades: int = 0
     cash: Decimal = Decimal(0)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
@@ -99,7 +148,7 @@ def cold_replay(journal: SqliteJournal, stream: str, upto: int) -> dict[str, Any
 class Published:
     """What the gateway published, read back from its journal."""
 
-    fills: dict[str, OrderFill]
+    fills: dict[TradeKey, OrderFill]
     duplicate_fills: int
     acks: dict[str, set[str]]
     rejects: int
@@ -111,7 +160,7 @@ def read_published(journal: SqliteJournal, result: AuditResult) -> Published:
     A trade id published twice with different content is a discrepancy; the
     same fill published again (a redelivery after a restart) is counted only.
     """
-    fills: dict[str, OrderFill] = {}
+    fills: dict[TradeKey, OrderFill] = {}
     acks: dict[str, set[str]] = defaultdict(set)
     duplicates = 0
     rejects = 0
@@ -121,9 +170,10 @@ def read_published(journal: SqliteJournal, result: AuditResult) -> Published:
         for record in journal.read(stream):
             message = decode_record(record).message
             if isinstance(message, OrderFill):
-                seen = fills.get(message.trade_id)
+                key = (f"position/{message.account}/{message.symbol}", message.trade_id)
+                seen = fills.get(key)
                 if seen is None:
-                    fills[message.trade_id] = message
+                    fills[key] = message
                     continue
                 duplicates += 1
                 if (seen.client_order_id, seen.qty, seen.price, seen.fee, seen.side) != (
@@ -133,9 +183,7 @@ def read_published(journal: SqliteJournal, result: AuditResult) -> Published:
                     message.fee,
                     message.side,
                 ):
-                    result.add(
-                        f"trade {message.trade_id}", "published twice with different content"
-                    )
+                    result.add(_trade(key), "published twice with different content")
             elif isinstance(message, OrderAck):
                 acks[message.client_order_id].add(message.exchange_order_id)
             elif isinstance(message, OrderRejected):
@@ -147,17 +195,25 @@ def audit(
     live: dict[str, dict[str, Any]],
     shard_journals: Iterable[Path],
     gateway_journal: Path,
+    *,
+    venue: VenueLedger | None = None,
 ) -> AuditResult:
-    """Compare live positions (stream -> inspect) with their journals and the gateway's fills.
+    """Compare live positions (stream -> inspect) with their journals and the exchange's fills.
 
     Checks, each a discrepancy when it fails: every journaled position is
-    live and equals its cold replay on `COMPARED`; no trade id is applied in
-    two positions; the applied trade ids are exactly the published ones; each
+    live and equals its cold replay on `COMPARED`; no trade is applied in
+    two positions; the applied trades are exactly the published ones; each
     position's quantity is the signed sum of its symbol's published fills,
     its fees their fees and its cash (realized P&L - qty * avg entry) their
     cash flow (sum of -signed qty * price - fee); no client order id was
     acknowledged under two exchange order ids; no order is filled beyond its
     quantity and each order's filled quantity is the sum of its fills.
+
+    With the `venue`'s ledger, also: every exchange trade is applied exactly
+    once and nothing else is; quantity, fees and cash of every position equal
+    those its exchange trades imply; no client order id names two exchange
+    orders (no order sent twice), each names an order posbus knows, with the
+    same quantity and the same filled quantity.
     """
     result = AuditResult()
     gateway = SqliteJournal(gateway_journal)
@@ -168,7 +224,7 @@ def audit(
     result.fills = len(published.fills)
     result.rejects = published.rejects
 
-    applied: dict[str, str] = {}
+    applied: dict[TradeKey, str] = {}
     order_qty: dict[str, Decimal] = {}
     order_filled: dict[str, Decimal] = {}
     journaled: set[str] = set()
@@ -198,27 +254,49 @@ def audit(
 
     lost = set(published.fills) - set(applied)
     invented = set(applied) - set(published.fills)
-    for trade_id in sorted(lost):
-        result.add(f"trade {trade_id}", "published by the gateway, applied by no position")
-    for trade_id in sorted(invented):
-        result.add(f"trade {trade_id}", f"applied in {applied[trade_id]}, never published")
-    _compare_money(live, published, result)
+    for trade in sorted(lost):
+        result.add(_trade(trade), "published by the gateway, applied by no position")
+    for trade in sorted(invented):
+        result.add(_trade(trade), f"applied in {applied[trade]}, never published")
+    flows = [
+        _Flow(k[0], f.side == "buy", f.qty, f.price, f.fee) for k, f in published.fills.items()
+    ]
+    result.cash = _compare_money(live, flows, "published fills", result)
     _compare_orders(published, order_qty, order_filled, result)
+    if venue is not None:
+        _compare_venue(live, venue, applied, order_qty, order_filled, result)
     return result
+
+
+def _trade(key: TradeKey) -> str:
+    stream, trade_id = key
+    return f"trade {trade_id} of {stream.split('/', 2)[2]}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    """One fill as money: its stream, direction, quantity, price and fee."""
+
+    stream: str
+    buy: bool
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
 
 
 def _collect(  # noqa: PLR0917 - private accumulator of `audit`
     stream: str,
     state: dict[str, Any],
-    applied: dict[str, str],
+    applied: dict[TradeKey, str],
     order_qty: dict[str, Decimal],
     order_filled: dict[str, Decimal],
     result: AuditResult,
 ) -> None:
     for trade_id in state["trade_ids"]:
-        if trade_id in applied:
-            result.add(stream, f"trade {trade_id} also applied in {applied[trade_id]}")
-        applied[trade_id] = stream
+        key = (stream, str(trade_id))
+        if key in applied:
+            result.add(stream, f"trade {trade_id} applied twice")
+        applied[key] = stream
     for order in state.get("orders", {}).values():
         client_id = str(order.get("client_order_id") or order["order_id"])
         order_qty[client_id] = Decimal(str(order["qty"]))
@@ -226,36 +304,35 @@ def _collect(  # noqa: PLR0917 - private accumulator of `audit`
 
 
 def _compare_money(
-    live: dict[str, dict[str, Any]], published: Published, result: AuditResult
-) -> None:
-    by_symbol: dict[str, list[OrderFill]] = defaultdict(list)
-    for fill in published.fills.values():
-        by_symbol[f"position/{fill.account}/{fill.symbol}"].append(fill)
+    live: dict[str, dict[str, Any]], flows: Iterable[_Flow], source: str, result: AuditResult
+) -> Decimal:
+    """Quantity, fees and cash of every position against `flows`; returns the total cash."""
+    by_stream: dict[str, list[_Flow]] = defaultdict(list)
+    for flow in flows:
+        by_stream[flow.stream].append(flow)
     total_cash = Decimal(0)
-    for stream in sorted(set(live) | set(by_symbol)):
-        fills = by_symbol.get(stream, [])
+    for stream in sorted(set(live) | set(by_stream)):
+        fills = by_stream.get(stream, [])
         state = live.get(stream)
-        qty = sum((f.qty if f.side == "buy" else -f.qty for f in fills), Decimal(0))
+        qty = sum((f.qty if f.buy else -f.qty for f in fills), Decimal(0))
         fees = sum((f.fee for f in fills), Decimal(0))
-        cash = sum(
-            (-(f.qty if f.side == "buy" else -f.qty) * f.price - f.fee for f in fills), Decimal(0)
-        )
+        cash = sum((-(f.qty if f.buy else -f.qty) * f.price - f.fee for f in fills), Decimal(0))
         total_cash += cash
         if state is None:
             if fills:
-                result.add(stream, f"{len(fills)} published fills but no live position")
+                result.add(stream, f"{len(fills)} {source} but no live position")
             continue
         live_qty = Decimal(state["qty"])
         live_cash = Decimal(state["realized_pnl"]) - live_qty * Decimal(state["avg_entry_price"])
         if live_qty != qty:
-            result.add(stream, f"qty {live_qty} != signed sum of published fills {qty}")
+            result.add(stream, f"qty {live_qty} != signed sum of {source} {qty}")
         if Decimal(state["fees"]) != fees:
-            result.add(stream, f"fees {state['fees']} != published fees {fees}")
+            result.add(stream, f"fees {state['fees']} != fees of {source} {fees}")
         # The average entry is a 28-digit decimal, so qty x avg carries its
         # last-digit rounding (1e-25 here): money is compared to CASH_PLACES.
         if live_cash.quantize(CASH_QUANTUM) != cash.quantize(CASH_QUANTUM):
-            result.add(stream, f"cash {live_cash} != published cash flow {cash}")
-    result.cash = total_cash
+            result.add(stream, f"cash {live_cash} != cash flow of {source} {cash}")
+    return total_cash
 
 
 def _compare_orders(
@@ -281,4 +358,48 @@ def _compare_orders(
             result.add(
                 f"order {client_id}",
                 f"filled_qty {order_filled.get(client_id)} != published fills {qty}",
+            )
+
+
+def _compare_venue(  # noqa: PLR0917 - private part of `audit`
+    live: dict[str, dict[str, Any]],
+    venue: VenueLedger,
+    applied: dict[TradeKey, str],
+    order_qty: dict[str, Decimal],
+    order_filled: dict[str, Decimal],
+    result: AuditResult,
+) -> None:
+    """The exchange's ledger against what the positions applied (see `audit`)."""
+    result.venue_orders = len(venue.orders)
+    result.venue_trades = len(venue.trades)
+    trades: dict[TradeKey, VenueTrade] = {}
+    for trade in venue.trades:
+        if trade.key in trades:
+            result.add(_trade(trade.key), "listed twice in the exchange's own ledger")
+        trades[trade.key] = trade
+    for key in sorted(set(trades) - set(applied)):
+        cid = trades[key].client_order_id
+        result.add(_trade(key), f"executed at the exchange (order {cid}), applied by no position")
+    for key in sorted(set(applied) - set(trades)):
+        result.add(_trade(key), f"applied in {applied[key]}, not a trade of the exchange")
+    flows = [_Flow(t.key[0], t.side == "buy", t.qty, t.price, t.fee) for t in trades.values()]
+    _compare_money(live, flows, "exchange trades", result)
+    by_client: dict[str, list[VenueOrder]] = defaultdict(list)
+    for order in venue.orders:
+        by_client[order.client_order_id].append(order)
+    for cid, orders in sorted(by_client.items()):
+        if len(orders) > 1:
+            ids = sorted(o.exchange_order_id for o in orders)
+            result.add(f"order {cid}", f"sent twice: {len(orders)} exchange orders {ids}")
+        ordered = order_qty.get(cid)
+        if ordered is None:
+            result.add(f"order {cid}", "at the exchange, unknown to every position")
+            continue
+        executed = sum((o.executed for o in orders), Decimal(0))
+        if any(o.qty != ordered for o in orders):
+            result.add(f"order {cid}", f"exchange qty {orders[0].qty} != ordered {ordered}")
+        if order_filled.get(cid, Decimal(0)) != executed:
+            result.add(
+                f"order {cid}",
+                f"filled_qty {order_filled.get(cid)} != executed at the exchange {executed}",
             )

@@ -39,13 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "support"))
 
 import ccxt.async_support as ccxt_async  # noqa: E402
-from binance_emulator import BinanceEmulator  # noqa: E402
 from ccxt_rig import BTC, STREAM, CcxtRig, gateway_config  # noqa: E402
 
 from posbus.actors.control import Inspect  # noqa: E402
 from posbus.actors.delivery import decode_record  # noqa: E402
 from posbus.actors.journal import JournalRecord  # noqa: E402
 from posbus.actors.model.side import Side  # noqa: E402
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator  # noqa: E402
 from posbus.adapters.journal.memory import MemoryJournal  # noqa: E402
 from posbus.bus.messages import OrderFill  # noqa: E402
 

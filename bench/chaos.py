@@ -1,11 +1,15 @@
 """The long chaos run: `posbus chaos` with the figures the README's "Reliability" section quotes.
 
-Run: `python bench/chaos.py [--duration 600] [--seed 7] [--fault-interval 3]`.
-Brings a whole stack up, drives seeded orders over 50 symbols with the market
-feed running, kill -9s random workers (positions shards, risk, broker) for
-the duration, settles and audits (posbus.adapters.chaos). Prints the report
-as JSON; exit code 1 on any discrepancy. The CI runs the short version
-(tests/integration/test_chaos.py: three seeds of 25 s).
+Run: `python bench/chaos.py [--exchange emulator] [--duration 600] [--seed 7] [--fault-interval 3]`.
+Brings a whole stack up, drives seeded orders over 50 symbols while prices
+move (the exchange emulator's, or the demo feed's with `--exchange
+simulated`), injects faults for the duration (kill -9 of positions shards,
+risk, the broker and, against the emulator, the gateway; exchange timeouts,
+5xx, lost responses, duplicate trades, 429s, maintenance), settles and
+audits (posbus.adapters.chaos). Faults overlap unless
+`--one-fault-at-a-time`. Prints the report as JSON; exit code 1 on any
+discrepancy. The CI runs the short version (tests/integration/test_chaos.py:
+three seeds of 25 s, one fault at a time).
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from posbus.adapters.chaos import ChaosSettings, run_chaos
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--exchange", choices=("emulator", "simulated"), default="emulator")
+    parser.add_argument("--one-fault-at-a-time", action="store_true")
     parser.add_argument("--duration", type=float, default=600.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--fault-interval", type=float, default=3.0)
@@ -30,6 +36,8 @@ def main() -> int:
     args = parser.parse_args()
     settings = ChaosSettings(
         seed=args.seed,
+        exchange=args.exchange,
+        overlap_faults=not args.one_fault_at_a_time,
         duration_s=args.duration,
         symbols=args.symbols,
         orders_per_s=args.orders_per_s,

@@ -1,4 +1,4 @@
-"""`posbus chaos`: a real stack under seeded load and `kill -9` faults, then an audit.
+"""`posbus chaos`: a real stack under seeded load, `kill -9` and exchange faults, then an audit.
 
 See posbus.adapters.chaos for what the run does and checks. Exit code 0 when
 the audit finds no discrepancy, 1 otherwise.
@@ -16,14 +16,28 @@ from posbus.adapters.cli.command import EXIT_FAILURE, EXIT_OK, SubParsers, add_c
 
 _DESCRIPTION = """\
 Bring a whole stack up in a temporary directory (launcher, broker, risk,
-gateway on the simulated exchange with rejects and partial fills, two
-positions shards, the demo market feed over --symbols symbols; SQLite
-journals), send seeded orders through the broker for --duration seconds while
-killing random workers (kill -9 of a positions shard, risk or the broker),
-then stop the faults, let every order settle and audit: positions in posbus
-== the same positions rebuilt from the journals == what the gateway's
+gateway, two positions shards; SQLite journals) over --symbols symbols, send
+seeded orders through the broker for --duration seconds while injecting
+faults, then clear the faults, let every order settle and audit: positions in
+posbus == the same positions rebuilt from the journals == what the gateway's
 published fills imply (quantity, fees, cash); no fill lost or doubled; no
 order acknowledged twice or overfilled; every worker alive.
+
+--exchange emulator (default): this process runs the Binance spot emulator
+on 127.0.0.1 (one market per symbol, prices moved by a seeded random walk at
+--market-steps-per-s) and the gateway trades with it through ccxt over HTTP,
+relaying its quotes on the bus. Faults: kill -9 of a positions shard, risk,
+the broker or the gateway (which reconciles with the exchange when it
+restarts), and exchange timeouts, 5xx, lost responses, duplicate trades in
+the trade history, 429 rate limits and maintenance. The audit also checks
+the emulator's own ledger: every exchange trade applied exactly once, the
+positions' quantity, fees and cash equal what the exchange's trades imply,
+no client order id sent twice.
+
+--exchange simulated: the simulated exchange (rejects, partial fills) inside
+the gateway process and the demo feed's market; faults: kill -9 of a
+positions shard, risk or the broker (killing that gateway would wipe its
+exchange).
 
 Prints the counts (faults injected, orders, fills, restarts, recoveries,
 discrepancies); exit code 1 on any discrepancy. The same seed gives the same
@@ -32,6 +46,8 @@ workload and fault schedule (timing on a loaded machine still varies).
 
 _EXAMPLES = """\
   posbus chaos --duration 60 --seed 1
+  posbus chaos --duration 30 --seed 11 --one-fault-at-a-time
+  posbus chaos --exchange simulated --duration 60
   posbus chaos --duration 600 --seed 7 --fault-interval 3 --json
 """
 
@@ -47,6 +63,13 @@ def register(subparsers: SubParsers) -> None:
         handler=run,
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of workload and faults (1)")
+    parser.add_argument(
+        "--exchange",
+        choices=("emulator", "simulated"),
+        default="emulator",
+        help="trade against the Binance emulator through ccxt, or the simulated exchange "
+        "(emulator)",
+    )
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of chaos (60)")
     parser.add_argument("--symbols", type=int, default=50, help="symbols traded (50)")
     parser.add_argument(
@@ -59,12 +82,12 @@ def register(subparsers: SubParsers) -> None:
         help="market steps per second, each one update per symbol (10)",
     )
     parser.add_argument(
-        "--fault-interval", type=float, default=4.0, help="mean seconds between kills (4)"
+        "--fault-interval", type=float, default=4.0, help="mean seconds between faults (4)"
     )
     parser.add_argument(
         "--one-fault-at-a-time",
         action="store_true",
-        help="inject a fault only once the previous one's worker has recovered",
+        help="inject a fault only once the previous one has passed and its worker recovered",
     )
     parser.add_argument(
         "--keep", metavar="DIR", help="run in DIR and keep it (default: a temp dir)"
@@ -78,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ChaosSettings(
         seed=args.seed,
+        exchange=args.exchange,
         duration_s=args.duration,
         symbols=args.symbols,
         market_steps_per_s=args.market_steps_per_s,
@@ -103,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for key in (
             "seed",
+            "exchange",
             "duration_s",
             "symbols",
             "faults_injected",
@@ -113,6 +138,8 @@ def run(args: argparse.Namespace) -> int:
             "fills",
             "fills_applied",
             "exchange_rejects",
+            "venue_orders",
+            "venue_trades",
             "positions",
             "market_updates",
             "restarts",

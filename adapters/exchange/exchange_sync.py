@@ -7,8 +7,9 @@ once, answers come back as messages; the ccxt gateway) delegates to one
 - the `Ledger` (posbus.adapters.exchange.reconciliation), rebuilt from the
   journal when the actor starts: which orders posbus placed (the positions
   journal `OrderSubmit` with the client order id before the gateway hears of
-  them), their acks, fills and ends, the trade cursors and the balance
-  baseline;
+  them; a gateway in its own process, whose journal is not the positions',
+  journals a copy on its own stream before it sends the order), their acks,
+  fills and ends, the trade cursors and the balance baseline;
 - the start-up hold: orders that arrive before the start-up reconciliation
   has completed wait (they are journaled already); they are sent once it
   completes, so nothing is sent while the account's state is unknown;
@@ -169,11 +170,16 @@ class ExchangeSync:
 
     def start(self, inbox: Inbox) -> None:
         """Rebuild the ledger from the journal, attach to the client, reconcile."""
-        self._scan(startup=True)
+        # The gateway's own records first: the orders it journaled itself must
+        # be known before the acks and fills on the position streams are read.
         for record in self.outbox.journal.read(self.stream):
             message = decode_record(record).message
             if isinstance(message, Command):
                 self.ledger.observe_gateway(message)
+            elif isinstance(message, OrderSubmit):
+                stream = position_stream(message.account, message.symbol)
+                self.ledger.observe(stream, message, possibly_sent=True)
+        self._scan(startup=True)
         self.exchange.attach(inbox)
         logger.info(
             "network gateway started; reconciling before trading",
@@ -205,19 +211,21 @@ class ExchangeSync:
         self.routes[cid] = (m.order_id, m.stream)
         order = self.ledger.orders.get(cid)
         if order is None:
-            self.ledger.observe(
-                m.stream,
-                OrderSubmit(
-                    order_id=m.order_id,
-                    client_order_id=cid,
-                    account=new.account,
-                    symbol=new.symbol,
-                    side=new.side,
-                    qty=new.qty,
-                    limit_price=new.limit_price,
-                    ts_ns=new.ts_ns,
-                ),
+            record = OrderSubmit(
+                order_id=m.order_id,
+                client_order_id=cid,
+                account=new.account,
+                symbol=new.symbol,
+                side=new.side,
+                qty=new.qty,
+                limit_price=new.limit_price,
+                ts_ns=new.ts_ns,
             )
+            # Write-ahead on the gateway's own journal too: when it is not the
+            # positions' journal (a gateway worker), a restarted gateway would
+            # otherwise find this order at the exchange and not know it as ours.
+            self.outbox.append(self.stream, record)
+            self.ledger.observe(m.stream, record)
             order = self.ledger.orders[cid]
         if order.terminal or order.acked:
             # The exchange has it (or had it): a re-sent submit is not news.

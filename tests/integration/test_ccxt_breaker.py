@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from binance_emulator import BinanceEmulator
 from ccxt_rig import CcxtRig, RigFactory
 
 from posbus.actors.model.side import Side
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.retry import RetryPolicy
 from posbus.adapters.journal.memory import MemoryJournal
 

@@ -16,12 +16,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from binance_emulator import BinanceEmulator
 from ccxt_rig import RigFactory
 
 from posbus.actors.model.side import Side
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.config import ConfigError, config_from_dict
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.ccxt_config import (
     Credentials,
     CredentialsError,

@@ -17,13 +17,13 @@ from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
-from binance_emulator import BinanceEmulator
 from ccxt_rig import ACCOUNT, BTC, STREAM, CcxtRig, RigFactory
 
 from posbus.actors.delivery import Outbox
 from posbus.actors.model.side import Side
 from posbus.actors.position_actor import client_order_id
 from posbus.adapters.clock import ManualClock
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.messages import OrderIntent, OrderSubmit, RiskEvent
 

@@ -1,10 +1,13 @@
-"""The chaos run: a real stack under seeded load and kill -9 faults audits clean, on three seeds.
+"""The chaos run: a real stack under seeded load and faults audits clean, on three seeds.
 
-Each seed brings up the whole stack (launcher, broker, risk, gateway with
-simulated rejects and partial fills, two positions shards, the market feed
-over 50 symbols; SQLite journals), trades for CHAOS_S seconds while killing
-random workers (positions shards, risk, the broker), settles and audits:
-live positions == cold journal replay == the gateway's published fills.
+Each seed brings up the whole stack (launcher, broker, risk, a gateway
+trading through ccxt with the Binance emulator that this process runs and
+moves, two positions shards, 50 symbols; SQLite journals), trades for
+CHAOS_S seconds while injecting one fault at a time (kill -9 of a positions
+shard, risk, the broker or the gateway; exchange timeouts, 5xx, lost
+responses, duplicate trades, 429s, maintenance), settles and audits: live
+positions == cold journal replay == the gateway's published fills == the
+emulator's own trade ledger, and no client order id sent twice.
 The audit's own detection is pinned first, on journals written by hand: a
 clean chaos run proves nothing unless the audit can fail.
 """
@@ -23,7 +26,7 @@ from stack_harness import wait_for, where
 
 from posbus.actors.model.side import Side
 from posbus.adapters.chaos import ChaosSettings, ChaosStack, chaos_config, run_chaos
-from posbus.adapters.chaos_audit import audit
+from posbus.adapters.chaos_audit import VenueLedger, VenueOrder, VenueTrade, audit
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.codec import encode
 from posbus.bus.messages import Liquidity, Message, OrderAck, OrderFill
@@ -68,7 +71,7 @@ def test_audit_reports_a_published_fill_no_position_applied(tmp_path: Path) -> N
     _write_gateway(tmp_path / "gw.sqlite", [_fill("t-1")])
     result = audit({}, [_empty_shard(tmp_path / "p0.sqlite")], tmp_path / "gw.sqlite")
     found = {(d.where, d.what) for d in result.discrepancies}
-    assert ("trade t-1", "published by the gateway, applied by no position") in found
+    assert ("trade t-1 of SYM00/USDT", "published by the gateway, applied by no position") in found
     assert ("position/default/SYM00/USDT", "1 published fills but no live position") in found
     assert result.fills == 1
     # cash flow of the lost fill: -(1 * 100) - 0.1 = -100.1
@@ -78,7 +81,7 @@ def test_audit_reports_a_published_fill_no_position_applied(tmp_path: Path) -> N
 def test_audit_reports_one_trade_id_published_with_two_contents(tmp_path: Path) -> None:
     _write_gateway(tmp_path / "gw.sqlite", [_fill("t-1"), _fill("t-1", qty="2")])
     result = audit({}, [_empty_shard(tmp_path / "p0.sqlite")], tmp_path / "gw.sqlite")
-    assert ("trade t-1", "published twice with different content") in {
+    assert ("trade t-1 of SYM00/USDT", "published twice with different content") in {
         (d.where, d.what) for d in result.discrepancies
     }
 
@@ -102,6 +105,53 @@ def test_audit_of_a_redelivered_identical_fill_counts_it_once(tmp_path: Path) ->
     assert all("different content" not in d.what for d in result.discrepancies)
 
 
+def _venue_trade(trade_id: str, client_order_id: str = "c-1") -> VenueTrade:
+    return VenueTrade(
+        trade_id=trade_id,
+        client_order_id=client_order_id,
+        account="default",
+        symbol="SYM00/USDT",
+        side="buy",
+        qty=Decimal(1),
+        price=Decimal(100),
+        fee=Decimal("0.1"),
+    )
+
+
+def _venue_order(client_order_id: str, exchange_order_id: str) -> VenueOrder:
+    return VenueOrder(
+        client_order_id=client_order_id,
+        exchange_order_id=exchange_order_id,
+        symbol="SYM00/USDT",
+        qty=Decimal(1),
+        executed=Decimal(1),
+        status="FILLED",
+    )
+
+
+def test_audit_reports_an_exchange_trade_no_position_applied(tmp_path: Path) -> None:
+    _write_gateway(tmp_path / "gw.sqlite", [])
+    venue = VenueLedger(orders=(_venue_order("c-1", "1001"),), trades=(_venue_trade("5001"),))
+    result = audit({}, [_empty_shard(tmp_path / "p0.sqlite")], tmp_path / "gw.sqlite", venue=venue)
+    found = {(d.where, d.what) for d in result.discrepancies}
+    assert (
+        "trade 5001 of SYM00/USDT",
+        "executed at the exchange (order c-1), applied by no position",
+    ) in found
+    assert ("position/default/SYM00/USDT", "1 exchange trades but no live position") in found
+    assert ("order c-1", "at the exchange, unknown to every position") in found
+    assert (result.venue_orders, result.venue_trades) == (1, 1)
+
+
+def test_audit_reports_a_client_order_id_sent_twice_to_the_exchange(tmp_path: Path) -> None:
+    _write_gateway(tmp_path / "gw.sqlite", [])
+    venue = VenueLedger(orders=(_venue_order("c-1", "1001"), _venue_order("c-1", "1002")))
+    result = audit({}, [_empty_shard(tmp_path / "p0.sqlite")], tmp_path / "gw.sqlite", venue=venue)
+    assert ("order c-1", "sent twice: 2 exchange orders ['1001', '1002']") in {
+        (d.where, d.what) for d in result.discrepancies
+    }
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_chaos_run_loses_and_doubles_nothing(seed: int) -> None:
@@ -116,14 +166,19 @@ def test_chaos_run_loses_and_doubles_nothing(seed: int) -> None:
     doc = report.to_json()
     assert doc["discrepancies"] == 0, doc["discrepancy_details"]
     assert doc["workers_alive"] is True
+    assert doc["exchange"] == "emulator"
     # The run did what it claims: faults landed and every one was recovered
     # from, orders went in and were filled over many symbols.
     assert doc["faults_injected"] >= 3, doc["faults"]
     assert doc["recoveries"] == doc["faults_injected"]
-    assert doc["restarts"] >= doc["faults_injected"]
+    kills = sum(n for target, n in doc["faults"].items() if not target.startswith("exchange."))
+    assert doc["restarts"] >= kills
     assert doc["orders"] >= 50
     assert doc["fills"] >= 50
     assert doc["fills_applied"] == doc["fills"]
+    # The exchange's own ledger: every trade it made is one of the fills.
+    assert doc["venue_trades"] == doc["fills"]
+    assert doc["venue_orders"] >= 50
     assert doc["positions"] >= 30
 
 
@@ -134,7 +189,7 @@ def test_a_positions_shard_restarted_while_the_broker_is_down_recovers_from_the_
     broker yet; the restarted shard must keep asking (within its repair
     timeout) instead of serving without the gateway's records.
     """
-    settings = ChaosSettings(seed=5, symbols=5)
+    settings = ChaosSettings(seed=5, symbols=5, exchange="simulated")
     with tempfile.TemporaryDirectory(prefix="pbc-", dir="/tmp") as name:
         stack = ChaosStack(Path(name), lambda run_dir: chaos_config(settings, run_dir))
         stack.up()

@@ -9,14 +9,18 @@ Credentials reach the workers through the environment, as in production.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import tempfile
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
-from binance_emulator import BinanceEmulator
-from stack_harness import posbus, wait_for
+from stack_harness import posbus, wait_for, where
+
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 
 CONFIG = """\
 run_dir = "{run_dir}"
@@ -109,5 +113,81 @@ def test_stack_trades_through_ccxt_against_the_binance_emulator(
             orders = emulator.orders("BTC/USDT")
             assert len(orders) == 1
             assert len(emulator.trades("BTC/USDT")) == filled["fills"] == 1
+        finally:
+            posbus("down", "--timeout", "30", *cfg, check=False, timeout=60)
+
+
+def test_a_gateway_killed_with_a_resting_order_knows_it_after_its_restart(
+    emulator: BinanceEmulator,
+) -> None:
+    """Found by the chaos run: a gateway worker's journal is not the positions'.
+
+    The restarted gateway rebuilt its ledger from its own journal, which held
+    the order's ack but not its submit (journaled by the positions worker, in
+    another process and journal): reconciliation then found the resting order
+    at the exchange, took it for someone else's and halted the account. The
+    gateway now journals the submit on its own stream before it sends it.
+    """
+    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
+        root = Path(name)
+        config = root / "posbus.toml"
+        urls = emulator.ccxt_urls()
+        config.write_text(CONFIG.format(run_dir=root / "var", **urls), encoding="utf-8")
+        cfg = ("--config", str(config))
+        posbus("up", "--detach", *cfg, timeout=120)
+        try:
+
+            def status() -> dict[str, Any]:
+                doc: dict[str, Any] = json.loads(posbus("status", "--json", *cfg).stdout)
+                return doc
+
+            def gateway_pid() -> int | None:
+                for worker in status()["workers"]:
+                    if worker["name"] == "gateway.default" and worker["serving"]:
+                        return int(worker["pid"])
+                return None
+
+            def order(order_id: str) -> dict[str, Any]:
+                doc = json.loads(posbus("orders", "--json", *cfg).stdout)
+                found: dict[str, Any] = next(o for o in doc["orders"] if o["order_id"] == order_id)
+                return found
+
+            def resting() -> str | None:
+                placed = json.loads(
+                    posbus(
+                        "order", "buy", "BTC/USDT", "0.01", "--limit", "59000", "--json", *cfg
+                    ).stdout
+                )
+                state = wait_for(
+                    "the order acknowledged or refused",
+                    lambda: where(
+                        order(placed["order_id"]), lambda o: o["status"] not in ("PendingOrder",)
+                    ),
+                )
+                if state["status"] == "Rejected" and "mark" in str(state["reason"]):
+                    return None  # before the first quote reached risk: try again
+                assert state["status"] == "Accepted", state
+                return str(placed["order_id"])
+
+            old = wait_for("the gateway serving", gateway_pid, timeout=60)
+            order_id = wait_for("a limit order resting", resting, timeout=60, every=0.5)
+            assert [o["status"] for o in emulator.orders("BTC/USDT")] == ["NEW"]
+            os.kill(old, signal.SIGKILL)
+            wait_for(
+                "the gateway restarted",
+                lambda: where(gateway_pid(), lambda pid: pid is not None and pid != old),
+                timeout=60,
+            )
+            # The walk crosses the resting buy: the restarted gateway's poll finds the fill.
+            emulator.set_touch("BTC/USDT", Decimal("58990.00"), Decimal("58990.10"))
+            filled = wait_for(
+                "the resting order filled after the restart",
+                lambda: where(order(order_id), lambda o: o["status"] == "Filled"),
+                timeout=60,
+            )
+            assert Decimal(str(filled["filled_qty"])) == Decimal("0.01")
+            risk = json.loads(posbus("risk", "--json", *cfg).stdout)
+            assert "halt" not in json.dumps(risk.get("state", "")).lower(), risk
+            assert len(emulator.orders("BTC/USDT")) == 1  # never sent twice
         finally:
             posbus("down", "--timeout", "30", *cfg, check=False, timeout=60)

@@ -20,8 +20,6 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from binance_emulator import BinanceEmulator
-
 from posbus.actors.events import EventLog
 from posbus.actors.journal import Journal
 from posbus.actors.model.risk import RiskLimits
@@ -31,6 +29,7 @@ from posbus.actors.position_actor import position_stream
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
+from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.ccxt_config import Credentials, GatewayConfig
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway
 from posbus.adapters.exchange.exchange_events import ReconcileDue

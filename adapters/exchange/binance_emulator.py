@@ -1,4 +1,9 @@
-"""A local Binance spot REST emulator for the ccxt gateway tests (test support, not shipped).
+"""A local Binance spot REST emulator: a test and chaos tool, never a trading venue.
+
+The ccxt gateway's tests and `posbus chaos --exchange emulator` run it on
+127.0.0.1 so that the gateway trades through real ccxt over real HTTP
+against an exchange whose faults they control and whose ledger they audit.
+It holds no real money and must never be pointed at by a production config.
 
 A real `ccxt.binance` talks to it over HTTP through its `urls` configuration
 (`BinanceEmulator.ccxt_urls()`); nothing in ccxt is patched. It speaks the
@@ -36,7 +41,8 @@ answer: the order exists but the client never hears of it),
 twice), `set_maintenance`. Inspection: `orders`, `trades`, `requests`.
 
 Money is exact: every amount is a Decimal, rendered as Binance does (plain
-decimal strings). This module must never be imported by posbus itself.
+decimal strings). The trading path (gateways, workers, the launcher) must
+never import this module: only tests, benchmarks and the chaos run do.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import itertools
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
@@ -55,7 +62,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 API_KEY = "emulator-api-key"
-SECRET = "emulator-secret"
+SECRET = "emulator-secret"  # noqa: S105 - the emulator's fixed test secret, guards nothing
 _FEE_QUANTUM = Decimal("0.00000001")
 _DEFAULT_RECV_WINDOW_MS = 5000
 
@@ -188,7 +195,8 @@ class BinanceEmulator:
 
     Every public method is thread-safe (one lock guards the state; requests
     are served on their own threads). Use as a context manager, or call
-    `start()` and `stop()`.
+    `start()` and `stop()`. `keep_requests` bounds the request log (a long
+    chaos run); None keeps every request, which `wait_for_requests` counts.
     """
 
     def __init__(
@@ -200,6 +208,7 @@ class BinanceEmulator:
         secret: str = SECRET,
         taker_fee: Decimal = Decimal("0.001"),
         maker_fee: Decimal = Decimal("0.001"),
+        keep_requests: int | None = None,
     ) -> None:
         self.api_key = api_key
         self.secret = secret
@@ -217,6 +226,9 @@ class BinanceEmulator:
             default_balances if balances is None else balances
         )
         self._orders: dict[int, _Order] = {}
+        # Open limit orders by symbol, in placement order: what a touch may cross
+        # (a scan of every order ever placed would grow with a long chaos run).
+        self._resting: dict[str, dict[int, _Order]] = {}
         self._trades: list[EmulatedTrade] = []
         self._order_ids = itertools.count(1001)
         self._trade_ids = {name: itertools.count(5001) for name in self._specs}
@@ -227,7 +239,8 @@ class BinanceEmulator:
         self._duplicate_trades = False
         self._banned_until = 0.0
         self._clock_offset_ms = 0
-        self._requests: list[RequestRecord] = []
+        # The request log (`requests`): every request, or the newest `keep_requests`.
+        self._requests: deque[RequestRecord] = deque(maxlen=keep_requests)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -734,6 +747,8 @@ class BinanceEmulator:
             fills = self._fill(order, ask, is_maker=False)
         elif side == "SELL" and bid >= price:
             fills = self._fill(order, bid, is_maker=False)
+        if order.is_open:
+            self._resting.setdefault(name, {})[order.order_id] = order
         answer = self._order_json(order)
         answer["transactTime"] = now
         answer["fills"] = [
@@ -780,6 +795,7 @@ class BinanceEmulator:
             self._trades.append(trade)
             out.append(trade)
         order.status = "FILLED"
+        self._resting.get(order.symbol, {}).pop(order.order_id, None)
         order.update_ms = now
         return out
 
@@ -794,9 +810,7 @@ class BinanceEmulator:
     def _match_resting(self, name: str) -> list[EmulatedTrade]:
         bid, ask = self._touch[name]
         out: list[EmulatedTrade] = []
-        for order in list(self._orders.values()):
-            if order.symbol != name or not order.is_open or order.type != "LIMIT":
-                continue
+        for order in list(self._resting.get(name, {}).values()):
             crossed = ask <= order.price if order.side == "BUY" else bid >= order.price
             if crossed:
                 out.extend(self._fill(order, order.price, is_maker=True))
@@ -821,6 +835,7 @@ class BinanceEmulator:
         if not order.is_open:
             raise EmulatorError(400, -2011, "Unknown order sent.")
         order.status = "CANCELED"
+        self._resting.get(order.symbol, {}).pop(order.order_id, None)
         order.update_ms = self._stamp_ms()
         answer = self._order_json(order)
         answer["origClientOrderId"] = order.client_order_id
