@@ -27,14 +27,17 @@ For `duration_s` the run:
   worker is dead), buys and sells, so positions open, grow, close and flip;
 - at seeded random moments injects a fault chosen from the fault targets:
   `kill -9` of a worker (the launcher restarts it; orders keep coming while
-  it is down) or an exchange fault.
+  it is down), a journal stall (a worker's SQLite journal locked for a few
+  seconds: posbus.adapters.chaos_journal_stall) or an exchange fault.
 
 Then it clears the faults, stops orders and prices, waits until every
 worker serves and both shards have recovered, cancels whatever still rests
 and waits until no order works, and audits (posbus.adapters.chaos_audit):
 live positions == cold journal replay == the gateway's published fills (==
 the emulator's own trade ledger); no fill lost or doubled; no order sent
-twice or overfilled; every worker alive.
+twice or overfilled; no order filled beyond the risk limit on order
+notional (MAX_ORDER_NOTIONAL), so risk was asked before every order, also
+while its worker was down; every worker alive.
 
 Threads: everything runs on the caller's thread; the stack is other processes.
 This module must never leave a process behind: `ChaosStack.close` brings the
@@ -60,6 +63,7 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.adapters.chaos_audit import AuditResult, VenueLedger, VenueOrder, VenueTrade, audit
+from posbus.adapters.chaos_journal_stall import JournalStall
 from posbus.adapters.chaos_venue import EXCHANGE_FAULTS, ChaosVenue, VenueAccess
 from posbus.adapters.launcher_client import StackClient
 
@@ -74,11 +78,23 @@ EXCHANGES = ("emulator", "simulated")
 GATEWAY = "gateway.default"
 """The gateway worker of the chaos stack's (default) account."""
 
-FAULT_TARGETS = ("positions.0", "positions.1", "risk", "broker")
+KILLED = ("positions.0", "positions.1", "risk", "broker")
 """Workers the run kills with the simulated exchange (see the module docstring)."""
 
-EMULATOR_FAULT_TARGETS = (*FAULT_TARGETS, GATEWAY, *EXCHANGE_FAULTS)
-"""Faults of a run against the emulator: every worker, and the exchange's own faults."""
+JOURNAL_FAULTS = tuple(f"journal.{w}" for w in ("positions.0", "positions.1", "risk", GATEWAY))
+"""A worker's SQLite journal locked by this process for a few seconds (JournalStall)."""
+
+FAULT_TARGETS = (*KILLED, *JOURNAL_FAULTS)
+"""Faults of a run with the simulated exchange."""
+
+EMULATOR_FAULT_TARGETS = (*KILLED, GATEWAY, *JOURNAL_FAULTS, *EXCHANGE_FAULTS)
+"""Faults of a run against the emulator: every worker, journal stalls, the exchange's own faults."""
+
+MAX_ORDER_NOTIONAL = Decimal(400)
+"""The chaos stack's `[risk] max_order_notional`: qty 1-3 at prices 20-200 passes it at times."""
+
+JOURNAL_STALL_S = (1.0, 4.0)
+"""How long a journal stall lasts: uniform in this range (seeded)."""
 
 GATEWAY_TIMEOUT_S = 1.0
 """The ccxt gateway's request timeout in an emulator run (a held request outlasts it)."""
@@ -161,6 +177,8 @@ class ChaosReport:
             "exchange_rejects": self.audit.rejects,
             "venue_orders": self.audit.venue_orders,
             "venue_trades": self.audit.venue_trades,
+            "risk_refusals": self.audit.risk_refusals,
+            "largest_order_notional": str(self.audit.largest_order_notional),
             "positions": self.audit.positions,
             "market_updates": self.market_updates,
             "restarts": self.restarts,
@@ -231,8 +249,11 @@ def chaos_config(settings: ChaosSettings, run_dir: Path, venue: VenueAccess | No
         *_exchange_table(settings, venue),
         "",
         "[risk]",
-        # The workload trades small notionals; rate and exposure limits stay
-        # out of its way so the audit sees fills, not a cool-down.
+        # Rate and exposure limits stay out of the workload's way so the audit
+        # sees fills, not a cool-down; the order notional limit refuses the
+        # larger orders of the dearer symbols, and the audit checks that no
+        # order was filled beyond it.
+        f'max_order_notional = "{MAX_ORDER_NOTIONAL}"',
         "max_orders_per_second = 1000",
         "stale_after_s = 60",
         "",
@@ -403,6 +424,7 @@ def _drive(
     rng = random.Random(settings.seed)  # noqa: S311 - a workload, not cryptography
     symbols = symbol_names(settings.symbols)
     targets = settings.targets
+    stall = JournalStall()
     start = time.monotonic()
     end = start + settings.duration_s
     next_order = start
@@ -423,7 +445,7 @@ def _drive(
             target = rng.choice(targets)
             free = not pending if not settings.overlap_faults else target not in pending
             if free:
-                lasts = _inject(stack, venue, target, rng)
+                lasts = _inject(stack, venue, stall, target, rng)
                 if lasts is not None:
                     report.faults[target] = report.faults.get(target, 0) + 1
                     pending[target] = now + lasts
@@ -438,6 +460,7 @@ def _drive(
                 report.recoveries_incomplete += _recovery_failed(stack, name, report)
                 del pending[name]
         time.sleep(max(0.0, min(next_order, next_fault, end) - time.monotonic()))
+    stall.wait()
     # Recoveries still running when the chaos ends are awaited by the settle phase.
     for name in pending:
         if _wait(partial(_recovered, stack, _worker_of(name)), settings.settle_timeout_s):
@@ -447,23 +470,37 @@ def _drive(
 
 
 def _inject(
-    stack: ChaosStack, venue: ChaosVenue | None, target: str, rng: random.Random
+    stack: ChaosStack,
+    venue: ChaosVenue | None,
+    stall: JournalStall,
+    target: str,
+    rng: random.Random,
 ) -> float | None:
     """Inject one fault; seconds until its recovery may be checked, None if it did not land."""
     if target in EXCHANGE_FAULTS:
         if venue is None:
             raise ValueError(f"{target}: exchange faults need the emulator")
         return venue.inject(target, rng)
+    if target in JOURNAL_FAULTS:
+        seconds = rng.uniform(*JOURNAL_STALL_S)
+        stall.hold(stack.run_dir / "journal" / f"{_worker_of(target)}.sqlite", seconds)
+        return seconds + 0.3
     return 0.3 if _kill(stack, target) else None
 
 
 def _describe(target: str) -> str:
-    return target if target in EXCHANGE_FAULTS else f"kill -9 {target}"
+    if target in EXCHANGE_FAULTS:
+        return target
+    if target in JOURNAL_FAULTS:
+        return f"journal of {_worker_of(target)} locked"
+    return f"kill -9 {target}"
 
 
 def _worker_of(target: str) -> str:
     """The worker whose serving ends a fault: the gateway for an exchange fault."""
-    return GATEWAY if target in EXCHANGE_FAULTS else target
+    if target in EXCHANGE_FAULTS:
+        return GATEWAY
+    return target.removeprefix("journal.")
 
 
 def _marks(stack: ChaosStack) -> dict[str, Decimal]:
@@ -615,6 +652,7 @@ def _audit(stack: ChaosStack, venue: ChaosVenue | None) -> AuditResult:
         [journals / f"{s}.sqlite" for s in client.position_services()],
         journals / f"gateway.{client.config.account}.sqlite",
         venue=None if venue is None else _ledger(venue, client.config.account),
+        max_order_notional=MAX_ORDER_NOTIONAL,
     )
 
 

@@ -21,8 +21,10 @@ This module only reads; it never sends a command that changes state.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +32,7 @@ from typing import Any
 
 from posbus.actors.delivery import Outbox, decode_record
 from posbus.actors.position_actor import PositionActor
+from posbus.actors.position_actor import logger as position_logger
 from posbus.adapters.clock import WallClock
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.messages import OrderAck, OrderFill, OrderRejected
@@ -40,6 +43,11 @@ COMPARED = ("status", "qty", "avg_entry_price", "realized_pnl", "fees", "trade_i
 
 CASH_QUANTUM = Decimal("1e-12")
 """Cash is compared to 12 decimal places (fees and prices have at most 8)."""
+
+NOTIONAL_SLACK = Decimal("1.02")
+"""An order's filled notional may pass `max_order_notional` by 2 %: risk judges it at
+the mark (or its limit price) when it decides, the exchange fills it at the touch
+a moment later."""
 
 TradeKey = tuple[str, str]
 """(position stream, trade id): a trade id is unique within its symbol only."""
@@ -103,6 +111,8 @@ class AuditResult:
     rejects: int = 0
     venue_orders: int = 0
     venue_trades: int = 0
+    risk_refusals: int = 0
+    largest_order_notional: Decimal = Decimal(0)
     cash: Decimal = Decimal(0)
     discrepancies: list[Discrepancy] = field(default_factory=list)
 
@@ -124,6 +134,24 @@ def cold_replay(journal: SqliteJournal, stream: str, upto: int) -> dict[str, Any
     Raises ValueError when the journal ends before `upto`.
     """
     _, account, symbol = stream.split("/", 2)
+    with _quiet(position_logger):
+        return _cold_replay(journal, stream, upto, account, symbol)
+
+
+@contextmanager
+def _quiet(logger: logging.Logger) -> Iterator[None]:
+    """Silence `logger` below CRITICAL: a replay repeats what the live actor logged already."""
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _cold_replay(
+    journal: SqliteJournal, stream: str, upto: int, account: str, symbol: str
+) -> dict[str, Any]:
     shell = PositionActor(
         None,
         account=account,
@@ -197,6 +225,7 @@ def audit(
     gateway_journal: Path,
     *,
     venue: VenueLedger | None = None,
+    max_order_notional: Decimal | None = None,
 ) -> AuditResult:
     """Compare live positions (stream -> inspect) with their journals and the exchange's fills.
 
@@ -214,6 +243,11 @@ def audit(
     those its exchange trades imply; no client order id names two exchange
     orders (no order sent twice), each names an order posbus knows, with the
     same quantity and the same filled quantity.
+
+    With `max_order_notional` (the risk limit the stack ran with), also: no
+    order was filled for more than the limit (x NOTIONAL_SLACK), so risk was
+    asked before every order, also while its worker was dead or restarting.
+    Orders risk refused are counted (`risk_refusals`).
     """
     result = AuditResult()
     gateway = SqliteJournal(gateway_journal)
@@ -263,6 +297,7 @@ def audit(
     ]
     result.cash = _compare_money(live, flows, "published fills", result)
     _compare_orders(published, order_qty, order_filled, result)
+    _check_notional(published, max_order_notional, result)
     if venue is not None:
         _compare_venue(live, venue, applied, order_qty, order_filled, result)
     return result
@@ -298,6 +333,7 @@ def _collect(  # noqa: PLR0917 - private accumulator of `audit`
             result.add(stream, f"trade {trade_id} applied twice")
         applied[key] = stream
     for order in state.get("orders", {}).values():
+        result.risk_refusals += str(order.get("reason") or "").startswith("risk: ")
         client_id = str(order.get("client_order_id") or order["order_id"])
         order_qty[client_id] = Decimal(str(order["qty"]))
         order_filled[client_id] = Decimal(str(order.get("filled_qty", "0")))
@@ -359,6 +395,18 @@ def _compare_orders(
                 f"order {client_id}",
                 f"filled_qty {order_filled.get(client_id)} != published fills {qty}",
             )
+
+
+def _check_notional(published: Published, limit: Decimal | None, result: AuditResult) -> None:
+    notional: dict[str, Decimal] = defaultdict(Decimal)
+    for fill in published.fills.values():
+        notional[fill.client_order_id] += fill.qty * fill.price
+    result.largest_order_notional = max(notional.values(), default=Decimal(0))
+    if limit is None:
+        return
+    for client_id, value in sorted(notional.items()):
+        if value > limit * NOTIONAL_SLACK:
+            result.add(f"order {client_id}", f"filled notional {value} beyond the limit {limit}")
 
 
 def _compare_venue(  # noqa: PLR0917 - private part of `audit`

@@ -21,7 +21,13 @@ seeded orders through the broker for --duration seconds while injecting
 faults, then clear the faults, let every order settle and audit: positions in
 posbus == the same positions rebuilt from the journals == what the gateway's
 published fills imply (quantity, fees, cash); no fill lost or doubled; no
-order acknowledged twice or overfilled; every worker alive.
+order acknowledged twice or overfilled; no order filled beyond the stack's
+risk limit on order notional (400; orders risk refused are counted); every
+worker alive.
+
+In both modes a fault may also be a journal stall: a worker's SQLite journal
+(a positions shard's, risk's or the gateway's) locked by this process for
+1-4 s, as a stalled disk would hold it; the worker's writes wait.
 
 --exchange emulator (default): this process runs the Binance spot emulator
 on 127.0.0.1 (one market per symbol, prices moved by a seeded random walk at
@@ -140,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
             "exchange_rejects",
             "venue_orders",
             "venue_trades",
+            "risk_refusals",
+            "largest_order_notional",
             "positions",
             "market_updates",
             "restarts",

@@ -51,6 +51,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -248,7 +249,7 @@ class BinanceEmulator:
 
     def start(self) -> BinanceEmulator:
         """Listen on an ephemeral port of 127.0.0.1 (a daemon thread serves requests)."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
+        server = _Server(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -920,6 +921,15 @@ class BinanceEmulator:
 def _error(status: int, code: int, msg: str) -> tuple[int, dict[str, str], bytes]:
     body = json.dumps({"code": code, "msg": msg}).encode()
     return status, {"Content-Type": "application/json"}, body
+
+
+class _Server(ThreadingHTTPServer):
+    """The emulator's HTTP server: a client that hangs up (a timed-out request) is not news."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _handler_for(emulator: BinanceEmulator) -> type[BaseHTTPRequestHandler]:

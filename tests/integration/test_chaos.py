@@ -105,6 +105,21 @@ def test_audit_of_a_redelivered_identical_fill_counts_it_once(tmp_path: Path) ->
     assert all("different content" not in d.what for d in result.discrepancies)
 
 
+def test_audit_reports_an_order_filled_beyond_the_notional_limit(tmp_path: Path) -> None:
+    # 4 x 100 = 400 is at the limit; 5 x 100 = 500 is beyond it (and its 2 % slack).
+    fills: list[Message] = [_fill("t-1", "c-1", qty="4"), _fill("t-2", "c-2", qty="5")]
+    _write_gateway(tmp_path / "gw.sqlite", fills)
+    result = audit(
+        {},
+        [_empty_shard(tmp_path / "p0.sqlite")],
+        tmp_path / "gw.sqlite",
+        max_order_notional=Decimal(400),
+    )
+    beyond = [(d.where, d.what) for d in result.discrepancies if "notional" in d.what]
+    assert beyond == [("order c-2", "filled notional 500 beyond the limit 400")]
+    assert result.largest_order_notional == Decimal(500)
+
+
 def _venue_trade(trade_id: str, client_order_id: str = "c-1") -> VenueTrade:
     return VenueTrade(
         trade_id=trade_id,
