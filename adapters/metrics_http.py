@@ -203,7 +203,7 @@ class WorkerCollector(Collector):
             yield family
         if self.worker.startswith("gateway."):
             gateway = self._inspect(self.worker)
-            breaker = _find_breaker(gateway) if gateway is not None else None
+            breaker = find_breaker(gateway) if gateway is not None else None
             family = GaugeMetricFamily(
                 "posbus_breaker_state",
                 "1 for the circuit breaker's current state (none: no network exchange)",
@@ -217,7 +217,7 @@ class WorkerCollector(Collector):
         return self._call("inspect", {"actor": actor})
 
 
-def _find_breaker(view: Any) -> str | None:
+def find_breaker(view: Any) -> str | None:
     """The breaker state anywhere in a gateway's inspect view (a network exchange nests it)."""
     if isinstance(view, dict):
         for key, value in view.items():
@@ -226,12 +226,12 @@ def _find_breaker(view: Any) -> str | None:
                     return value
                 if isinstance(value, dict) and isinstance(value.get("state"), str):
                     return str(value["state"])
-            found = _find_breaker(value)
+            found = find_breaker(value)
             if found is not None:
                 return found
     elif isinstance(view, list):
         for item in view:
-            found = _find_breaker(item)
+            found = find_breaker(item)
             if found is not None:
                 return found
     return None

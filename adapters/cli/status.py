@@ -14,7 +14,7 @@ _DESCRIPTION = """\
 List each worker of the stack running in the run directory: name, role,
 shard, pid, whether it is alive and serving (its admin socket answers),
 uptime, restarts by the launcher, its command service and admin endpoint.
-Exit code 1 when no stack is running. --json prints exactly the shape in the
+Exit code 2 when no stack is running. --json prints exactly the shape in the
 README ("posbus status --json"); scripts rely on it.
 """
 
