@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -300,14 +303,21 @@ class Link(Protocol):
 
     `request` sends a command to `service` and returns its Reply, raising a
     PosbusError (UnknownOutcome when no answer came in `timeout` s);
-    `send` fires a command at `service` without waiting; `publish` puts a
+    `send` fires a command at `service` without waiting (`on_outcome(reason)`
+    runs, in any thread, once the send is over: the reason when it provably
+    never reached the service, else None); `publish` puts a
     message on the event bus under `topic` (a bus.topics frame prefix).
     All three are callable from any thread.
     """
 
     def request(self, service: str, command: Command, timeout: float) -> Reply: ...
 
-    def send(self, service: str, command: Command) -> None: ...
+    def send(
+        self,
+        service: str,
+        command: Command,
+        on_outcome: Callable[[str | None], None] | None = None,
+    ) -> None: ...
 
     def publish(self, topic: bytes, message: Message) -> None: ...
 
@@ -356,19 +366,61 @@ class RemoteRisk:
         return str(result.get("state", ""))
 
 
+@dataclass(slots=True)
+class _Sends:
+    """The submits of one order through a RemoteGateway (under its lock)."""
+
+    in_flight: int = 0
+    maybe_delivered: bool = False
+
+
 class RemoteGateway:
     """The gateway of an account in another process: `tell(SubmitOrder | CancelOrder)`.
 
     Each becomes a command to service "gateway.ACCOUNT", sent without waiting:
     the answer comes back as journaled execution signals, never as the reply.
+
+    An order whose every submit provably never reached the gateway (no
+    broker, no gateway worker) is handed to `not_sent(submit, reason)` (any
+    thread), so it does not wait forever for an answer that cannot come. A
+    position re-sends a submit after a restart: while any send of the order
+    is in flight, or one may have been delivered, the order is not given up.
     """
 
-    def __init__(self, link: Link, account: str) -> None:
+    def __init__(
+        self,
+        link: Link,
+        account: str,
+        not_sent: Callable[[SubmitOrder, str], None] | None = None,
+    ) -> None:
         self.link = link
         self.service = f"gateway.{account}"
+        self.not_sent = not_sent
+        self._lock = threading.Lock()
+        self._sends: dict[str, _Sends] = {}  # order id -> its submits
 
     def tell(self, message: object) -> None:
         """Send a submit or cancel (fire and forget)."""
-        if not isinstance(message, SubmitOrder | CancelOrder):
+        if isinstance(message, SubmitOrder) and self.not_sent is not None:
+            with self._lock:
+                self._sends.setdefault(message.order_id, _Sends()).in_flight += 1
+            self.link.send(
+                self.service, to_command(message), lambda reason: self._over(message, reason)
+            )
+        elif isinstance(message, SubmitOrder | CancelOrder):
+            self.link.send(self.service, to_command(message))
+        else:
             raise TypeError(f"RemoteGateway cannot tell {type(message).__name__}")
-        self.link.send(self.service, to_command(message))
+
+    def _over(self, submit: SubmitOrder, reason: str | None) -> None:
+        with self._lock:
+            sends = self._sends[submit.order_id]
+            sends.in_flight -= 1
+            sends.maybe_delivered = sends.maybe_delivered or reason is None
+            if sends.in_flight:
+                return
+            del self._sends[submit.order_id]
+            if sends.maybe_delivered:
+                return
+        assert self.not_sent is not None and reason is not None
+        self.not_sent(submit, reason)

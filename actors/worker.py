@@ -51,7 +51,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from posbus.actors.control import Crash, ExposureChanged, Halt, Inspect, Resync, Tick
+from posbus.actors.control import Crash, ExposureChanged, Halt, Inspect, Resync, SubmitOrder, Tick
 from posbus.actors.delivery import Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
@@ -100,6 +100,7 @@ from posbus.bus.messages import (
     MarketUpdate,
     Message,
     OrderIntent,
+    OrderRejected,
     RiskEvent,
 )
 from posbus.bus.metrics import BusMetrics
@@ -729,7 +730,7 @@ class PositionsWorker(Worker):
         self.shard: Shard = settings.shard
         super().__init__(settings, journal=journal, clock=clock)
         self.remote_risk = RemoteRisk(self.io)
-        self.remote_gateway = RemoteGateway(self.io, settings.account)
+        self.remote_gateway = RemoteGateway(self.io, settings.account, self._not_sent)
         self._positions_sup: Any = None
         self._spawn_lock = threading.Lock()
         # symbol -> {stream: handle}: market data fans out without a scan of every actor.
@@ -874,6 +875,26 @@ class PositionsWorker(Worker):
     def position_handles(self) -> dict[str, ChildHandle]:
         """Every position actor's handle, by stream."""
         return {k: v for k, v in self._all_handles().items() if k.startswith("position/")}
+
+    def _not_sent(self, submit: SubmitOrder, reason: str) -> None:
+        """No submit of an order reached the gateway: the order is rejected (any thread)."""
+        self.io.control(partial(self._reject_unsent, submit, reason))
+
+    def _reject_unsent(self, submit: SubmitOrder, reason: str) -> None:
+        # Journaled on the position's stream like any exchange answer: the order
+        # ends Rejected rather than waiting for an ack that cannot come.
+        _, account, symbol = submit.stream.split("/", 2)
+        self.io.metrics.count("orders_not_sent")
+        logger.warning(
+            "order never reached the gateway; rejected",
+            extra={"order_id": submit.order_id, "stream": submit.stream, "reason": reason},
+        )
+        rejected = OrderRejected(
+            order_id=submit.order_id,
+            reason=f"not sent: gateway unreachable ({reason})",
+            ts_ns=self.clock.now_ns(),
+        )
+        self.outbox.deliver(submit.stream, rejected, self.position(account, symbol))
 
     # -- events (I/O thread) ---------------------------------------------------------------------
 

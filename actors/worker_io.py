@@ -44,7 +44,12 @@ from posbus.bus.admin import AdminHandler, AdminServer
 from posbus.bus.codec import decode, encode
 from posbus.bus.curve import CurveClient, CurveServer
 from posbus.bus.endpoints import BusEndpoints
-from posbus.bus.errors import BrokerUnavailable, UnknownOutcome
+from posbus.bus.errors import (
+    BrokerUnavailable,
+    ServiceUnavailable,
+    UnknownOutcome,
+    UnknownService,
+)
 from posbus.bus.heartbeat import HeartbeatConfig
 from posbus.bus.messages import Command, Message, Reply
 from posbus.bus.metrics import BusMetrics
@@ -55,6 +60,13 @@ from posbus.bus.subscriber import GapHandler, Received, Subscriber
 from posbus.bus.wire_error import WireError
 
 logger = logging.getLogger(__name__)
+
+Outcome = Callable[[str | None], None]
+"""`on_outcome(reason)` of `WorkerIO.send`: why the command provably never reached its
+service, or None (it was delivered, or may have been)."""
+
+NOT_DELIVERED = frozenset({UnknownService.__name__, ServiceUnavailable.__name__})
+"""Error replies of the broker that prove a command was not delivered (it had no worker)."""
 
 CLIENT_PROTOCOL = b"PBC1"
 
@@ -214,13 +226,17 @@ class WorkerIO:
         """
         self.call_soon(lambda: self._publish_market(topic, message))
 
-    def send(self, service: str, command: Command) -> None:
+    def send(self, service: str, command: Command, on_outcome: Outcome | None = None) -> None:
         """Send `command` to `service` and do not wait (any thread).
 
-        A failure reply that comes back later is logged and counted; nothing is re-sent.
+        A failure reply that comes back later is logged and counted; nothing is
+        re-sent. `on_outcome(reason)` runs once the send is over (in the I/O
+        thread): with the reason when the failure proves the command never
+        reached the service (no broker connection, or no worker of the
+        service: NOT_DELIVERED), with None otherwise (delivered, or maybe).
         """
         future: Future[Reply] = Future()
-        future.add_done_callback(lambda f: self._log_failed_send(service, command, f))
+        future.add_done_callback(lambda f: self._log_failed_send(service, command, f, on_outcome))
         self.call_soon(lambda: self._request(service, command, future, 30.0))
 
     def request(self, service: str, command: Command, timeout: float) -> Reply:
@@ -569,9 +585,22 @@ class WorkerIO:
         if self._gap_hook is not None:
             self._gap_hook(sender, expected, got)
 
-    def _log_failed_send(self, service: str, command: Command, future: Future[Reply]) -> None:
+    def _log_failed_send(
+        self,
+        service: str,
+        command: Command,
+        future: Future[Reply],
+        on_outcome: Outcome | None,
+    ) -> None:
         error = future.exception()
         reply = None if error is not None else future.result()
+        undelivered: str | None = None
+        if isinstance(error, BrokerUnavailable):
+            undelivered = str(error)
+        elif reply is not None and reply.error and reply.error["type"] in NOT_DELIVERED:
+            undelivered = f"{reply.error['type']}: {reply.error['message']}"
+        if on_outcome is not None:
+            on_outcome(undelivered)
         if error is None and reply is not None and reply.ok:
             return
         self.metrics.count("send_failures")

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from posbus.actors.delivery import Outbox, decode_record
+from posbus.actors.model.side import Side
 from posbus.actors.position_actor import PositionActor
 from posbus.actors.position_actor import logger as position_logger
 from posbus.adapters.clock import WallClock
 from posbus.adapters.journal.sqlite import SqliteJournal
-from posbus.bus.messages import OrderAck, OrderFill, OrderRejected
+from posbus.bus.messages import OrderAck, OrderFill, OrderRejected, OrderSubmit
 
 COMPARED = ("status", "qty", "avg_entry_price", "realized_pnl", "fees", "trade_ids")
 """Fields of a position that live state and a cold replay must agree on exactly."""
@@ -247,7 +248,10 @@ def audit(
     With `max_order_notional` (the risk limit the stack ran with), also: no
     order was filled for more than the limit (x NOTIONAL_SLACK), so risk was
     asked before every order, also while its worker was dead or restarting.
-    Orders risk refused are counted (`risk_refusals`).
+    The rules let a risk-reducing order through whatever its size (closing
+    must always be possible): an order that reduced its position when it was
+    submitted, per its position's journal, is exempt. Orders risk refused
+    are counted (`risk_refusals`).
     """
     result = AuditResult()
     gateway = SqliteJournal(gateway_journal)
@@ -261,6 +265,7 @@ def audit(
     applied: dict[TradeKey, str] = {}
     order_qty: dict[str, Decimal] = {}
     order_filled: dict[str, Decimal] = {}
+    reducing: set[str] = set()
     journaled: set[str] = set()
     for path in shard_journals:
         journal = SqliteJournal(path)
@@ -274,6 +279,7 @@ def audit(
                     result.add(stream, "journaled but not live in any shard")
                     continue
                 cold = cold_replay(journal, stream, int(state["journal_seq"]))
+                reducing |= reducing_orders(journal, stream)
                 for key in COMPARED:
                     if state[key] != cold[key]:
                         result.add(stream, f"{key}: live {state[key]!r} != journal {cold[key]!r}")
@@ -297,7 +303,7 @@ def audit(
     ]
     result.cash = _compare_money(live, flows, "published fills", result)
     _compare_orders(published, order_qty, order_filled, result)
-    _check_notional(published, max_order_notional, result)
+    _check_notional(published, max_order_notional, reducing, result)
     if venue is not None:
         _compare_venue(live, venue, applied, order_qty, order_filled, result)
     return result
@@ -397,15 +403,34 @@ def _compare_orders(
             )
 
 
-def _check_notional(published: Published, limit: Decimal | None, result: AuditResult) -> None:
+def reducing_orders(journal: SqliteJournal, stream: str) -> set[str]:
+    """Client order ids of `stream` whose order reduced its position when it was submitted."""
+    held = Decimal(0)
+    out: set[str] = set()
+    for record in journal.read(stream):
+        message = decode_record(record).message
+        if isinstance(message, OrderFill):
+            held += message.qty if message.side is Side.BUY else -message.qty
+        elif isinstance(message, OrderSubmit):
+            selling = message.side is Side.SELL
+            if held and (held > 0) == selling and message.qty <= abs(held):
+                out.add(message.client_order_id)
+    return out
+
+
+def _check_notional(
+    published: Published, limit: Decimal | None, exempt: set[str], result: AuditResult
+) -> None:
     notional: dict[str, Decimal] = defaultdict(Decimal)
     for fill in published.fills.values():
         notional[fill.client_order_id] += fill.qty * fill.price
-    result.largest_order_notional = max(notional.values(), default=Decimal(0))
+    result.largest_order_notional = max(
+        (v for cid, v in notional.items() if cid not in exempt), default=Decimal(0)
+    )
     if limit is None:
         return
     for client_id, value in sorted(notional.items()):
-        if value > limit * NOTIONAL_SLACK:
+        if client_id not in exempt and value > limit * NOTIONAL_SLACK:
             result.add(f"order {client_id}", f"filled notional {value} beyond the limit {limit}")
 
 

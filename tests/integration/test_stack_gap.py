@@ -1,4 +1,8 @@
-"""Subscriber gap repair (Clone pattern): a lost execution signal is fetched from the gateway.
+"""Between gateway and positions: lost signals repaired from the gateway, orders never lost.
+
+Subscriber gap repair (Clone pattern): a lost execution signal is fetched
+from the gateway's journal, also one an earlier gateway incarnation published
+last; an order whose submit never reached the gateway ends Rejected.
 
 Real workers, a real broker and real sockets, in one process (threads) so the
 test can lose exactly one frame: the gateway journals a fill and publishes it
@@ -112,10 +116,13 @@ def workers() -> Iterator[dict[str, Any]]:
         market = Publisher(context, endpoints.events_in, sender="test-market")
         client = CommandClient(context, endpoints.commands, sender="test")
 
-        def restart_gateway() -> GatewayWorker:
-            # A new incarnation (new publisher name) on the same journal and exchange.
+        def stop_gateway() -> None:
             started.remove(gateway)
             gateway.stop()
+
+        def restart_gateway() -> GatewayWorker:
+            # A new incarnation (new publisher name) on the same journal and exchange.
+            stop_gateway()
             again = GatewayWorker(
                 settings("gateway.default", "gateway"),
                 journal=SqliteJournal(gateway_journal),
@@ -136,6 +143,7 @@ def workers() -> Iterator[dict[str, Any]]:
                 "market": market,
                 "client": client,
                 "restart_gateway": restart_gateway,
+                "stop_gateway": stop_gateway,
             }
         finally:
             client.close()
@@ -295,3 +303,36 @@ def _qty(positions: PositionsWorker) -> Decimal:
 
 def gateway_last(gateway: GatewayWorker, sender: str) -> int:
     return gateway.journal.last_seq(f"published/{sender}")
+
+
+def test_an_order_whose_submit_never_reached_the_gateway_is_rejected(
+    workers: dict[str, Any],
+) -> None:
+    """No gateway worker: the broker refuses the submit, so the order cannot wait for an ack."""
+    positions: PositionsWorker = workers["positions"]
+    market: Publisher = workers["market"]
+    client: CommandClient = workers["client"]
+
+    def quoted() -> bool:
+        _quote(market)
+        return positions._last_market.get("BTC/USDT") is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    workers["stop_gateway"]()
+
+    def gateway_gone() -> bool:
+        services = client.call("broker", "services", timeout=5)["services"]
+        return not services.get("gateway.default")
+
+    wait_for("the broker has no gateway worker", gateway_gone)
+    _quote(market)  # a fresh mark for the risk check
+    order_id = _order(client, "0.1")["order_id"]
+
+    def rejected() -> dict[str, Any] | None:
+        state = positions.inspect({"actor": "position/default/BTC/USDT"})
+        order = state["orders"].get(order_id)
+        return order if order is not None and order["status"] == "Rejected" else None
+
+    order = wait_for("the order rejected", rejected, 15)
+    assert order["reason"].startswith("not sent: gateway unreachable"), order["reason"]
+    assert Decimal(positions.inspect({"actor": "position/default/BTC/USDT"})["qty"]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -110,14 +111,21 @@ class _Link:
     def __init__(self, reply: Reply | None = None) -> None:
         self.reply = reply
         self.sent: list[tuple[str, Any, Any]] = []
+        self.outcomes: list[Callable[[str | None], None] | None] = []
 
     def request(self, service: str, command: Command, timeout: float) -> Reply:
         self.sent.append(("request", service, command))
         assert self.reply is not None
         return self.reply
 
-    def send(self, service: str, command: Command) -> None:
+    def send(
+        self,
+        service: str,
+        command: Command,
+        on_outcome: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.sent.append(("send", service, command))
+        self.outcomes.append(on_outcome)
 
     def publish(self, topic: bytes, message: Message) -> None:
         self.sent.append(("publish", topic, message))
@@ -148,3 +156,64 @@ def test_remote_gateway_tell_sends_to_the_account_service() -> None:
     link = _Link()
     RemoteGateway(link, "acc").tell(SubmitOrder(ORDER, "o", "position/acc/BTC/USDT"))
     assert link.sent[0][:2] == ("send", "gateway.acc")
+
+
+def _submit(order_id: str = "o") -> SubmitOrder:
+    return SubmitOrder(ORDER, order_id, "position/acc/BTC/USDT")
+
+
+def _gateway_with_not_sent() -> tuple[_Link, RemoteGateway, list[tuple[str, str]]]:
+    link = _Link()
+    given_up: list[tuple[str, str]] = []
+    gateway = RemoteGateway(link, "acc", lambda s, why: given_up.append((s.order_id, why)))
+    return link, gateway, given_up
+
+
+def _finish(link: _Link, index: int, reason: str | None) -> None:
+    outcome = link.outcomes[index]
+    assert outcome is not None
+    outcome(reason)
+
+
+def test_remote_gateway_gives_up_an_order_whose_submit_never_reached_the_gateway() -> None:
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit())
+    _finish(link, 0, "UnknownService: no worker")
+    assert given_up == [("o", "UnknownService: no worker")]
+
+
+def test_remote_gateway_keeps_an_order_whose_submit_was_delivered() -> None:
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit())
+    _finish(link, 0, None)
+    assert given_up == []
+
+
+def test_remote_gateway_keeps_an_order_one_of_whose_submits_may_have_arrived() -> None:
+    # A position re-sends a submit after its restart: the first may have arrived.
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit())
+    gateway.tell(_submit())
+    _finish(link, 1, "BrokerUnavailable: no connection")
+    assert given_up == []  # the first send is still in flight
+    _finish(link, 0, None)
+    assert given_up == []
+
+
+def test_remote_gateway_gives_up_only_when_every_submit_of_the_order_failed() -> None:
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit())
+    gateway.tell(_submit())
+    gateway.tell(_submit("other"))
+    _finish(link, 0, "no broker")
+    assert given_up == []
+    _finish(link, 1, "no gateway")
+    assert given_up == [("o", "no gateway")]
+    _finish(link, 2, None)
+    assert given_up == [("o", "no gateway")]
+
+
+def test_remote_gateway_cancels_carry_no_outcome_hook() -> None:
+    link, gateway, _ = _gateway_with_not_sent()
+    gateway.tell(CancelOrder("c", "o", "position/acc/BTC/USDT", 1))
+    assert link.outcomes == [None]
