@@ -12,29 +12,19 @@ its ccxt market feed calls) while orders fill.
 
 from __future__ import annotations
 
-import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+from inprocess_workers import in_process_bus
 from stack_harness import wait_for
 
-from posbus.actors.sharding import Shard
-from posbus.actors.worker import GatewayWorker, PositionsWorker, RiskWorker, WorkerSettings
-from posbus.adapters.clock import WallClock
-from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
+from posbus.actors.worker import GatewayWorker, PositionsWorker
 from posbus.adapters.journal.memory import MemoryJournal
-from posbus.bus.admin import admin_endpoint
-from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient
-from posbus.bus.endpoints import BusEndpoints
-from posbus.bus.heartbeat import HeartbeatConfig
 from posbus.bus.messages import MarketUpdate
 from posbus.bus.subscriber import Received, Subscriber
 from posbus.bus.topics import PREFIX_EXECUTION, PREFIX_MARKET
@@ -46,72 +36,30 @@ QUOTES_PER_ORDER = 25
 
 @pytest.fixture
 def stack() -> Iterator[dict[str, Any]]:
-    config = Config()
-    node = config.node_config()
-    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
-        root = Path(name)
-        endpoints = BusEndpoints.local(root)
-        heartbeat = HeartbeatConfig(interval_s=0.2, liveness=3)
-        stop = threading.Event()
-        broker = Broker(endpoints, heartbeat=heartbeat)
-        thread = threading.Thread(target=broker.run, args=(stop,), daemon=True)
-        thread.start()
-        assert broker.ready.wait(10)
-
-        def settings(name: str, role: str, shard: Shard | None = None) -> WorkerSettings:
-            return WorkerSettings(
-                name=name,
-                role=role,
-                run_dir=root,
-                endpoints=endpoints,
-                admin_endpoint=admin_endpoint(root, name),
-                account=config.account,
-                policy=node.policy,
-                symbols=node.symbols,
-                shard=shard,
-                heartbeat=heartbeat,
-            )
-
-        clock = WallClock()
-        risk = RiskWorker(
-            settings("risk", "risk"),
-            journal=MemoryJournal(),
-            clock=clock,
-            limits=node.limits,
-            starting_equity=node.starting_equity,
-        )
+    with in_process_bus() as bus:
         gateway = GatewayWorker(
-            settings("gateway.default", "gateway"),
+            bus.settings("gateway.default", "gateway"),
             journal=MemoryJournal(),
-            clock=clock,
-            exchange=SimulatedExchange(config.exchange, config.account),
+            clock=bus.clock,
+            exchange=bus.exchange(),
         )
-        positions = PositionsWorker(
-            settings("positions.0", "positions", Shard(0, 1)), journal=MemoryJournal(), clock=clock
-        )
+        positions = bus.positions()
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         # Conflation off: every frame is kept, so every seq can be checked.
         watcher = Subscriber(
             context,
-            endpoints.events_out,
+            bus.endpoints.events_out,
             prefixes=[PREFIX_MARKET, PREFIX_EXECUTION],
             conflate=False,
             max_batch=100_000,
         )
-        client = CommandClient(context, endpoints.commands, sender="test")
-        started: list[Any] = []
+        client = CommandClient(context, bus.endpoints.commands, sender="test")
         try:
-            for worker in (risk, gateway, positions):
-                worker.start()
-                started.append(worker)
+            bus.start(bus.risk(), gateway, positions)
             yield {"gateway": gateway, "positions": positions, "watcher": watcher, "client": client}
         finally:
             client.close()
             watcher.close()
-            for worker in reversed(started):
-                worker.stop()
-            stop.set()
-            thread.join(10)
 
 
 def _relay_quote(gateway: GatewayWorker, price: Decimal) -> None:

@@ -12,31 +12,21 @@ like downstream (its sequence number is used, its content never arrives).
 
 from __future__ import annotations
 
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import zmq
+from inprocess_workers import in_process_bus
 from stack_harness import wait_for
 
-from posbus.actors.sharding import Shard
-from posbus.actors.worker import GatewayWorker, PositionsWorker, RiskWorker, WorkerSettings
-from posbus.adapters.clock import WallClock
-from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
-from posbus.adapters.journal.memory import MemoryJournal
+from posbus.actors.worker import GatewayWorker, PositionsWorker
 from posbus.adapters.journal.sqlite import SqliteJournal
-from posbus.bus.admin import admin_endpoint
-from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient
 from posbus.bus.codec import decode, encode
-from posbus.bus.endpoints import BusEndpoints
-from posbus.bus.heartbeat import HeartbeatConfig
 from posbus.bus.messages import MarketUpdate, Message, OrderFill, OrderIntent, OrderSubmit
 from posbus.bus.publisher import Publisher
 from posbus.bus.topics import market_topic
@@ -65,93 +55,57 @@ def _payload(stream: str, message: Message) -> bytes:
 
 @pytest.fixture
 def workers() -> Iterator[dict[str, Any]]:
-    config = Config()
-    node = config.node_config()
-    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
-        root = Path(name)
-        endpoints = BusEndpoints.local(root)
-        heartbeat = HeartbeatConfig(interval_s=0.2, liveness=3)
-        stop = threading.Event()
-        broker = Broker(endpoints, heartbeat=heartbeat)
-        thread = threading.Thread(target=broker.run, args=(stop,), daemon=True)
-        thread.start()
-        assert broker.ready.wait(10)
-
-        def settings(name: str, role: str, shard: Shard | None = None) -> WorkerSettings:
-            return WorkerSettings(
-                name=name,
-                role=role,
-                run_dir=root,
-                endpoints=endpoints,
-                admin_endpoint=admin_endpoint(root, name),
-                account=config.account,
-                policy=node.policy,
-                symbols=node.symbols,
-                shard=shard,
-                heartbeat=heartbeat,
-            )
-
-        clock = WallClock()
-        risk = RiskWorker(
-            settings("risk", "risk"),
-            journal=MemoryJournal(),
-            clock=clock,
-            limits=node.limits,
-            starting_equity=node.starting_equity,
-        )
+    with in_process_bus() as bus:
         # On disk, as in production: a restarted gateway reads what the dead one wrote.
-        gateway_journal = root / "gateway.sqlite"
-        exchange = SimulatedExchange(config.exchange, config.account)
+        gateway_journal = bus.root / "gateway.sqlite"
+        exchange = bus.exchange()
         gateway = LossyGateway(
-            settings("gateway.default", "gateway"),
+            bus.settings("gateway.default", "gateway"),
             journal=SqliteJournal(gateway_journal),
-            clock=clock,
+            clock=bus.clock,
             exchange=exchange,
         )
-        positions = PositionsWorker(
-            settings("positions.0", "positions", Shard(0, 1)), journal=MemoryJournal(), clock=clock
-        )
-        started = []
+        positions = bus.positions()
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
-        market = Publisher(context, endpoints.events_in, sender="test-market")
-        client = CommandClient(context, endpoints.commands, sender="test")
-
-        def stop_gateway() -> None:
-            started.remove(gateway)
-            gateway.stop()
+        market = Publisher(context, bus.endpoints.events_in, sender="test-market")
+        client = CommandClient(context, bus.endpoints.commands, sender="test")
 
         def restart_gateway() -> GatewayWorker:
             # A new incarnation (new publisher name) on the same journal and exchange.
-            stop_gateway()
+            bus.stop(gateway)
             again = GatewayWorker(
-                settings("gateway.default", "gateway"),
+                bus.settings("gateway.default", "gateway"),
                 journal=SqliteJournal(gateway_journal),
-                clock=clock,
+                clock=bus.clock,
                 exchange=exchange,
             )
-            again.start()
-            started.append(again)
+            bus.start(again)
             return again
 
         try:
-            for worker in (risk, gateway, positions):
-                worker.start()
-                started.append(worker)
+            bus.start(bus.risk(), gateway, positions)
             yield {
                 "positions": positions,
                 "gateway": gateway,
                 "market": market,
                 "client": client,
                 "restart_gateway": restart_gateway,
-                "stop_gateway": stop_gateway,
+                "stop_gateway": lambda: bus.stop(gateway),
             }
         finally:
             client.close()
             market.close()
-            for worker in reversed(started):
-                worker.stop()
-            stop.set()
-            thread.join(10)
+
+
+def _hear_quotes(positions: PositionsWorker, market: Publisher) -> None:
+    """Quote until the positions worker has a mark (its subscription is live)."""
+
+    def quoted() -> bool:
+        _quote(market)
+        return positions._last_market.get("BTC/USDT") is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
 
 
 def _quote(market: Publisher) -> None:
@@ -178,12 +132,7 @@ def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    def quoted() -> bool:
-        _quote(market)
-        return positions._last_market.get("BTC/USDT") is not None
-
-    wait_for("the positions worker hears quotes", quoted)
-    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    _hear_quotes(positions, market)
     _order(client, "0.1")
     wait_for("the first fill was lost", lambda: workers["gateway"].lost == 1)
     # The next order's signals come after the lost one: the positions worker
@@ -211,12 +160,7 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     gateway: LossyGateway = workers["gateway"]
     market: Publisher = workers["market"]
 
-    def quoted() -> bool:
-        _quote(market)
-        return positions._last_market.get("BTC/USDT") is not None
-
-    wait_for("the positions worker hears quotes", quoted)
-    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    _hear_quotes(positions, market)
     # Hold the control thread while two orders trade: the first one's fill is
     # lost, and everything after it is journaled by the gateway and waiting
     # in the positions worker before the gap is seen.
@@ -277,12 +221,7 @@ def test_what_a_dead_gateway_published_last_is_fetched_from_its_journal(
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    def quoted() -> bool:
-        _quote(market)
-        return positions._last_market.get("BTC/USDT") is not None
-
-    wait_for("the positions worker hears quotes", quoted)
-    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
+    _hear_quotes(positions, market)
     _order(client, "0.1")  # its first fill lost, repaired from the next frame
     wait_for("the first order applied", lambda: _qty(positions) == Decimal("0.1"))
     gateway.lose_all = True
@@ -313,11 +252,7 @@ def test_an_order_whose_submit_never_reached_the_gateway_is_rejected(
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    def quoted() -> bool:
-        _quote(market)
-        return positions._last_market.get("BTC/USDT") is not None
-
-    wait_for("the positions worker hears quotes", quoted)
+    _hear_quotes(positions, market)
     workers["stop_gateway"]()
 
     def gateway_gone() -> bool:
