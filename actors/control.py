@@ -15,18 +15,29 @@ from posbus.adapters.exchange.reports import NewOrder
 
 
 @dataclass(frozen=True, slots=True)
-class CheckOrder:
-    """Ask the risk supervisor for a pre-trade decision (answered with a RiskDecision)."""
-
-    request: OrderRequest
-
-
-@dataclass(frozen=True, slots=True)
 class ExposureChanged:
-    """A position's risk view changed (quantity, mark or P&L); told to the risk supervisor."""
+    """A position's risk view changed (quantity, mark or P&L); told to the risk supervisor.
+
+    `ts_ns` orders one position's exposures: the supervisor ignores one older
+    than the newest it applied for that position (two paths may reorder them).
+    """
 
     exposure: PositionExposure
     ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class CheckOrder:
+    """Ask the risk supervisor for a pre-trade decision (answered with a RiskDecision).
+
+    `exposure`: the ordering position's state when it asked, applied before
+    the check. Over the bus, exposures travel as events and checks as
+    requests, on different sockets: without it a check could be judged on
+    the position's state before its latest fill or mark.
+    """
+
+    request: OrderRequest
+    exposure: ExposureChanged | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -478,7 +478,9 @@ class PositionActor(SupervisedActor):
         if self._unpublished:
             # A conflated mark must not leave risk judging this order on an older one.
             self._publish_exposure()
-        decision = self._ask_risk(request)
+        # The check carries this position's state as it is now: over the bus the
+        # exposure just told may still be on its way when the check arrives.
+        decision = self._ask_risk(CheckOrder(request, ExposureChanged(self.exposure(), now)))
         if decision.approved:
             record: OrderSubmit | OrderRejected = OrderSubmit(
                 order_id=order.order_id,
@@ -520,9 +522,9 @@ class PositionActor(SupervisedActor):
         combined = order.qty + working
         return order.qty if combined <= abs(held) else combined
 
-    def _ask_risk(self, request: OrderRequest) -> RiskDecision:
+    def _ask_risk(self, check: CheckOrder) -> RiskDecision:
         try:
-            decision = self.risk.ask(CheckOrder(request), timeout=RISK_ASK_TIMEOUT_S)
+            decision = self.risk.ask(check, timeout=RISK_ASK_TIMEOUT_S)
         except (PosbusError, pykka.ActorDeadError, pykka.Timeout) as exc:
             # Fail safe: no answer is a refusal, never an approval.
             return RiskDecision(False, f"risk supervisor unavailable ({exc})", "missing_data")

@@ -53,6 +53,8 @@ from posbus.bus.wire_error import WireError
 
 CHECK_ORDER = "risk.check"
 EXPOSURE = "risk.exposure"
+# A check's arguments carry the ordering position's exposure under this prefix.
+EXPOSURE_PREFIX = "exposure."
 HALT = "risk.halt"
 RESUME = "risk.resume"
 TICK = "risk.tick"
@@ -115,22 +117,11 @@ def to_command(message: ControlMessage, request_id: str | None = None) -> Comman
             "order_id": r.order_id,
             "ts_ns": r.ts_ns,
         }
+        if message.exposure is not None:
+            args |= _exposure_args(message.exposure, EXPOSURE_PREFIX)
         return Command(CHECK_ORDER, args, rid)
     if isinstance(message, ExposureChanged):
-        e = message.exposure
-        args = {
-            "account": e.account,
-            "symbol": e.symbol,
-            "qty": _dec(e.qty, "qty"),
-            "mark": _opt_dec(e.mark, "mark"),
-            "mark_ts_ns": e.mark_ts_ns,
-            "realized_pnl": _dec(e.realized_pnl, "realized_pnl"),
-            "unrealized_pnl": _dec(e.unrealized_pnl, "unrealized_pnl"),
-            "group": e.group,
-            "correlation": _dec(e.correlation, "correlation"),
-            "ts_ns": message.ts_ns,
-        }
-        return Command(EXPOSURE, args, rid)
+        return Command(EXPOSURE, _exposure_args(message, ""), rid)
     if isinstance(message, Halt):
         return Command(HALT, {"reason": message.reason, "ts_ns": message.ts_ns}, rid)
     if isinstance(message, Resume):
@@ -207,35 +198,64 @@ class _Args:
         raise self._fail(key, f"must be one of {[s.value for s in Side]}")
 
 
+def _exposure_args(message: ExposureChanged, prefix: str) -> dict[str, CommandArg]:
+    e = message.exposure
+    args: dict[str, CommandArg] = {
+        "account": e.account,
+        "symbol": e.symbol,
+        "qty": _dec(e.qty, "qty"),
+        "mark": _opt_dec(e.mark, "mark"),
+        "mark_ts_ns": e.mark_ts_ns,
+        "realized_pnl": _dec(e.realized_pnl, "realized_pnl"),
+        "unrealized_pnl": _dec(e.unrealized_pnl, "unrealized_pnl"),
+        "group": e.group,
+        "correlation": _dec(e.correlation, "correlation"),
+        "ts_ns": message.ts_ns,
+    }
+    return {prefix + key: value for key, value in args.items()}
+
+
+def _exposure_from(a: _Args, prefix: str) -> ExposureChanged:
+    exposure = PositionExposure(
+        account=a.text(prefix + "account"),
+        symbol=a.text(prefix + "symbol"),
+        qty=a.decimal(prefix + "qty"),
+        mark=a.opt_decimal(prefix + "mark"),
+        mark_ts_ns=a.opt_integer(prefix + "mark_ts_ns"),
+        realized_pnl=a.decimal(prefix + "realized_pnl"),
+        unrealized_pnl=a.decimal(prefix + "unrealized_pnl"),
+        group=a.text(prefix + "group"),
+        correlation=a.decimal(prefix + "correlation"),
+    )
+    return ExposureChanged(exposure, a.integer(prefix + "ts_ns"))
+
+
 def from_command(command: Command) -> ControlMessage:
     """The control message a Command carries; raises RemoteMessageError when it is not one."""
     a = _Args(command)
     try:
         if command.name == CHECK_ORDER:
-            return CheckOrder(
-                OrderRequest(
-                    account=a.text("account"),
-                    symbol=a.text("symbol"),
-                    side=a.side("side"),
-                    qty=a.decimal("qty"),
-                    price=a.opt_decimal("price"),
-                    order_id=a.text("order_id"),
-                    ts_ns=a.integer("ts_ns"),
-                )
-            )
-        if command.name == EXPOSURE:
-            exposure = PositionExposure(
+            request = OrderRequest(
                 account=a.text("account"),
                 symbol=a.text("symbol"),
+                side=a.side("side"),
                 qty=a.decimal("qty"),
-                mark=a.opt_decimal("mark"),
-                mark_ts_ns=a.opt_integer("mark_ts_ns"),
-                realized_pnl=a.decimal("realized_pnl"),
-                unrealized_pnl=a.decimal("unrealized_pnl"),
-                group=a.text("group"),
-                correlation=a.decimal("correlation"),
+                price=a.opt_decimal("price"),
+                order_id=a.text("order_id"),
+                ts_ns=a.integer("ts_ns"),
             )
-            return ExposureChanged(exposure, a.integer("ts_ns"))
+            with_exposure = EXPOSURE_PREFIX + "account" in command.args
+            exposure = _exposure_from(a, EXPOSURE_PREFIX) if with_exposure else None
+            if exposure is not None and (
+                exposure.exposure.account,
+                exposure.exposure.symbol,
+            ) != (request.account, request.symbol):
+                raise RemoteMessageError(
+                    f"{CHECK_ORDER}: the exposure is not the ordering position's"
+                )
+            return CheckOrder(request, exposure)
+        if command.name == EXPOSURE:
+            return _exposure_from(a, "")
         if command.name == HALT:
             return Halt(a.text("reason"), a.integer("ts_ns"))
         if command.name == RESUME:

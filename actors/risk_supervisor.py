@@ -124,6 +124,8 @@ class RiskSupervisor(SupervisedActor):
         self.recovery: RecoveryReport | None = None
         self._snapshot_seq = 0
         self._last_durable: Command | None = None
+        # (account, symbol) -> ts_ns of the newest exposure applied.
+        self._exposure_ts: dict[tuple[str, str], int] = {}
 
     def on_start(self) -> None:
         """Restore the risk state (latest snapshot + the durable records after it), then
@@ -194,9 +196,11 @@ class RiskSupervisor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message (actor thread)."""
         if isinstance(message, ExposureChanged):
-            self._announce(self.engine.update_position(message.exposure, message.ts_ns))
+            self._on_exposure(message)
             return None
         if isinstance(message, CheckOrder):
+            if message.exposure is not None:
+                self._on_exposure(message.exposure)
             return self._check(message)
         if isinstance(message, Tick):
             self._announce(self.engine.tick(message.ts_ns))
@@ -214,6 +218,16 @@ class RiskSupervisor(SupervisedActor):
         if isinstance(message, Crash):
             raise InjectedCrash(message.reason)
         raise TypeError(f"risk supervisor: unexpected message {type(message).__name__}")
+
+    def _on_exposure(self, change: ExposureChanged) -> None:
+        """Apply a position's exposure unless a newer one of it was applied already."""
+        exposure = change.exposure
+        key = (exposure.account, exposure.symbol)
+        if change.ts_ns < self._exposure_ts.get(key, change.ts_ns):
+            self.counts["stale_exposures"] += 1
+            return
+        self._exposure_ts[key] = change.ts_ns
+        self._announce(self.engine.update_position(exposure, change.ts_ns))
 
     def _check(self, message: CheckOrder) -> RiskDecision:
         request = message.request

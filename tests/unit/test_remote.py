@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -57,6 +58,7 @@ ORDER = NewOrder("pbabc1", "acc", "BTC/USDT", Side.SELL, Decimal("0.25"), None, 
 
 MESSAGES = [
     CheckOrder(REQUEST),
+    CheckOrder(REQUEST, ExposureChanged(replace(EXPOSURE, symbol="BTC/USDT"), 41)),
     ExposureChanged(EXPOSURE, 123),
     Halt("exchange incident", 5),
     Resume(6),
@@ -217,3 +219,9 @@ def test_remote_gateway_cancels_carry_no_outcome_hook() -> None:
     link, gateway, _ = _gateway_with_not_sent()
     gateway.tell(CancelOrder("c", "o", "position/acc/BTC/USDT", 1))
     assert link.outcomes == [None]
+
+
+def test_a_check_carrying_another_positions_exposure_is_refused() -> None:
+    command = to_command(CheckOrder(REQUEST, ExposureChanged(EXPOSURE, 41)))  # ETH, not BTC
+    with pytest.raises(RemoteMessageError, match="not the ordering position's"):
+        from_command(command)
