@@ -74,6 +74,7 @@ logger = logging.getLogger(__name__)
 
 RISK_ASK_TIMEOUT_S = 5.0
 VOLATILITY_WINDOW = 100
+_ZERO = Decimal(0)
 
 _WORKING = frozenset(
     {
@@ -309,13 +310,13 @@ class PositionActor(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message (actor thread)."""
         self._last_message_ns = self.clock.now_ns()
+        if isinstance(message, MarketUpdate):  # by far the most frequent: asked first
+            self._on_market(message)
+            return None
         if isinstance(message, Delivered):
             self.cursor.offer(message)
             self._drain()
             self._stop_if_closed()
-            return None
-        if isinstance(message, MarketUpdate):
-            self._on_market(message)
             return None
         if isinstance(message, QuoteSlot):
             # The worker's conflated mailbox entry: only the newest quote counts.
@@ -667,16 +668,19 @@ class PositionActor(SupervisedActor):
     def exposure(self) -> PositionExposure:
         """The risk supervisor's view of this position: qty, mark, P&L, correlation group."""
         mark = self.mark
+        position = self.position
+        # Positional arguments, in field order: this runs on every mark change, and
+        # keywords would cost a third more.
         return PositionExposure(
-            account=self.account,
-            symbol=self.symbol,
-            qty=self.position.qty,
-            mark=mark,
-            mark_ts_ns=self.mark_ts_ns if mark is not None else None,
-            realized_pnl=self.position.realized_pnl,
-            unrealized_pnl=self.position.unrealized_pnl(mark) if mark is not None else Decimal(0),
-            group=self.group,
-            correlation=self.correlation,
+            self.account,
+            self.symbol,
+            position.qty,
+            mark,
+            self.mark_ts_ns if mark is not None else None,
+            position.realized_pnl,
+            position.unrealized_pnl(mark) if mark is not None else _ZERO,
+            self.group,
+            self.correlation,
         )
 
     def _log_order(self, order: Order, what: str, reason: str = "") -> None:

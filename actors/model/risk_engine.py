@@ -9,8 +9,13 @@ finds the stalest mark).
 This module must never read a clock, start a thread or do I/O: timestamps are
 passed in (int ns since the epoch, UTC), so live trading, recovery replay and
 backtests run the same arithmetic. Money is `Decimal` throughout, computed in a
-local 100-digit context that traps `Inexact`: an aggregate is either exact or
-the call raises `decimal.Inexact` and leaves the engine unchanged.
+100-digit context that traps `Inexact`: an aggregate is either exact or the
+call raises `decimal.Inexact` and leaves the engine unchanged.
+
+A mark change is the hot path (one per market update and position): it is
+computed with the context's own methods (`_EXACT.add`...; no `localcontext`
+per call), the equity once, and the reasons of a transition are written only
+when there is one.
 """
 
 from __future__ import annotations
@@ -50,6 +55,9 @@ _EXACT = Context(
     rounding=ROUND_HALF_EVEN,
     traps=[Inexact, InvalidOperation, DivisionByZero, Overflow],
 )
+_add = _EXACT.add
+_sub = _EXACT.subtract
+_mul = _EXACT.multiply
 # Ratios (leverage, drawdown) are only ever shown, never compared: limits are
 # checked by cross-multiplication in _EXACT, so rounding here cannot move a decision.
 _SHOW = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
@@ -57,9 +65,12 @@ _SHOW = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Over
 _HeapEntry = tuple[int, int, str, str]  # (mark_ts_ns or _NO_MARK_TS, seq, account, symbol)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _SymbolInfo:
-    """The latest mark of a symbol (any account) and its correlation group."""
+    """The latest mark of a symbol (any account) and its correlation group.
+
+    Updated in place by `_apply` (it is never handed out).
+    """
 
     mark: Decimal | None
     mark_ts_ns: int | None
@@ -153,21 +164,30 @@ class RiskEngine:
             raise ValueError("starting_equity must be positive")
         self._limits = limits
         self._stale_ns = limits.stale_after_s * _NS_PER_S
+        # The warning levels are fraction * limit: constant, so computed once.
+        fraction = limits.warning_fraction
+        self._warn_loss = _mul(fraction, limits.daily_loss_limit)
+        self._warn_drawdown = _mul(fraction, limits.max_drawdown)
+        self._warn_leverage = _mul(fraction, limits.max_leverage)
         self._starting_equity = starting_equity
         self._positions: dict[tuple[str, str], PositionExposure] = {}
+        # (gross, net) each stored exposure adds to the sums: replacing it subtracts these.
+        self._contributions: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self._position_seq: dict[tuple[str, str], int] = {}
         self._seq = 0
         self._mark_heap: list[_HeapEntry] = []
         self._symbols: dict[str, _SymbolInfo] = {}
         self._realized = _ZERO
+        # starting equity + realized P&L: equity is this plus the unrealized P&L.
+        self._booked_equity = starting_equity
         self._unrealized = _ZERO
         self._gross = _ZERO
         self._group_net: dict[str, Decimal] = {}
         self._group_members: dict[str, int] = {}
         self._total_net = _ZERO
         self._open_count = 0
-        self._peak = starting_equity
-        self._day_start = starting_equity
+        self._set_peak(starting_equity)
+        self._set_day_start(starting_equity)
         self._day_index = self._day_of(ts_ns)
         self._last_ts_ns = ts_ns
         self._halted = False
@@ -236,9 +256,10 @@ class RiskEngine:
         now = self._advance(ts_ns, events)
         self._apply(exp)
         equity = self._equity()
-        self._peak = max(self._peak, equity)
-        notable = self._evaluate(now, events)
-        return self._settle(now, events, notable)
+        if equity > self._peak:
+            self._set_peak(equity)
+        notable = self._evaluate(now, events, equity)
+        return self._settle(now, events, notable, equity)
 
     def tick(self, ts_ns: int) -> list[RiskTransition]:
         """Advance time: roll the trading day over and expire the cooldown when due.
@@ -249,8 +270,9 @@ class RiskEngine:
         """
         events: list[str] = []
         now = self._advance(ts_ns, events)
-        notable = self._evaluate(now, events)
-        return self._settle(now, events, notable)
+        equity = self._equity()
+        notable = self._evaluate(now, events, equity)
+        return self._settle(now, events, notable, equity)
 
     def halt(self, reason: str, ts_ns: int) -> list[RiskTransition]:
         """Engage the kill switch: only risk-reducing orders pass until `resume`.
@@ -260,11 +282,12 @@ class RiskEngine:
         """
         events: list[str] = []
         now = self._advance(ts_ns, events)
-        notable = self._evaluate(now, events)
+        equity = self._equity()
+        notable = self._evaluate(now, events, equity)
         if not self._halted:
             self._halted = True
             self._halt_reason = reason
-        return self._settle(now, events, notable)
+        return self._settle(now, events, notable, equity)
 
     def resume(self, ts_ns: int) -> list[RiskTransition]:
         """Release the kill switch, to the state the numbers imply.
@@ -276,11 +299,12 @@ class RiskEngine:
             raise InvalidState(self._state.value, "resume", ts_ns=ts_ns)
         events: list[str] = []
         now = self._advance(ts_ns, events)
-        notable = self._evaluate(now, events)
+        equity = self._equity()
+        notable = self._evaluate(now, events, equity)
         self._halted = False
         events.append(f"resumed after halt ({self._halt_reason})")
         self._halt_reason = ""
-        return self._settle(now, events, notable)
+        return self._settle(now, events, notable, equity)
 
     # -- pre-trade check --------------------------------------------------------
 
@@ -527,8 +551,8 @@ class RiskEngine:
             )
             for symbol, raw in data["symbols"].items()
         }
-        engine._peak = Decimal(data["peak_equity"])
-        engine._day_start = Decimal(data["day_start_equity"])
+        engine._set_peak(Decimal(data["peak_equity"]))
+        engine._set_day_start(Decimal(data["day_start_equity"]))
         engine._day_index = int(data["day_index"])
         engine._state = RiskState(data["state"])
         engine._halted = bool(data["halted"])
@@ -546,17 +570,30 @@ class RiskEngine:
         return (ts_ns - self._limits.trading_day_offset_s * _NS_PER_S) // _DAY_NS
 
     def _equity(self) -> Decimal:
-        with localcontext(_EXACT):
-            return self._starting_equity + self._realized + self._unrealized
+        return _add(self._booked_equity, self._unrealized)
+
+    def _set_peak(self, peak: Decimal) -> None:
+        """Set the peak equity, and the equity at or below which each drawdown level is
+        reached (peak - equity >= f * peak  <=>  equity <= peak - f * peak, exactly)."""
+        self._peak = peak
+        self._drawdown_floor = _sub(peak, _mul(self._limits.max_drawdown, peak))
+        self._warn_drawdown_floor = _sub(peak, _mul(self._warn_drawdown, peak))
+
+    def _set_day_start(self, equity: Decimal) -> None:
+        """Set the day-start equity, and the equity at or below which each daily loss
+        level is reached (start - equity >= loss  <=>  equity <= start - loss, exactly)."""
+        self._day_start = equity
+        self._daily_floor = _sub(equity, self._limits.daily_loss_limit)
+        self._warn_loss_floor = _sub(equity, self._warn_loss)
 
     def _advance(self, ts_ns: int, events: list[str]) -> int:
         """Move the engine's time forward (never back); roll the day, expire the cooldown."""
-        now = max(ts_ns, self._last_ts_ns)
+        now = ts_ns if ts_ns > self._last_ts_ns else self._last_ts_ns
         self._last_ts_ns = now
         day = self._day_of(now)
         if day > self._day_index:
             self._day_index = day
-            self._day_start = self._equity()
+            self._set_day_start(self._equity())
             events.append("trading day rollover")
         if self._cooldown_until is not None and now >= self._cooldown_until:
             self._cooldown_until = None
@@ -571,65 +608,97 @@ class RiskEngine:
         """
         key = (exp.account, exp.symbol)
         old = self._positions.get(key)
-        with localcontext(_EXACT):
-            new_gross, new_net = _contribution(exp)
-            realized = self._realized + exp.realized_pnl
-            unrealized = self._unrealized + exp.unrealized_pnl
-            gross = self._gross + new_gross
-            total = self._total_net + new_net
-            groups = {exp.group: self._group_net.get(exp.group, _ZERO)}
-            open_count = self._open_count + (exp.qty != 0)
-            if old is not None:
-                old_gross, old_net = _contribution(old)
-                realized -= old.realized_pnl
-                unrealized -= old.unrealized_pnl
-                gross -= old_gross
-                total -= old_net
-                groups.setdefault(old.group, self._group_net.get(old.group, _ZERO))
-                groups[old.group] -= old_net
-                open_count -= old.qty != 0
-            groups[exp.group] += new_net
-            members = {exp.group: self._group_members.get(exp.group, 0)}
-            if old is None or old.group != exp.group:
-                members[exp.group] += 1
-                if old is not None:
-                    members[old.group] = self._group_members[old.group] - 1
-        info = self._symbol_after(exp)
+        contribution = _contribution(exp)
+        new_gross, new_net = contribution
+        group = exp.group
+        group_net = self._group_net
+        unrealized = _add(self._unrealized, exp.unrealized_pnl)
+        open_count = self._open_count + (exp.qty != 0)
+        left: tuple[str, Decimal] | None = None  # the group old leaves, and its net after
+        if old is None:
+            realized = _add(self._realized, exp.realized_pnl)
+            gross = _add(self._gross, new_gross)
+            total = _add(self._total_net, new_net)
+            net_after = _add(group_net.get(group, _ZERO), new_net)
+        else:
+            if exp.realized_pnl is old.realized_pnl:
+                # A mark change: r + p - p is r, with r's exponent (p's is already in it).
+                realized = self._realized
+            else:
+                realized = _sub(_add(self._realized, exp.realized_pnl), old.realized_pnl)
+            unrealized = _sub(unrealized, old.unrealized_pnl)
+            open_count -= old.qty != 0
+            old_gross, old_net = self._contributions[key]
+            # x + (new - old) is (x + new) - old exactly, exponent and sign of zero alike.
+            gross = _add(self._gross, _sub(new_gross, old_gross))
+            net_change = _sub(new_net, old_net)
+            total = _add(self._total_net, net_change)
+            if old.group == group:
+                net_after = _add(group_net[group], net_change)
+            else:
+                net_after = _add(group_net.get(group, _ZERO), new_net)
+                left = (old.group, _sub(group_net[old.group], old_net))
+        booked = (
+            self._booked_equity
+            if realized is self._realized
+            else _add(self._starting_equity, realized)
+        )
 
         self._positions[key] = exp
+        self._contributions[key] = contribution
         self._realized = realized
+        self._booked_equity = booked
         self._unrealized = unrealized
         self._gross = gross
         self._total_net = total
-        self._group_net.update(groups)
-        self._group_members.update(members)
-        for group, count in members.items():
-            if count == 0:
-                # The last member left: its net is exactly zero, and a group that
-                # no position names must not linger in metrics and snapshots.
-                del self._group_members[group]
-                del self._group_net[group]
+        group_net[group] = net_after
+        if old is None or left is not None:
+            self._group_members[group] = self._group_members.get(group, 0) + 1
+        if left is not None:
+            self._leave_group(*left)
         self._open_count = open_count
-        self._symbols[exp.symbol] = info
+        self._update_symbol(exp)
         self._seq += 1
         self._position_seq[key] = self._seq
         if exp.qty != 0:
-            mark_ts = exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS
-            heapq.heappush(self._mark_heap, (mark_ts, self._seq, exp.account, exp.symbol))
-            # Superseded entries are dropped lazily at the top; rebuilding when
-            # they outnumber live ones keeps the heap O(open positions), amortised O(1).
-            if len(self._mark_heap) > 2 * self._open_count + 32:
-                self._rebuild_heap()
+            self._push_mark(exp)
 
-    def _symbol_after(self, exp: PositionExposure) -> _SymbolInfo:
-        """The symbol's info once exp is applied: its latest mark from any account
-        (by mark time) and the group and correlation exp reports."""
-        known = self._symbols.get(exp.symbol)
-        mark, mark_ts = (None, None) if known is None else (known.mark, known.mark_ts_ns)
-        fresher = exp.mark_ts_ns is not None and (mark_ts is None or exp.mark_ts_ns >= mark_ts)
-        if exp.mark is not None and fresher:
-            mark, mark_ts = exp.mark, exp.mark_ts_ns
-        return _SymbolInfo(mark, mark_ts, exp.group, exp.correlation)
+    def _push_mark(self, exp: PositionExposure) -> None:
+        """Enter the open position exp's mark time in the heap, under the latest seq."""
+        mark_ts = exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS
+        heapq.heappush(self._mark_heap, (mark_ts, self._seq, exp.account, exp.symbol))
+        # Superseded entries are dropped lazily at the top; rebuilding when
+        # they outnumber live ones keeps the heap O(open positions), amortised O(1).
+        if len(self._mark_heap) > 2 * self._open_count + 32:
+            self._rebuild_heap()
+
+    def _leave_group(self, group: str, net: Decimal) -> None:
+        """A position moved out of `group`, whose net is now `net`."""
+        members = self._group_members[group] - 1
+        if members:
+            self._group_members[group] = members
+            self._group_net[group] = net
+        else:
+            # The last member left: its net is exactly zero, and a group that
+            # no position names must not linger in metrics and snapshots.
+            del self._group_members[group]
+            del self._group_net[group]
+
+    def _update_symbol(self, exp: PositionExposure) -> None:
+        """Record exp's mark as its symbol's latest if it is (by mark time, from any
+        account), and the group and correlation exp reports."""
+        info = self._symbols.get(exp.symbol)
+        if info is None:
+            self._symbols[exp.symbol] = _SymbolInfo(
+                exp.mark, exp.mark_ts_ns, exp.group, exp.correlation
+            )
+            return
+        mark_ts = exp.mark_ts_ns
+        if mark_ts is not None and (info.mark_ts_ns is None or mark_ts >= info.mark_ts_ns):
+            info.mark = exp.mark
+            info.mark_ts_ns = mark_ts
+        info.group = exp.group
+        info.correlation = exp.correlation
 
     def _rebuild_heap(self) -> None:
         self._mark_heap = [
@@ -654,20 +723,18 @@ class RiskEngine:
             heapq.heappop(heap)
         return None
 
-    def _evaluate(self, now: int, events: list[str]) -> bool:
+    def _evaluate(self, now: int, events: list[str], equity: Decimal) -> bool:
         """Refresh the loss-limit breaches; start a cooldown when one is newly crossed.
 
         Returns True when a breach was crossed (worth a transition even if the
         state does not change, e.g. while already halted).
         """
         limits = self._limits
-        with localcontext(_EXACT):
-            equity = self._equity()
-            loss = self._day_start - equity
-            daily = loss >= limits.daily_loss_limit
-            drawdown = self._peak - equity >= limits.max_drawdown * self._peak
+        daily = equity <= self._daily_floor
+        drawdown = equity <= self._drawdown_floor
         crossed = False
         if daily and not self._daily_breached:
+            loss = _sub(self._day_start, equity)
             events.append(
                 f"daily loss limit reached: loss {_fmt(loss)} >= {_fmt(limits.daily_loss_limit)}"
             )
@@ -684,46 +751,63 @@ class RiskEngine:
             self._cooldown_until = now + limits.cooldown_s * _NS_PER_S
         return crossed
 
-    def _warnings(self) -> list[str]:
+    def _warning_reached(self, equity: Decimal) -> bool:
+        """True when `_warnings` would name at least one metric; without writing it."""
+        return (
+            equity <= self._warn_loss_floor
+            or equity <= self._warn_drawdown_floor
+            # With equity <= 0 the right side is <= 0: leverage is unbounded, so Warning.
+            or self._gross >= _mul(self._warn_leverage, equity)
+        )
+
+    def _warnings(self, equity: Decimal) -> list[str]:
+        """Why the engine is in Warning: each metric at or beyond its warning level."""
         limits = self._limits
         fraction = limits.warning_fraction
+        peak = self._peak
         out: list[str] = []
-        with localcontext(_EXACT):
-            equity = self._equity()
-            loss = self._day_start - equity
-            if loss >= fraction * limits.daily_loss_limit:
-                out.append(
-                    f"daily loss {_fmt(loss)} reached {_fmt(fraction)} of "
-                    f"{_fmt(limits.daily_loss_limit)}"
-                )
-            if self._peak - equity >= fraction * limits.max_drawdown * self._peak:
-                out.append(
-                    f"drawdown {_ratio(self._peak - equity, self._peak)} reached "
-                    f"{_fmt(fraction)} of {_fmt(limits.max_drawdown)}"
-                )
-            # With equity <= 0 the right side is <= 0: leverage is unbounded, so Warning.
-            if self._gross >= fraction * limits.max_leverage * equity:
-                out.append(
-                    f"leverage {_ratio(self._gross, equity)} reached {_fmt(fraction)} of "
-                    f"{_fmt(limits.max_leverage)}"
-                )
+        if equity <= self._warn_loss_floor:
+            out.append(
+                f"daily loss {_fmt(_sub(self._day_start, equity))} reached {_fmt(fraction)} of "
+                f"{_fmt(limits.daily_loss_limit)}"
+            )
+        if equity <= self._warn_drawdown_floor:
+            out.append(
+                f"drawdown {_ratio(_sub(peak, equity), peak)} reached "
+                f"{_fmt(fraction)} of {_fmt(limits.max_drawdown)}"
+            )
+        if self._gross >= _mul(self._warn_leverage, equity):
+            out.append(
+                f"leverage {_ratio(self._gross, equity)} reached {_fmt(fraction)} of "
+                f"{_fmt(limits.max_leverage)}"
+            )
         return out
 
-    def _settle(self, now: int, events: list[str], notable: bool) -> list[RiskTransition]:
-        """Move to the state the flags and numbers imply; report it if anything happened."""
-        warnings: list[str] = []
+    def _settle(
+        self, now: int, events: list[str], notable: bool, equity: Decimal
+    ) -> list[RiskTransition]:
+        """Move to the state the flags and numbers imply; report it if anything happened.
+
+        The reasons are written only when there is a transition to report.
+        """
         if self._halted:
             target = RiskState.HALTED
-            why = f"halted: {self._halt_reason}"
         elif self._cooldown_until is not None:
             target = RiskState.COOLDOWN
-            why = f"closeout only until {self._cooldown_until} ns"
+        elif self._warning_reached(equity):
+            target = RiskState.WARNING
         else:
-            warnings = self._warnings()
-            target = RiskState.WARNING if warnings else RiskState.NORMAL
-            why = "; ".join(warnings) if warnings else "all metrics below their warning levels"
+            target = RiskState.NORMAL
         if target is self._state and not notable:
             return []
+        if target is RiskState.HALTED:
+            why = f"halted: {self._halt_reason}"
+        elif target is RiskState.COOLDOWN:
+            why = f"closeout only until {self._cooldown_until} ns"
+        elif target is RiskState.WARNING:
+            why = "; ".join(self._warnings(equity))
+        else:
+            why = "all metrics below their warning levels"
         transition = RiskTransition(
             previous=self._state,
             state=target,
@@ -735,19 +819,18 @@ class RiskEngine:
         return [transition]
 
     def _core_values(self) -> dict[str, str]:
-        with localcontext(_EXACT):
-            equity = self._equity()
-            values = {
-                "equity": _fmt(equity),
-                "peak_equity": _fmt(self._peak),
-                "day_start_equity": _fmt(self._day_start),
-                "daily_pnl": _fmt(equity - self._day_start),
-                "drawdown": _ratio(self._peak - equity, self._peak),
-                "gross": _fmt(self._gross),
-                "leverage": _ratio(self._gross, equity),
-                "total_exposure": _fmt(self._total_net),
-                "open_positions": str(self._open_count),
-            }
+        equity = self._equity()
+        values = {
+            "equity": _fmt(equity),
+            "peak_equity": _fmt(self._peak),
+            "day_start_equity": _fmt(self._day_start),
+            "daily_pnl": _fmt(_sub(equity, self._day_start)),
+            "drawdown": _ratio(_sub(self._peak, equity), self._peak),
+            "gross": _fmt(self._gross),
+            "leverage": _ratio(self._gross, equity),
+            "total_exposure": _fmt(self._total_net),
+            "open_positions": str(self._open_count),
+        }
         if self._cooldown_until is not None:
             values["cooldown_until_ns"] = str(self._cooldown_until)
         return values
@@ -761,8 +844,8 @@ def _contribution(exp: PositionExposure) -> tuple[Decimal, Decimal]:
     """
     if exp.mark is None:
         return _ZERO, _ZERO
-    notional = exp.qty * exp.mark
-    return abs(notional), notional * exp.correlation
+    notional = _mul(exp.qty, exp.mark)
+    return notional.copy_abs(), _mul(notional, exp.correlation)
 
 
 def _refuse(check: str, reason: str, values: dict[str, str]) -> RiskDecision:

@@ -9,7 +9,11 @@ from typing import Any
 _ONE = Decimal(1)
 
 
-@dataclass(frozen=True, slots=True)
+# The frozen dataclass's own __init__ looks this up for every field.
+_set = object.__setattr__
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class PositionExposure:
     """The risk view of one account+symbol position, immutable.
 
@@ -35,18 +39,58 @@ class PositionExposure:
     group: str
     correlation: Decimal
 
-    def __post_init__(self) -> None:
+    def __init__(  # noqa: PLR0917 -- the dataclass's own positional signature
+        self,
+        account: str,
+        symbol: str,
+        qty: Decimal,
+        mark: Decimal | None,
+        mark_ts_ns: int | None,
+        realized_pnl: Decimal,
+        unrealized_pnl: Decimal,
+        group: str,
+        correlation: Decimal,
+    ) -> None:
+        # Written out (not generated) because every position builds one per mark
+        # change: the common, valid case is checked in one expression, and the
+        # failing field is looked for only when it fails.
+        _set(self, "account", account)
+        _set(self, "symbol", symbol)
+        _set(self, "qty", qty)
+        _set(self, "mark", mark)
+        _set(self, "mark_ts_ns", mark_ts_ns)
+        _set(self, "realized_pnl", realized_pnl)
+        _set(self, "unrealized_pnl", unrealized_pnl)
+        _set(self, "group", group)
+        _set(self, "correlation", correlation)
+        if not (
+            isinstance(qty, Decimal)
+            and qty.is_finite()
+            and isinstance(realized_pnl, Decimal)
+            and realized_pnl.is_finite()
+            and isinstance(unrealized_pnl, Decimal)
+            and unrealized_pnl.is_finite()
+            and isinstance(correlation, Decimal)
+            and correlation.is_finite()
+            and (mark is None) == (mark_ts_ns is None)
+            and (mark is None or (mark.is_finite() and mark > 0))
+            and -_ONE <= correlation <= _ONE
+        ):
+            self._refuse()
+
+    def _refuse(self) -> None:
+        """Raise the ValueError naming the first invalid field."""
         where = f"exposure {self.account}/{self.symbol}"
         for name in ("qty", "realized_pnl", "unrealized_pnl", "correlation"):
             value = getattr(self, name)
             if not isinstance(value, Decimal) or not value.is_finite():
                 raise ValueError(f"{where}: {name} must be a finite Decimal")
-        if (self.mark is None) != (self.mark_ts_ns is None):
+        mark = self.mark
+        if (mark is None) != (self.mark_ts_ns is None):
             raise ValueError(f"{where}: mark and mark_ts_ns must be both set or both None")
-        if self.mark is not None and (not self.mark.is_finite() or self.mark <= 0):
+        if mark is not None and (not mark.is_finite() or mark <= 0):
             raise ValueError(f"{where}: mark must be a positive finite number")
-        if not -_ONE <= self.correlation <= _ONE:
-            raise ValueError(f"{where}: correlation must be within [-1, 1]")
+        raise ValueError(f"{where}: correlation must be within [-1, 1]")
 
     def to_dict(self) -> dict[str, Any]:
         """The exposure as plain values (decimals as exact strings), for snapshots."""

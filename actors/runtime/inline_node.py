@@ -69,7 +69,9 @@ class InlineNode:
         self.risk: InlineRef | None = None
         self.gateway: InlineRef | None = None
         self._positions: dict[str, InlineRef] = {}
-        self._by_symbol: dict[str, list[InlineRef]] = {}
+        # Replaced, never changed in place: a position started while an update is
+        # being handed out does not get that update twice (it starts with it).
+        self._by_symbol: dict[str, tuple[InlineRef, ...]] = {}
         self._last_market: dict[str, MarketUpdate] = {}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -135,7 +137,7 @@ class InlineNode:
         )
         ref = self.scheduler.spawn(actor, stream)
         self._positions[stream] = ref
-        self._by_symbol.setdefault(symbol, []).append(ref)
+        self._by_symbol[symbol] = (*self._by_symbol.get(symbol, ()), ref)
         return ref
 
     def position_actor(self, account: str, symbol: str) -> PositionActor | None:
@@ -181,7 +183,7 @@ class InlineNode:
         gateway = self.gateway
         assert gateway is not None, "start() first"
         self._last_market[update.symbol] = update
-        positions = tuple(self._by_symbol.get(update.symbol, ()))
+        positions = self._by_symbol.get(update.symbol, ())
         scheduler = self.scheduler
         if not scheduler.pending:
             # Nothing queued: deliver in the order the queue would, without it.

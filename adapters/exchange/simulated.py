@@ -197,6 +197,9 @@ class SimulatedExchange:
         # Insertion order is submission order, which fixes the order in which
         # resting orders fill on a quote, and so keeps replays identical.
         self._orders: dict[str, _SimOrder] = {}
+        # The open limit orders of each symbol (the only ones a quote can fill),
+        # by client order id, in submission order too: a quote looks at these only.
+        self._resting: dict[str, dict[str, _SimOrder]] = {}
         self._fills: list[Fill] = []
         self._balances: dict[str, Decimal] = dict(initial_balances or {})
         self._next_order_no = 1
@@ -231,17 +234,18 @@ class SimulatedExchange:
             raise ValueError(f"{symbol}: crossed quote, bid {bid} > ask {ask}")
         self._touches[symbol] = _Touch(bid=bid, ask=ask, ts_ns=ts_ns)
 
+        resting = self._resting.get(symbol)
+        if not resting:
+            return []
         reports: list[ExecutionReport] = []
-        for order in list(self._orders.values()):
+        for client_order_id, order in list(resting.items()):
             request = order.request
-            if request.symbol != symbol or not order.status.is_open:
-                continue
             limit = request.limit_price
-            if limit is None:  # market orders fill on submit and never rest
-                continue
+            assert limit is not None, "a market order fills on submit and never rests"
             crossed = ask <= limit if request.side is Side.BUY else bid >= limit
             if crossed:
                 reports.extend(self._fill(order, limit, "maker", ts_ns))
+                del resting[client_order_id]
         return reports
 
     # -- orders -----------------------------------------------------------------
@@ -289,6 +293,8 @@ class SimulatedExchange:
         price = self._taker_price(order, touch)
         if price is not None:
             reports.extend(self._fill(sim_order, price, "taker", ts_ns))
+        elif order.limit_price is not None:
+            self._resting.setdefault(order.symbol, {})[order.client_order_id] = sim_order
         return reports
 
     def cancel(self, client_order_id: str, ts_ns: int) -> list[ExecutionReport]:
@@ -309,6 +315,7 @@ class SimulatedExchange:
         if not order.status.is_open:
             return []
         order.status = ExchangeOrderStatus.CANCELLED
+        del self._resting[order.request.symbol][client_order_id]
         cancelled = OrderCancelled(client_order_id, answer_ts, CANCEL_REASON_CLIENT)
         order.reports.append(cancelled)
         return [cancelled]

@@ -464,6 +464,22 @@ def test_cooldown_survives_a_snapshot_round_trip() -> None:
     assert transition.previous is RiskState.COOLDOWN
 
 
+def test_peak_equity_keeps_every_digit_the_pnl_was_ever_given_with() -> None:
+    """The snapshot (and the journaled durable state) writes the peak as an exact string:
+    its trailing zeros come from every P&L value the sums have seen, mark changes included."""
+    engine = RiskEngine(limits(), EQUITY, T0)
+    realized = D("-1.5")
+    for i, unrealized in enumerate(["0.250", "2.5", "4.00000"]):
+        # A mark change: the position hands over the same realized P&L object every time.
+        held = replace(exposure("BTC", "1", unrealized=unrealized), realized_pnl=realized)
+        engine.update_position(held, T0 + i)
+
+    snapshot = engine.to_dict()
+    assert snapshot["peak_equity"] == "10002.50000"
+    assert engine.metrics()["equity"] == "10002.5"
+    assert RiskEngine.from_dict(snapshot).to_dict() == snapshot
+
+
 def test_snapshot_of_an_unknown_version_is_refused() -> None:
     snapshot = engine_with().to_dict()
     snapshot["version"] = 99

@@ -221,6 +221,25 @@ def test_quote_on_another_symbol_does_not_fill_a_resting_order() -> None:
     assert [v.client_order_id for v in ex.open_orders()] == ["c1"]
 
 
+def test_a_quote_fills_the_crossed_resting_orders_in_submission_order_and_only_once() -> None:
+    ex = quoted()
+    ex.submit(order("c1", Side.BUY, "0.1", "49900.00"))
+    ex.submit(order("c2", Side.BUY, "0.2", "49950.00"))
+    ex.submit(order("c3", Side.BUY, "0.3", "49800.00"))
+    ex.submit(order("c4", Side.BUY, "0.4", "49950.00"))
+    ex.cancel("c4", 2500)
+
+    crossed = fills_of(ex.on_market(BTC, D("49880.00"), D("49900.00"), 3000))
+    again = fills_of(ex.on_market(BTC, D("49880.00"), D("49900.00"), 4000))
+
+    assert [f.order_id for f in crossed] == ["c1", "c2"]
+    assert again == []
+    assert [v.client_order_id for v in ex.open_orders()] == ["c3"]
+    (fill,) = fills_of(ex.on_market(BTC, D("49700.00"), D("49750.00"), 5000))
+    assert fill.order_id == "c3"
+    assert ex.open_orders() == []
+
+
 def test_marketable_limit_buy_fills_at_once_as_taker_at_the_touch_without_slippage() -> None:
     ex = quoted()
 
