@@ -9,11 +9,14 @@ every refusal is announced too, with the reason and the numbers.
 Recovery: the engine's durable part (state, halt, cool-down timer, peak and
 day-start equity, breach flags) is journaled as a `risk.durable` command record
 just before the events of each state change (a risk event's values may only
-hold decimal numbers, and the durable part has names and flags); a restarted
-supervisor restores it from the newest such record, so a cool-down is never
-lifted by a restart. Exposures are volatile: after a restart the positions re-send
-theirs (`on_started` lets the node ask them, and returns what they said), and
-they are loaded all at once: one by one, each would be judged on a partial book.
+hold decimal numbers, and the durable part has names and flags), when a new
+trading day begins, and when the peak equity has risen by PEAK_STEP of the
+drawdown limit since the last record; a restarted supervisor restores it from
+the newest such record, so a cool-down is never lifted by a restart, and the
+drawdown it measures after one is under-stated by at most that step.
+Exposures are volatile: after a restart the positions re-send theirs
+(`on_started` lets the node ask them, and returns what they said), and they
+are loaded all at once: one by one, each would be judged on a partial book.
 
 This actor must never approve an order it could not check.
 """
@@ -72,6 +75,9 @@ _DURABLE = (
 )
 _PREFIX = "durable."
 DURABLE_RECORD = "risk.durable"
+# The peak equity is journaled again once it rose by this fraction of the
+# drawdown limit (of the peak): a restart forgets at most that much of a rise.
+PEAK_STEP = Decimal("0.01")
 # The newest decisions shown by `inspect`: enough for an operator (and the
 # invariant tests, which read them after every step) without a 10k-entry reply.
 _INSPECT_DECISIONS = 100
@@ -124,6 +130,8 @@ class RiskSupervisor(SupervisedActor):
         self.recovery: RecoveryReport | None = None
         self._snapshot_seq = 0
         self._last_durable: Command | None = None
+        self._durable_day = 0
+        self._next_durable_peak = Decimal(0)
         # (account, symbol) -> ts_ns of the newest exposure applied.
         self._exposure_ts: dict[tuple[str, str], int] = {}
 
@@ -151,6 +159,7 @@ class RiskSupervisor(SupervisedActor):
             self.restored_from = self.recovery.snapshot_seq
         else:
             self._restore(self._last_durable)
+        self._durable_mark()
         logger.info(
             "risk supervisor started",
             extra={"state": self.engine.state.value, "restored_from_seq": self.restored_from},
@@ -204,6 +213,7 @@ class RiskSupervisor(SupervisedActor):
             return self._check(message)
         if isinstance(message, Tick):
             self._announce(self.engine.tick(message.ts_ns))
+            self._keep_durable(message.ts_ns)
             return None
         if isinstance(message, Halt):
             self._announce(self.engine.halt(message.reason, message.ts_ns), manual="halt")
@@ -228,6 +238,7 @@ class RiskSupervisor(SupervisedActor):
             return
         self._exposure_ts[key] = change.ts_ns
         self._announce(self.engine.update_position(exposure, change.ts_ns))
+        self._keep_durable(change.ts_ns)
 
     def _check(self, message: CheckOrder) -> RiskDecision:
         request = message.request
@@ -265,18 +276,35 @@ class RiskSupervisor(SupervisedActor):
             )
         return decision
 
-    def _announce(self, transitions: list[RiskTransition], manual: str = "") -> None:
-        if not transitions:
-            return
-        # Write-ahead: the durable state, then the events, journaled before anyone hears of them.
+    def _journal_durable(self, ts_ns: int) -> None:
+        """Journal the engine's durable part (see the module docstring)."""
         self.outbox.append(
             RISK_STREAM,
             Command(
                 name=DURABLE_RECORD,
                 args=dict(self._durable_values()),
-                request_id=f"{DURABLE_RECORD}:{transitions[-1].ts_ns}",
+                request_id=f"{DURABLE_RECORD}:{ts_ns}",
             ),
         )
+        self._durable_mark()
+
+    def _durable_mark(self) -> None:
+        """Remember what the newest durable record holds: the next one is due from there."""
+        peak = self.engine.peak_equity
+        self._durable_day = self.engine.day_index
+        self._next_durable_peak = peak + peak * self.limits.max_drawdown * PEAK_STEP
+
+    def _keep_durable(self, ts_ns: int) -> None:
+        """A durable record when a new day began or the peak rose a step (no event)."""
+        engine = self.engine
+        if engine.day_index != self._durable_day or engine.peak_equity >= self._next_durable_peak:
+            self._journal_durable(ts_ns)
+
+    def _announce(self, transitions: list[RiskTransition], manual: str = "") -> None:
+        if not transitions:
+            return
+        # Write-ahead: the durable state, then the events, journaled before anyone hears of them.
+        self._journal_durable(transitions[-1].ts_ns)
         for transition in transitions:
             event = RiskEvent(
                 event="state_change",

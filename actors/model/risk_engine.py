@@ -220,6 +220,16 @@ class RiskEngine:
         """Why the engine was halted; "" when it is not halted."""
         return self._halt_reason
 
+    @property
+    def peak_equity(self) -> Decimal:
+        """The highest equity seen (the drawdown's reference)."""
+        return self._peak
+
+    @property
+    def day_index(self) -> int:
+        """The trading day the daily loss is counted in (days since the epoch, offset)."""
+        return self._day_index
+
     def position(self, account: str, symbol: str) -> PositionExposure | None:
         """The stored exposure of account+symbol, or None."""
         return self._positions.get((account, symbol))

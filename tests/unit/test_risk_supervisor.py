@@ -1,9 +1,12 @@
-"""The risk supervisor judges a check on the ordering position's newest state.
+"""The risk supervisor actor: the newest state of each position, and what survives a restart.
 
 Over the bus a position's exposures (events) and its checks (requests) take
 different sockets, so a check can overtake the exposure told just before it,
 and an older exposure can arrive after a newer one. The check carries the
 position's exposure, and the supervisor never goes back to an older one.
+
+A restarted supervisor restores its durable state from the `risk` stream:
+the peak equity (journaled when it rose a step) and the trading day.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from posbus.actors.control import CheckOrder, ExposureChanged, Inspect
+from posbus.actors.control import CheckOrder, ExposureChanged, Inspect, Tick
 from posbus.actors.delivery import Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskLimits
@@ -39,7 +42,7 @@ LIMITS = RiskLimits(
 )
 
 
-def exposure(qty: str, ts_ns: int) -> ExposureChanged:
+def exposure(qty: str, ts_ns: int, unrealized: str = "0") -> ExposureChanged:
     """BTC/USDT of account A, marked at 50,000 (notional = qty x 50,000)."""
     return ExposureChanged(
         PositionExposure(
@@ -49,7 +52,7 @@ def exposure(qty: str, ts_ns: int) -> ExposureChanged:
             mark=Decimal(50_000),
             mark_ts_ns=T0,
             realized_pnl=Decimal(0),
-            unrealized_pnl=Decimal(0),
+            unrealized_pnl=Decimal(unrealized),
             group="majors",
             correlation=Decimal(1),
         ),
@@ -61,17 +64,20 @@ def buy(qty: str) -> OrderRequest:
     return OrderRequest("A", "BTC/USDT", Side.BUY, Decimal(qty), None, "A:BTC/USDT:1", T0)
 
 
-@pytest.fixture
-def risk() -> Iterator[Any]:
-    clock = ManualClock(T0)
-    ref = RiskSupervisor.start(
+def start(journal: MemoryJournal, clock: ManualClock) -> Any:
+    return RiskSupervisor.start(
         None,
         limits=LIMITS,
         starting_equity=Decimal(100_000),
-        outbox=Outbox(MemoryJournal(), "test", clock),
+        outbox=Outbox(journal, "test", clock),
         events=EventLog(),
         clock=clock,
     )
+
+
+@pytest.fixture
+def risk() -> Iterator[Any]:
+    ref = start(MemoryJournal(), ManualClock(T0))
     try:
         yield ref
     finally:
@@ -105,3 +111,52 @@ def test_an_older_exposure_arriving_late_is_ignored(risk: Any) -> None:
     decision = risk.ask(CheckOrder(buy("0.6")))
     assert decision.check == "total_exposure"
     assert risk.ask(Inspect())["decisions_since_start"]["stale_exposures"] == 1
+
+
+def test_a_restart_keeps_the_peak_equity_of_a_rise_without_any_state_change() -> None:
+    journal, clock = MemoryJournal(), ManualClock(T0)
+    risk = start(journal, clock)
+    # +5,000 unrealized: equity and peak 105,000; no state change, so no event.
+    risk.tell(exposure("1", T0 + 1, unrealized="5000"))
+    assert risk.ask(Inspect())["metrics"]["peak_equity"] == "105000"
+    risk.stop()
+    again = start(journal, clock)
+    try:
+        # Restored from the durable record the rise journaled (it passed the
+        # step: 1 % of the 20 % drawdown limit of the 100,000 peak = 200).
+        assert again.ask(Inspect())["metrics"]["peak_equity"] == "105000"
+    finally:
+        again.stop()
+
+
+def test_a_rise_below_the_step_is_not_journaled_again() -> None:
+    journal, clock = MemoryJournal(), ManualClock(T0)
+    risk = start(journal, clock)
+    try:
+        risk.tell(exposure("1", T0 + 1, unrealized="5000"))  # journaled: peak 105,000
+        risk.ask(Inspect())
+        records = journal.last_seq("risk")
+        # The next step is 1 % of 20 % of 105,000 = 210: +150 is below it.
+        risk.tell(exposure("1", T0 + 2, unrealized="5150"))
+        assert risk.ask(Inspect())["metrics"]["peak_equity"] == "105150"
+        assert journal.last_seq("risk") == records
+        risk.tell(exposure("1", T0 + 3, unrealized="5210"))  # 105,210: a step
+        risk.ask(Inspect())
+        assert journal.last_seq("risk") == records + 1
+    finally:
+        risk.stop()
+
+
+def test_a_restart_keeps_the_trading_day_a_tick_began() -> None:
+    journal, clock = MemoryJournal(), ManualClock(T0)
+    risk = start(journal, clock)
+    risk.tell(exposure("1", T0 + 1, unrealized="5000"))  # equity 105,000
+    # The next trading day starts at 105,000: the daily loss counts from there.
+    risk.tell(Tick(T0 + 86_400 * 10**9))
+    assert risk.ask(Inspect())["metrics"]["day_start_equity"] == "105000"
+    risk.stop()
+    again = start(journal, clock)
+    try:
+        assert again.ask(Inspect())["metrics"]["day_start_equity"] == "105000"
+    finally:
+        again.stop()
