@@ -89,6 +89,7 @@ from posbus.adapters.clock import Clock
 from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.admin import AdminHandler
 from posbus.bus.codec import decode, encode
+from posbus.bus.constraints import parse_decimal, parse_optional_decimal
 from posbus.bus.curve import CurveClient, CurveServer
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.errors import BrokerUnavailable, UnknownOutcome
@@ -124,6 +125,12 @@ ASK_TIMEOUT_S = 5.0
 RESYNC_EVENT = "resync"
 RESYNC_COMMAND = "positions.resync"
 REPLAY_PAGE = 500
+# positions.orders answers the newest this many orders unless asked for more
+# (at most the MAX: about 1 KiB each, a reply stays under the 1 MiB frame limit).
+ORDERS_LIMIT = 200
+ORDERS_LIMIT_MAX = 500
+# positions.list answers at most this many positions a page (~300 bytes each).
+POSITIONS_PAGE = 1000
 # Per gateway incarnation, how far its published signals were applied here.
 APPLIED_PREFIX = "applied/"
 # Per gateway incarnation, what it published (journal seq == bus seq).
@@ -1140,9 +1147,9 @@ class PositionsWorker(Worker):
         if command.name == "positions.cancel":
             return self.cancel(args)
         if command.name == "positions.list":
-            return {"positions": [self._summary(s) for s in self._states()]}
+            return self.list_positions(args)
         if command.name == "positions.orders":
-            return {"orders": self._orders()}
+            return self.orders(args)
         if command.name == "positions.inspect":
             return self.inspect(args)
         return super().on_command(command)
@@ -1157,9 +1164,9 @@ class PositionsWorker(Worker):
             raise OrderValidationError(f"side must be buy or sell, got {side_text!r}")
         reduce_only = args.get("reduce_only") is True
         try:
-            qty = Decimal(_arg_text(args, "qty"))
-            limit_text = args.get("limit_price")
-            limit = Decimal(limit_text) if isinstance(limit_text, str) else None
+            # The wire's decimal grammar: no spaces, exponents, signs or NaN.
+            qty = parse_decimal(_arg_text(args, "qty"), "qty")
+            limit = parse_optional_decimal(args.get("limit_price"), "limit_price")
             intent = OrderIntent(
                 account=account,
                 symbol=symbol,
@@ -1197,9 +1204,32 @@ class PositionsWorker(Worker):
         delivered = self.outbox.deliver(stream, request, self.position(account, symbol))
         return {"order_id": order_id, "stream": stream, "seq": delivered.seq}
 
-    def _states(self) -> list[dict[str, Any]]:
+    def list_positions(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+        """One page of the shard's positions, by stream: those after `after`, at most `limit`.
+
+        `next` is the stream to pass as `after` for the next page (None after
+        the last): a shard of 10,000 positions does not fit one reply.
+        """
+        after = args.get("after")
+        if after is not None and not isinstance(after, str):
+            raise WorkerError("argument 'after' must be a position stream")
+        limit = args.get("limit", POSITIONS_PAGE)
+        if not isinstance(limit, int) or not 1 <= limit <= POSITIONS_PAGE:
+            raise WorkerError(f"argument 'limit' must be an integer in 1..{POSITIONS_PAGE}")
+        streams = [s for s in sorted(self.position_handles()) if after is None or s > after]
+        page = streams[:limit]
+        return {
+            "positions": [self._summary(s) for s in self._states(page)],
+            "next": page[-1] if len(streams) > limit else None,
+        }
+
+    def _states(self, streams: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """The inspect state of the positions of `streams` (default: all), in stream order."""
+        handles = self.position_handles()
+        wanted = sorted(handles) if streams is None else streams
         states = []
-        for stream, handle in sorted(self.position_handles().items()):
+        for stream in wanted:
+            handle = handles[stream]
             if handle.state is HandleState.RUNNING:
                 states.append(handle.ask(Inspect(), timeout=ASK_TIMEOUT_S))
             else:
@@ -1224,12 +1254,38 @@ class PositionsWorker(Worker):
             )
         } | {"orders": len(state.get("orders", {})), "fills": len(state.get("trade_ids", []))}
 
-    def _orders(self) -> list[dict[str, Any]]:
-        out = []
-        for state in self._states():
-            for order in state.get("orders", {}).values():
-                out.append(_json_ready(dict(order)))
-        return out
+    def orders(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+        """The shard's orders, filtered, the newest `limit` of them (oldest first).
+
+        Arguments (all optional): `status` (a list of order states to keep),
+        `symbol`, `limit` (default ORDERS_LIMIT, at most ORDERS_LIMIT_MAX: a
+        reply must stay within the message size limit however long the stack
+        has run). Result: `orders`, `total` (orders that matched) and
+        `truncated` (True when older matches were left out).
+        """
+        statuses = args.get("status")
+        if statuses is not None and not isinstance(statuses, list):
+            raise WorkerError("argument 'status' must be a list of order states")
+        symbol = args.get("symbol")
+        if symbol is not None and not isinstance(symbol, str):
+            raise WorkerError("argument 'symbol' must be a string")
+        limit = args.get("limit", ORDERS_LIMIT)
+        if not isinstance(limit, int) or not 1 <= limit <= ORDERS_LIMIT_MAX:
+            raise WorkerError(f"argument 'limit' must be an integer in 1..{ORDERS_LIMIT_MAX}")
+        found = [
+            order
+            for state in self._states()
+            if symbol is None or state.get("symbol") == symbol
+            for order in state.get("orders", {}).values()
+            if statuses is None or order.get("status") in statuses
+        ]
+        found.sort(key=lambda o: (int(o.get("created_ts_ns") or 0), str(o.get("order_id"))))
+        kept = found[-limit:]
+        return {
+            "orders": [_json_ready(dict(o)) for o in kept],
+            "total": len(found),
+            "truncated": len(kept) < len(found),
+        }
 
     def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         out = super().status(args)

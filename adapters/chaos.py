@@ -62,14 +62,13 @@ from pathlib import Path
 from typing import Any
 
 from posbus.actors.model.errors import PosbusError
+from posbus.actors.model.order import TERMINAL_STATES, OrderStatus
 from posbus.adapters.chaos_audit import AuditResult, VenueLedger, VenueOrder, VenueTrade, audit
 from posbus.adapters.chaos_journal_stall import JournalStall
 from posbus.adapters.chaos_venue import EXCHANGE_FAULTS, ChaosVenue, VenueAccess
 from posbus.adapters.launcher_client import StackClient
 
-WORKING = frozenset(
-    {"PendingOrder", "AwaitingFill", "Accepted", "PartiallyFilled", "CancelRequested"}
-)
+WORKING = frozenset(s.value for s in OrderStatus if s not in TERMINAL_STATES)
 """Order states that may still change: the run settles when no order is in one."""
 
 EXCHANGES = ("emulator", "simulated")
@@ -506,7 +505,7 @@ def _worker_of(target: str) -> str:
 def _marks(stack: ChaosStack) -> dict[str, Decimal]:
     out: dict[str, Decimal] = {}
     try:
-        for position in stack.client.call_all_shards("positions.list", "positions", timeout=1.0):
+        for position in stack.client.positions(timeout=1.0):
             if position.get("mark"):
                 out[position["symbol"]] = Decimal(str(position["mark"]))
     except PosbusError:
@@ -606,7 +605,9 @@ def _settle(
 
     def no_order_working() -> bool:
         try:
-            orders = stack.client.call_all_shards("positions.orders", "orders", timeout=2.0)
+            orders = stack.client.call_all_shards(
+                "positions.orders", "orders", {"status": sorted(WORKING)}, timeout=2.0
+            )
             working = [o for o in orders if o["status"] in WORKING]
             for order in working:
                 if order["status"] != "CancelRequested":
@@ -643,7 +644,7 @@ def _audit(stack: ChaosStack, venue: ChaosVenue | None) -> AuditResult:
     live: dict[str, dict[str, Any]] = {}
     client = stack.client
     for service in client.position_services():
-        for position in client.call(service, "positions.list", timeout=5.0)["positions"]:
+        for position in client.shard_positions(service, timeout=5.0):
             stream = f"position/{position['account']}/{position['symbol']}"
             live[stream] = client.call(service, "positions.inspect", {"actor": stream}, timeout=5.0)
     journals = stack.run_dir / "journal"

@@ -206,10 +206,12 @@ def _open_positions(stack: ChaosStack, s: SoakSettings, result: SoakResult, log:
             )
         while time.monotonic() < deadline:
             time.sleep(1.0)
-            orders = client.call_all_shards("positions.orders", "orders", timeout=30.0)
+            orders = client.call_all_shards(
+                "positions.orders", "orders", {"status": sorted(_WORKING)}, timeout=30.0
+            )
             if not any(o["status"] in _WORKING for o in orders):
                 break
-        listed = client.call_all_shards("positions.list", "positions", timeout=30.0)
+        listed = client.positions(timeout=30.0)
         open_ = {p["symbol"] for p in listed if Decimal(str(p["qty"])) != 0}
         result.positions_open = len(open_)
         pending = [x for x in symbols if x not in open_]

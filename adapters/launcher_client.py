@@ -111,11 +111,37 @@ class StackClient:
         count = self.config.workers.position_shards
         return [Shard(i, count).service for i in range(count)]
 
-    def call_all_shards(self, name: str, key: str, *, timeout: float = 5.0) -> list[Any]:
+    def shard_positions(self, service: str, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Every position of positions shard `service`, page by page (positions.list)."""
+        out: list[dict[str, Any]] = []
+        args: dict[str, CommandArg] = {}
+        while True:
+            result = self.call(service, "positions.list", args, timeout=timeout)
+            out.extend(result.get("positions", []))
+            after = result.get("next")
+            if not isinstance(after, str):
+                return out
+            args = {"after": after}
+
+    def positions(self, *, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Every position of every shard (see `shard_positions`)."""
+        out: list[dict[str, Any]] = []
+        for service in self.position_services():
+            out.extend(self.shard_positions(service, timeout=timeout))
+        return out
+
+    def call_all_shards(
+        self,
+        name: str,
+        key: str,
+        args: dict[str, CommandArg] | None = None,
+        *,
+        timeout: float = 5.0,
+    ) -> list[Any]:
         """Run `name` on every positions shard and concatenate the `key` lists of the results."""
         out: list[Any] = []
         for service in self.position_services():
-            result = self.call(service, name, timeout=timeout)
+            result = self.call(service, name, args, timeout=timeout)
             items = result.get(key, [])
             if isinstance(items, list):
                 out.extend(items)

@@ -227,6 +227,18 @@ def _consumed(metrics: dict[str, Any]) -> int:
     return dispatched + int(metrics["counters"].get("conflated", 0))
 
 
+def _open_positions(client: CommandClient) -> int:
+    """How many of positions.0's positions are open (positions.list, page by page)."""
+    count = 0
+    args: dict[str, Any] = {}
+    while True:
+        result = client.call("positions.0", "positions.list", args)
+        count += sum(1 for p in result["positions"] if Decimal(p["qty"]) != 0)
+        if result["next"] is None:
+            return count
+        args = {"after": result["next"]}
+
+
 def _start_position(client: CommandClient, symbol: str) -> None:
     # A limit order far from the market: it needs the risk supervisor, which is
     # absent here, so it stays pending; the actor is started by the intent.
@@ -344,8 +356,7 @@ def bench_latency(rate: int, seconds: float, symbols_n: int = 10) -> dict[str, A
                 )
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:
-                positions = client.call("positions.0", "positions.list")["positions"]
-                if sum(1 for p in positions if Decimal(p["qty"]) != 0) == len(names):
+                if _open_positions(client) == len(names):
                     break
                 time.sleep(0.1)
             client.close()

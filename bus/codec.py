@@ -59,7 +59,7 @@ from posbus.bus.messages import (
     Reply,
     RiskEvent,
 )
-from posbus.bus.wire_error import WireError
+from posbus.bus.wire_error import FrameTooLarge, WireError
 
 __all__ = [
     "DEFAULT_MAX_SIZE",
@@ -340,9 +340,7 @@ class Codec:
             # (its dicts are not frozen): the constructor checks every field.
             raise WireError(f"{schema.path}: cannot encode: {exc}", field=schema.path) from exc
         if len(frame) > self.max_size:
-            raise WireError(
-                f"envelope: frame of {len(frame)} bytes exceeds max_size {self.max_size}"
-            )
+            raise FrameTooLarge(len(frame), self.max_size)
         return frame
 
     def decode(self, data: bytes, *, max_size: int | None = None) -> Envelope:

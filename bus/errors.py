@@ -78,6 +78,19 @@ class CommandFailed(BusError):
         return self.remote_transient
 
 
+class ReplyTooLarge(BusError):
+    """The answer to a request exceeds the message size limit: ask for less (a filter, a page)."""
+
+    def __init__(self, size: int, limit: int, **context: Any) -> None:
+        super().__init__(
+            f"the reply of {size} bytes exceeds the message size limit of {limit} bytes; "
+            "ask for less (a filter or a smaller limit)",
+            **context,
+        )
+        self.size = size
+        self.limit = limit
+
+
 class BusSecurityError(BusError):
     """Plaintext tcp, a bad key file or a directory others can open."""
 

@@ -30,11 +30,12 @@ from posbus.bus.command_protocol import (
 )
 from posbus.bus.curve import CurveClient
 from posbus.bus.envelope import Envelope
+from posbus.bus.errors import ReplyTooLarge
 from posbus.bus.heartbeat import HeartbeatConfig, Liveness, ReconnectDelay
 from posbus.bus.messages import Command, Reply
 from posbus.bus.metrics import BusMetrics
 from posbus.bus.sockets import SocketOptions, make_socket
-from posbus.bus.wire_error import WireError
+from posbus.bus.wire_error import FrameTooLarge, WireError
 
 _log = logging.getLogger(__name__)
 
@@ -206,7 +207,15 @@ class ServiceWorker:
             self._metrics.count_out("reply")
 
     def _send_reply(self, client: bytes, reply: Reply, now: float) -> None:
-        body = self._codec.encode(reply, seq=0, sender=self.name, ts_ns=time.time_ns())
+        try:
+            body = self._codec.encode(reply, seq=0, sender=self.name, ts_ns=time.time_ns())
+        except FrameTooLarge as exc:
+            # The client gets a typed error now, rather than an unknown outcome later.
+            _log.warning("reply too large; refused", extra={"worker": self.name, "size": exc.size})
+            if self._metrics is not None:
+                self._metrics.count("replies_too_large")
+            failure = Reply.failure(reply.request_id, ReplyTooLarge(exc.size, exc.limit))
+            body = self._codec.encode(failure, seq=0, sender=self.name, ts_ns=time.time_ns())
         self._send([WORKER_PROTOCOL, REPLY, client, body], now)
 
     def tick(self) -> int:

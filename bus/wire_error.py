@@ -32,3 +32,12 @@ class WireError(PosbusError, ValueError):
         if self.field is not None:
             ctx["field"] = self.field
         return ctx
+
+
+class FrameTooLarge(WireError):
+    """An encoded frame longer than the size limit: `size` and `limit` in bytes."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"envelope: frame of {size} bytes exceeds max_size {limit}")
+        self.size = size
+        self.limit = limit

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import sys
+from typing import TYPE_CHECKING, Any
 
 from posbus.adapters.cli.command import EXIT_OK, SubParsers, add_command
 from posbus.adapters.cli.stack_options import add_stack_options
+
+if TYPE_CHECKING:
+    from posbus.bus.messages import CommandArg
 
 _POSITION_COLUMNS = ("symbol", "status", "qty", "avg_entry_price", "realized_pnl", "unrealized_pnl")
 
@@ -19,11 +23,30 @@ def register(subparsers: SubParsers) -> None:
         "orders",
         summary="list the orders of the running stack",
         description=(
-            "Ask every positions shard for its orders (every order of every position: id,\n"
-            "client order id, side, qty, filled qty, status, reason, timestamps).\n"
+            "Ask every positions shard for its orders (id, client order id, side, qty,\n"
+            "filled qty, status, reason, timestamps), the newest --limit of each shard,\n"
+            "oldest first. A shard that has more matching orders says so (stderr; in\n"
+            "--json: `truncated` and `total` per shard).\n"
         ),
-        examples="  posbus orders\n  posbus orders --json\n",
+        examples=(
+            "  posbus orders\n  posbus orders --working\n"
+            "  posbus orders --symbol BTC/USDT --status Filled --limit 500 --json\n"
+        ),
         handler=run_orders,
+    )
+    parser.add_argument(
+        "--status",
+        action="append",
+        metavar="STATE",
+        help="only orders in this state (repeatable: PendingOrder, AwaitingFill, Accepted, "
+        "PartiallyFilled, CancelRequested, Filled, Cancelled, Rejected, Expired, Error)",
+    )
+    parser.add_argument(
+        "--working", action="store_true", help="only orders that may still change (not final)"
+    )
+    parser.add_argument("--symbol", help="only this symbol's orders")
+    parser.add_argument(
+        "--limit", type=int, default=200, help="newest orders per shard, 1..500 (200)"
     )
     parser.add_argument("--json", action="store_true", help="print as JSON")
     add_stack_options(parser)
@@ -36,7 +59,7 @@ def list_positions(args: argparse.Namespace) -> int:
     client = StackClient(getattr(args, "config", None), getattr(args, "run_dir", None))
     try:
         client.require_stack()
-        positions = client.call_all_shards("positions.list", "positions")
+        positions = client.positions()
     finally:
         client.close()
     positions.sort(key=lambda p: (str(p.get("account")), str(p.get("symbol"))))
@@ -49,18 +72,38 @@ def list_positions(args: argparse.Namespace) -> int:
 
 def run_orders(args: argparse.Namespace) -> int:
     """Handler of `posbus orders`."""
+    from posbus.actors.model.order import TERMINAL_STATES, OrderStatus
     from posbus.adapters.launcher_client import StackClient
 
+    working = [s.value for s in OrderStatus if s not in TERMINAL_STATES]
+    query: dict[str, CommandArg] = {"limit": args.limit}
+    statuses = list(args.status or []) + (working if args.working else [])
+    if statuses:
+        query["status"] = sorted(set(statuses))
+    if args.symbol:
+        query["symbol"] = args.symbol
     client = StackClient(args.config, args.run_dir)
+    orders: list[dict[str, Any]] = []
+    shards: dict[str, dict[str, Any]] = {}
     try:
         client.require_stack()
-        orders = client.call_all_shards("positions.orders", "orders")
+        for service in client.position_services():
+            result = client.call(service, "positions.orders", query)
+            orders.extend(result["orders"])
+            shards[service] = {"total": result["total"], "truncated": result["truncated"]}
     finally:
         client.close()
     if args.json:
-        print(json.dumps({"orders": orders}, indent=2, sort_keys=True))
+        print(json.dumps({"orders": orders, "shards": shards}, indent=2, sort_keys=True))
         return EXIT_OK
     _table(orders, ("order_id", "side", "qty", "filled_qty", "status", "reason"))
+    for service, shard in sorted(shards.items()):
+        if shard["truncated"]:
+            print(
+                f"{service}: the newest {args.limit} of {shard['total']} orders shown "
+                "(--limit, --status, --symbol to see others)",
+                file=sys.stderr,
+            )
     return EXIT_OK
 
 

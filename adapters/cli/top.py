@@ -293,13 +293,11 @@ def _positions(client: Any, workers: list[dict[str, Any]], errors: list[str]) ->
         if not any(w["name"] == service and w["serving"] for w in workers):
             continue
         try:
-            result = client.call(service, "positions.list", timeout=COMMAND_TIMEOUT_S)
+            items = client.shard_positions(service, timeout=COMMAND_TIMEOUT_S)
         except PosbusError as exc:
             errors.append(f"{service}: positions.list: {exc}")
             continue
-        items = result.get("positions", [])
-        if isinstance(items, list):
-            out.extend(items)
+        out.extend(items)
     return out
 
 

@@ -193,6 +193,26 @@ def test_service_whose_worker_left_is_unavailable_and_transient(
     assert (reply.error["type"], reply.error["transient"]) == ("ServiceUnavailable", True)
 
 
+def test_a_reply_beyond_the_size_limit_becomes_a_typed_error_not_a_timeout(
+    ctx: Ctx, endpoints: BusEndpoints, client: CommandClient
+) -> None:
+    def huge(request: Request) -> Reply:
+        if request.command.name == "small":
+            return echo(request)
+        return Reply.success(request.command.request_id, {"rows": ["x" * 1_000] * 2_000})
+
+    WorkerThread(ctx, endpoints.workers, ["positions.0"], huge)
+    assert wait_for(registered(client, "positions.0"))
+    started = time.monotonic()
+    reply = client.request("positions.0", Command("list", {}, "r-big"), timeout=30)
+    assert time.monotonic() - started < 10  # answered, not timed out
+    assert reply.error is not None
+    assert (reply.request_id, reply.error["type"]) == ("r-big", "ReplyTooLarge")
+    assert "exceeds the message size limit" in reply.error["message"]
+    # The worker goes on serving.
+    assert client.call("positions.0", "small") == {"service": "positions.0", "name": "small"}
+
+
 def test_timeout_raises_unknown_outcome_and_is_never_resent(
     ctx: Ctx, endpoints: BusEndpoints, client: CommandClient
 ) -> None:

@@ -183,8 +183,9 @@ def test_twenty_kill_9_of_the_positions_worker_lose_and_double_no_fill(stack: St
     def settled() -> bool:
         working = [
             o
-            for o in client.call("positions.0", "positions.orders")["orders"]
-            if o["status"] in WORKING
+            for o in client.call("positions.0", "positions.orders", {"status": sorted(WORKING)})[
+                "orders"
+            ]
         ]
         for order in working:
             if order["status"] != "CancelRequested":

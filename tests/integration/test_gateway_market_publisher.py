@@ -23,7 +23,6 @@ from inprocess_workers import in_process_bus
 from stack_harness import wait_for
 
 from posbus.actors.worker import GatewayWorker, PositionsWorker
-from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.client import CommandClient
 from posbus.bus.messages import MarketUpdate
 from posbus.bus.subscriber import Received, Subscriber
@@ -37,12 +36,7 @@ QUOTES_PER_ORDER = 25
 @pytest.fixture
 def stack() -> Iterator[dict[str, Any]]:
     with in_process_bus() as bus:
-        gateway = GatewayWorker(
-            bus.settings("gateway.default", "gateway"),
-            journal=MemoryJournal(),
-            clock=bus.clock,
-            exchange=bus.exchange(),
-        )
+        gateway = bus.gateway()
         positions = bus.positions()
         context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         # Conflation off: every frame is kept, so every seq can be checked.

@@ -20,14 +20,14 @@ from typing import Any
 
 import pytest
 import zmq
-from inprocess_workers import in_process_bus
+from inprocess_workers import hear_quotes, in_process_bus, order, quote
 from stack_harness import wait_for
 
 from posbus.actors.worker import GatewayWorker, PositionsWorker
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.client import CommandClient
 from posbus.bus.codec import decode, encode
-from posbus.bus.messages import MarketUpdate, Message, OrderFill, OrderIntent, OrderSubmit
+from posbus.bus.messages import Message, OrderFill, OrderIntent, OrderSubmit
 from posbus.bus.publisher import Publisher
 from posbus.bus.topics import market_topic
 
@@ -97,47 +97,17 @@ def workers() -> Iterator[dict[str, Any]]:
             market.close()
 
 
-def _hear_quotes(positions: PositionsWorker, market: Publisher) -> None:
-    """Quote until the positions worker has a mark (its subscription is live)."""
-
-    def quoted() -> bool:
-        _quote(market)
-        return positions._last_market.get("BTC/USDT") is not None
-
-    wait_for("the positions worker hears quotes", quoted)
-    wait_for("the gateway hears quotes", lambda: (_quote(market), True)[1])
-
-
-def _quote(market: Publisher) -> None:
-    update = MarketUpdate(
-        "BTC/USDT", Decimal("60000"), Decimal("60001"), None, None, None, time.time_ns()
-    )
-    market.publish(update, topic=market_topic("BTC/USDT"), ts_ns=time.time_ns())
-
-
-def _order(client: CommandClient, qty: str) -> dict[str, Any]:
-    args = {"account": "default", "symbol": "BTC/USDT", "side": "buy", "qty": qty}
-
-    def attempt() -> dict[str, Any] | None:
-        try:
-            return client.call("positions.0", "positions.order", dict(args), timeout=5)
-        except Exception:  # noqa: BLE001 - the service may still be registering
-            return None
-
-    return wait_for("the order accepted", attempt, 15)
-
-
 def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any]) -> None:
     positions: PositionsWorker = workers["positions"]
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    _hear_quotes(positions, market)
-    _order(client, "0.1")
+    hear_quotes(positions, market)
+    order(client, "0.1")
     wait_for("the first fill was lost", lambda: workers["gateway"].lost == 1)
     # The next order's signals come after the lost one: the positions worker
     # sees the sequence jump and fetches the missing record from the gateway.
-    _order(client, "0.2")
+    order(client, "0.2")
 
     def qty() -> Decimal | None:
         state = positions.inspect({"actor": "position/default/BTC/USDT"})
@@ -160,7 +130,7 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     gateway: LossyGateway = workers["gateway"]
     market: Publisher = workers["market"]
 
-    _hear_quotes(positions, market)
+    hear_quotes(positions, market)
     # Hold the control thread while two orders trade: the first one's fill is
     # lost, and everything after it is journaled by the gateway and waiting
     # in the positions worker before the gap is seen.
@@ -221,17 +191,17 @@ def test_what_a_dead_gateway_published_last_is_fetched_from_its_journal(
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    _hear_quotes(positions, market)
-    _order(client, "0.1")  # its first fill lost, repaired from the next frame
+    hear_quotes(positions, market)
+    order(client, "0.1")  # its first fill lost, repaired from the next frame
     wait_for("the first order applied", lambda: _qty(positions) == Decimal("0.1"))
     gateway.lose_all = True
-    _order(client, "0.2")  # every signal of it lost: journaled, never delivered
+    order(client, "0.2")  # every signal of it lost: journaled, never delivered
     wait_for("the second order filled at the gateway", lambda: _filled(gateway) == Decimal("0.3"))
     first = gateway.io.sender
     again: GatewayWorker = workers["restart_gateway"]()
     assert again.io.sender != first
-    wait_for("the new gateway hears quotes", lambda: (_quote(market), True)[1])
-    _order(client, "0.4")
+    wait_for("the new gateway hears quotes", lambda: (quote(market), True)[1])
+    order(client, "0.4")
     assert wait_for("every fill applied", lambda: _qty(positions) == Decimal("0.7"), 15)
     assert positions.applied[first] == gateway_last(again, first)
 
@@ -252,7 +222,7 @@ def test_an_order_whose_submit_never_reached_the_gateway_is_rejected(
     market: Publisher = workers["market"]
     client: CommandClient = workers["client"]
 
-    _hear_quotes(positions, market)
+    hear_quotes(positions, market)
     workers["stop_gateway"]()
 
     def gateway_gone() -> bool:
@@ -260,14 +230,14 @@ def test_an_order_whose_submit_never_reached_the_gateway_is_rejected(
         return not services.get("gateway.default")
 
     wait_for("the broker has no gateway worker", gateway_gone)
-    _quote(market)  # a fresh mark for the risk check
-    order_id = _order(client, "0.1")["order_id"]
+    quote(market)  # a fresh mark for the risk check
+    order_id = order(client, "0.1")["order_id"]
 
     def rejected() -> dict[str, Any] | None:
         state = positions.inspect({"actor": "position/default/BTC/USDT"})
-        order = state["orders"].get(order_id)
-        return order if order is not None and order["status"] == "Rejected" else None
+        found = state["orders"].get(order_id)
+        return found if found is not None and found["status"] == "Rejected" else None
 
-    order = wait_for("the order rejected", rejected, 15)
-    assert order["reason"].startswith("not sent: gateway unreachable"), order["reason"]
+    given_up = wait_for("the order rejected", rejected, 15)
+    assert given_up["reason"].startswith("not sent: gateway unreachable"), given_up["reason"]
     assert Decimal(positions.inspect({"actor": "position/default/BTC/USDT"})["qty"]) == 0

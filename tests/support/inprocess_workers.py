@@ -5,29 +5,46 @@ and yields an `InProcessBus` that builds workers for it (default config,
 fast heartbeats). The caller starts the workers it wants, in order, with
 `start`; they are stopped in reverse order, then the broker, when the
 context ends. Tests can then lose or hold exactly one frame, which separate
-processes would not let them do.
+processes would not let them do. `quote` publishes a BTC/USDT quote as a
+market feed would, `order` places a BTC/USDT order through the broker.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from stack_harness import wait_for
+
 from posbus.actors.journal import Journal
 from posbus.actors.sharding import Shard
-from posbus.actors.worker import PositionsWorker, RiskWorker, Worker, WorkerSettings
+from posbus.actors.worker import (
+    GatewayWorker,
+    PositionsWorker,
+    RiskWorker,
+    Worker,
+    WorkerSettings,
+)
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.admin import admin_endpoint
 from posbus.bus.broker import Broker
+from posbus.bus.client import CommandClient
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.heartbeat import HeartbeatConfig
+from posbus.bus.messages import MarketUpdate
+from posbus.bus.publisher import Publisher
+from posbus.bus.topics import market_topic
+
+SYMBOL = "BTC/USDT"
 
 
 class InProcessBus:
@@ -71,6 +88,15 @@ class InProcessBus:
             starting_equity=self.node.starting_equity,
         )
 
+    def gateway(self) -> GatewayWorker:
+        """The account's gateway on a simulated exchange (in-memory journal)."""
+        return GatewayWorker(
+            self.settings("gateway.default", "gateway"),
+            journal=MemoryJournal(),
+            clock=self.clock,
+            exchange=self.exchange(),
+        )
+
     def positions(self, journal: Journal | None = None) -> PositionsWorker:
         """The one positions shard of the account (0/1)."""
         return PositionsWorker(
@@ -111,3 +137,34 @@ def in_process_bus() -> Iterator[InProcessBus]:
                 worker.stop()
             stop.set()
             thread.join(10)
+
+
+def quote(market: Publisher, bid: str = "60000", ask: str = "60001") -> None:
+    """One BTC/USDT quote, stamped now."""
+    update = MarketUpdate(SYMBOL, Decimal(bid), Decimal(ask), None, None, None, time.time_ns())
+    market.publish(update, topic=market_topic(SYMBOL), ts_ns=time.time_ns())
+
+
+def hear_quotes(positions: PositionsWorker, market: Publisher) -> None:
+    """Quote until the positions worker has a mark, then once more for the gateway."""
+
+    def quoted() -> bool:
+        quote(market)
+        return positions._last_market.get(SYMBOL) is not None
+
+    wait_for("the positions worker hears quotes", quoted)
+    wait_for("the gateway hears quotes", lambda: (quote(market), True)[1])
+
+
+def order(client: CommandClient, qty: str, **extra: str) -> dict[str, Any]:
+    """Place a BTC/USDT buy through the broker (retried while positions.0 registers)."""
+    args = {"account": "default", "symbol": SYMBOL, "side": "buy", "qty": qty, **extra}
+
+    def attempt() -> dict[str, Any] | None:
+        try:
+            return client.call("positions.0", "positions.order", dict(args), timeout=5)
+        except Exception:  # noqa: BLE001 - the service may still be registering
+            return None
+
+    placed: dict[str, Any] = wait_for("the order accepted", attempt, 15)
+    return placed
