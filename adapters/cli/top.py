@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -48,7 +49,7 @@ exports:
 - each gateway's circuit breaker state ("-": no network exchange);
 - the positions and their P&L.
 
-Ctrl-C quits. --frames N stops after N frames, --once after one. --json
+Ctrl-C (or SIGTERM) quits. --frames N stops after N frames, --once after one. --json
 prints each frame as one JSON line instead of the tables (decimal values as
 strings). A worker that does not answer within --admin-timeout is shown as
 not serving and asked nothing more in that frame: a dead or hung worker
@@ -505,6 +506,9 @@ def run(args: argparse.Namespace) -> int:
     from posbus.adapters.launcher_client import StackClient
 
     count = _frame_count(args)
+    # SIGTERM quits as Ctrl-C does (a script stopping a `posbus top` it started
+    # in the background, where the shell has SIGINT ignored).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     client = StackClient(args.config, args.run_dir)
     stream = frames(client, count, args.interval, args.admin_timeout)
     try:
