@@ -10,8 +10,8 @@ a lost ticker is replaced by the next one, so nothing here is retried
 beyond that.
 
 This module must never block the loop, and never turn a quote it cannot
-read into a price (a ticker without a positive, uncrossed bid and ask is
-skipped and counted).
+read into a price (a ticker without a positive, uncrossed bid and ask, or
+one naming another symbol than was asked for, is skipped and counted).
 """
 
 from __future__ import annotations
@@ -127,6 +127,15 @@ class CcxtMarketFeed:
             self._emit(symbol, ticker)
 
     def _emit(self, symbol: str, ticker: Mapping[str, Any]) -> None:
+        named = ticker.get("symbol")
+        if named is not None and named != symbol:
+            # Another symbol's ticker: its price taken for this symbol's mark would
+            # let risk judge orders at the wrong price. Counted and dropped.
+            self.counts["market_mismatched"] += 1
+            logger.warning(
+                "ticker of another symbol dropped", extra={"asked": symbol, "got": named}
+            )
+            return
         update = market_update(symbol, ticker, self._clock.now_ns())
         if update is None:
             self.counts["market_skipped"] += 1
