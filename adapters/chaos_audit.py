@@ -404,12 +404,18 @@ def _compare_orders(
 
 
 def reducing_orders(journal: SqliteJournal, stream: str) -> set[str]:
-    """Client order ids of `stream` whose order reduced its position when it was submitted."""
+    """Client order ids of `stream` whose order reduced its position when it was submitted.
+
+    A fill is counted once by its trade id, as the position applies it: a
+    restarted shard journals again the fills it fetches from the gateway.
+    """
     held = Decimal(0)
+    seen: set[str] = set()
     out: set[str] = set()
     for record in journal.read(stream):
         message = decode_record(record).message
-        if isinstance(message, OrderFill):
+        if isinstance(message, OrderFill) and message.trade_id not in seen:
+            seen.add(message.trade_id)
             held += message.qty if message.side is Side.BUY else -message.qty
         elif isinstance(message, OrderSubmit):
             selling = message.side is Side.SELL

@@ -131,8 +131,9 @@ def test_audit_reports_an_order_filled_beyond_the_notional_limit(tmp_path: Path)
 def test_audit_exempts_orders_that_reduced_their_position_from_the_notional_limit(
     tmp_path: Path,
 ) -> None:
-    # Long 5 after c-1; c-2 sells 5 (reduces: exempt whatever its size), c-3
-    # sells 1 once flat (opens a short: the limit applies).
+    # Long 3 after c-0 (its fill journaled twice, as a restarted shard does:
+    # counted once). c-1 sells 5: past flat, the limit applies. c-2 sells 3:
+    # reduces, exempt whatever its size. c-3 sells 1 once flat: the limit applies.
     def submit(cid: str, side: Side, qty: str) -> OrderSubmit:
         return OrderSubmit(
             "default:SYM00/USDT:1", cid, "default", "SYM00/USDT", side, Decimal(qty), None, 1
@@ -140,12 +141,13 @@ def test_audit_exempts_orders_that_reduced_their_position_from_the_notional_limi
 
     journal = SqliteJournal(tmp_path / "p0.sqlite")
     stream = "position/default/SYM00/USDT"
-    sell = replace(_fill("t-2", "c-2", qty="5"), side=Side.SELL)
     records: list[Message] = [
-        submit("c-1", Side.BUY, "5"),
-        _fill("t-1", "c-1", qty="5"),
-        submit("c-2", Side.SELL, "5"),
-        sell,
+        submit("c-0", Side.BUY, "3"),
+        _fill("t-0", "c-0", qty="3"),
+        _fill("t-0", "c-0", qty="3"),
+        submit("c-1", Side.SELL, "5"),
+        submit("c-2", Side.SELL, "3"),
+        replace(_fill("t-2", "c-2", qty="3"), side=Side.SELL),
         submit("c-3", Side.SELL, "1"),
     ]
     try:
