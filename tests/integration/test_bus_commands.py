@@ -131,7 +131,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
 
 def registered(client: CommandClient, service: str) -> Callable[[], bool]:
     def check() -> bool:
-        services = client.call("broker", "services", timeout=5)["services"]
+        # A read, so re-sent when unanswered: right after a broker restart the
+        # client's first request may still go down the dead connection.
+        services = client.call("broker", "services", timeout=5, idempotent=True)["services"]
         return bool(services.get(service))
 
     return check
