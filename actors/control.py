@@ -42,11 +42,18 @@ class CheckOrder:
 
 @dataclass(frozen=True, slots=True)
 class SubmitOrder:
-    """Send an order to the exchange; `stream` is the position stream its reports go to."""
+    """Send an order to the exchange; `stream` is the position stream its reports go to.
+
+    `resend`: an earlier submit of this order may have reached the gateway
+    (sent again after a restart or on a resync). Local to the process, not
+    sent on the bus: it only tells the sender that a failed send of this
+    one does not prove the order never reached the exchange.
+    """
 
     order: NewOrder
     order_id: str
     stream: str
+    resend: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -301,7 +301,7 @@ class PositionActor(SupervisedActor):
                 self._followups.append(partial(self._decide, order.order_id))
             elif order.status is OrderStatus.AWAITING_FILL:
                 # Sent, outcome unknown: the gateway submits idempotently by client order id.
-                self._send(order)
+                self._send(order, resend=True)
             elif order.status is OrderStatus.CANCEL_REQUESTED:
                 self._send_cancel(order, self.clock.now_ns())
         self._publish_exposure()
@@ -336,7 +336,7 @@ class PositionActor(SupervisedActor):
         if isinstance(message, Resync):
             for order in self.orders.values():
                 if order.status is OrderStatus.AWAITING_FILL:
-                    self._send(order)
+                    self._send(order, resend=True)
             # The reply lets a restarting risk supervisor load every exposure at once.
             return self._publish_exposure()
         if isinstance(message, Crash):
@@ -533,7 +533,7 @@ class PositionActor(SupervisedActor):
             return RiskDecision(False, "risk supervisor gave no decision", "missing_data")
         return decision
 
-    def _send(self, order: Order) -> None:
+    def _send(self, order: Order, *, resend: bool = False) -> None:
         new = NewOrder(
             client_order_id=order.client_order_id,
             account=self.account,
@@ -543,7 +543,7 @@ class PositionActor(SupervisedActor):
             limit_price=order.limit_price,
             ts_ns=order.last_ts_ns,
         )
-        self.gateway.tell(SubmitOrder(new, order.order_id, self.stream))
+        self.gateway.tell(SubmitOrder(new, order.order_id, self.stream, resend))
 
     def _send_cancel(self, order: Order, ts_ns: int) -> None:
         self.gateway.tell(CancelOrder(order.client_order_id, order.order_id, self.stream, ts_ns))

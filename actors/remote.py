@@ -403,8 +403,10 @@ class RemoteGateway:
     An order whose every submit provably never reached the gateway (no
     broker, no gateway worker) is handed to `not_sent(submit, reason)` (any
     thread), so it does not wait forever for an answer that cannot come. A
-    position re-sends a submit after a restart: while any send of the order
-    is in flight, or one may have been delivered, the order is not given up.
+    position re-sends a submit after a restart or on a resync (`resend`): an
+    earlier send, maybe by an earlier incarnation of this process, may have
+    been delivered and filled, so a re-sent order is never given up; nor is
+    one while any send of it is in flight, or one may have been delivered.
     """
 
     def __init__(
@@ -423,7 +425,9 @@ class RemoteGateway:
         """Send a submit or cancel (fire and forget)."""
         if isinstance(message, SubmitOrder) and self.not_sent is not None:
             with self._lock:
-                self._sends.setdefault(message.order_id, _Sends()).in_flight += 1
+                sends = self._sends.setdefault(message.order_id, _Sends())
+                sends.in_flight += 1
+                sends.maybe_delivered = sends.maybe_delivered or message.resend
             self.link.send(
                 self.service, to_command(message), lambda reason: self._over(message, reason)
             )

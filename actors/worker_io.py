@@ -363,10 +363,15 @@ class WorkerIO:
             if closer is not None:
                 with contextlib.suppress(zmq.ZMQError):
                     closer()
-        for pending in self._pending.values():
+        for request_id, pending in self._pending.items():
             if not pending.future.done():
+                # Sent already: it may have been delivered (and acted on).
                 pending.future.set_exception(
-                    BrokerUnavailable(f"{self.config.name} is stopping; request not answered")
+                    UnknownOutcome(
+                        f"{self.config.name} is stopping; no reply from {pending.service}",
+                        service=pending.service,
+                        request_id=request_id,
+                    )
                 )
 
     def _loop(self) -> None:

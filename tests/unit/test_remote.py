@@ -160,8 +160,8 @@ def test_remote_gateway_tell_sends_to_the_account_service() -> None:
     assert link.sent[0][:2] == ("send", "gateway.acc")
 
 
-def _submit(order_id: str = "o") -> SubmitOrder:
-    return SubmitOrder(ORDER, order_id, "position/acc/BTC/USDT")
+def _submit(order_id: str = "o", *, resend: bool = False) -> SubmitOrder:
+    return SubmitOrder(ORDER, order_id, "position/acc/BTC/USDT", resend)
 
 
 def _gateway_with_not_sent() -> tuple[_Link, RemoteGateway, list[tuple[str, str]]]:
@@ -213,6 +213,23 @@ def test_remote_gateway_gives_up_only_when_every_submit_of_the_order_failed() ->
     assert given_up == [("o", "no gateway")]
     _finish(link, 2, None)
     assert given_up == [("o", "no gateway")]
+
+
+def test_remote_gateway_never_gives_up_a_resent_order() -> None:
+    # Re-sent after a restart: the last incarnation's send may have traded.
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit(resend=True))
+    _finish(link, 0, "ServiceUnavailable: gateway.acc")
+    assert given_up == []
+
+
+def test_remote_gateway_keeps_a_delivered_order_whose_resync_resend_failed() -> None:
+    link, gateway, given_up = _gateway_with_not_sent()
+    gateway.tell(_submit())
+    _finish(link, 0, None)  # delivered; the order then waits for its ack
+    gateway.tell(_submit(resend=True))  # a resync while the gateway restarts
+    _finish(link, 1, "ServiceUnavailable: gateway.acc")
+    assert given_up == []
 
 
 def test_remote_gateway_cancels_carry_no_outcome_hook() -> None:
