@@ -766,10 +766,10 @@ class PositionsWorker(Worker):
         return [Supervisor.spec("positions", [], policy=self.settings.policy)]
 
     def start(self) -> None:
-        super().start()
-        self._positions_sup = self._all_handles()["positions"]
-        # Journaled positions recover (replay) now; what the gateway published
-        # since then comes with the Clone fetch in `recover`.
+        # How far each gateway incarnation was applied here is known before the
+        # bus starts: a signal that arrives first must not be taken for news
+        # from an unknown sender, which would fetch (and journal again)
+        # everything every incarnation ever published.
         owned = []
         for stream in self.journal.streams():
             if stream.startswith("position/"):
@@ -783,6 +783,10 @@ class PositionsWorker(Worker):
                     seq = message.args.get("seq") if isinstance(message, Command) else None
                     if isinstance(seq, int):
                         self.applied[stream[len(APPLIED_PREFIX) :]] = seq
+        super().start()
+        self._positions_sup = self._all_handles()["positions"]
+        # Journaled positions recover (replay) now; what the gateway published
+        # since then comes with the Clone fetch in `recover`.
         self.positions(owned)
 
     def after_start(self) -> None:

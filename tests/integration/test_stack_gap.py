@@ -23,11 +23,13 @@ import zmq
 from inprocess_workers import hear_quotes, in_process_bus, order, quote
 from stack_harness import wait_for
 
-from posbus.actors.worker import GatewayWorker, PositionsWorker
+from posbus.actors.worker import APPLIED_PREFIX, GatewayWorker, PositionsWorker
+from posbus.actors.worker_io import WorkerIO
+from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.client import CommandClient
 from posbus.bus.codec import decode, encode
-from posbus.bus.messages import Message, OrderFill, OrderIntent, OrderSubmit
+from posbus.bus.messages import Command, Message, OrderFill, OrderIntent, OrderSubmit
 from posbus.bus.publisher import Publisher
 from posbus.bus.topics import market_topic
 
@@ -241,3 +243,29 @@ def test_an_order_whose_submit_never_reached_the_gateway_is_rejected(
     given_up = wait_for("the order rejected", rejected, 15)
     assert given_up["reason"].startswith("not sent: gateway unreachable"), given_up["reason"]
     assert Decimal(positions.inspect({"actor": "position/default/BTC/USDT"})["qty"]) == 0
+
+
+def test_a_restarted_shard_knows_what_it_applied_before_its_bus_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The applied marks are read before the first signal can arrive.
+
+    A signal heard before them would come from an "unknown" sender: the shard
+    would fetch, and journal again, everything every gateway incarnation
+    ever published.
+    """
+    journal = MemoryJournal()
+    marker = Command("positions.applied", {"seq": 42}, "applied-42")
+    journal.append(f"{APPLIED_PREFIX}gw.1", encode(marker, seq=0, sender="p", ts_ns=0))
+    known_at_bus_start: list[dict[str, int]] = []
+    io_start = WorkerIO.start
+
+    def start(io: WorkerIO, timeout_s: float = 10.0) -> None:
+        known_at_bus_start.append(dict(positions.applied))
+        io_start(io, timeout_s)
+
+    monkeypatch.setattr(WorkerIO, "start", start)
+    with in_process_bus() as bus:
+        positions = bus.positions(journal)
+        bus.start(positions)
+    assert known_at_bus_start == [{"gw.1": 42}]
