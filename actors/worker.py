@@ -738,7 +738,6 @@ class PositionsWorker(Worker):
         super().__init__(settings, journal=journal, clock=clock)
         self.remote_risk = RemoteRisk(self.io)
         self.remote_gateway = RemoteGateway(self.io, settings.account, self._not_sent)
-        self._positions_sup: Any = None
         self._spawn_lock = threading.Lock()
         # symbol -> {stream: handle}: market data fans out without a scan of every actor.
         self._by_symbol: dict[str, dict[str, ChildHandle]] = {}
@@ -784,7 +783,6 @@ class PositionsWorker(Worker):
                     if isinstance(seq, int):
                         self.applied[stream[len(APPLIED_PREFIX) :]] = seq
         super().start()
-        self._positions_sup = self._all_handles()["positions"]
         # Journaled positions recover (replay) now; what the gateway published
         # since then comes with the Clone fetch in `recover`.
         self.positions(owned)
@@ -812,7 +810,8 @@ class PositionsWorker(Worker):
             if handle is not None and handle.state is not HandleState.TERMINATED:
                 return handle
             spec = self._position_spec(account, symbol)
-            started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
+            supervisor = self._positions_supervisor()
+            started: ChildHandle = supervisor.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
             self._register(symbol, stream, started)
             return started
 
@@ -834,7 +833,7 @@ class PositionsWorker(Worker):
                     f"{account}/{symbol} belongs to another positions shard than {self.shard}"
                 )
         with self._spawn_lock:
-            supervisor = self._positions_sup.ref
+            supervisor = self._positions_supervisor().ref
             if supervisor is None:
                 raise WorkerError(f"{self.settings.name}: the positions supervisor is restarting")
             pending = []
@@ -849,6 +848,11 @@ class PositionsWorker(Worker):
                 # Each answer comes at most one start after the one before it.
                 self._register(symbol, stream, future.get(timeout=ASK_TIMEOUT_S))
         return [self.position(account, symbol) for account, symbol in pairs]
+
+    def _positions_supervisor(self) -> ChildHandle:
+        # Known before the bus starts: a signal may start a position at once.
+        with self._handles_lock:
+            return self.handles["positions"]
 
     def _register(self, symbol: str, stream: str, handle: ChildHandle) -> None:
         with self._handles_lock:
