@@ -15,7 +15,10 @@ call raises `decimal.Inexact` and leaves the engine unchanged.
 A mark change is the hot path (one per market update and position): it is
 computed with the context's own methods (`_EXACT.add`...; no `localcontext`
 per call), the equity once, and the reasons of a transition are written only
-when there is one.
+when there is one. A pure mark change skips what it cannot change
+(`_update_mark`: realized P&L, open count, group membership, the checks of a
+new day or an expired cooldown when neither is due), and a mark that only
+moves forward pushes nothing onto the heap (`_oldest_open` catches up lazily).
 """
 
 from __future__ import annotations
@@ -61,6 +64,12 @@ _mul = _EXACT.multiply
 # Ratios (leverage, drawdown) are only ever shown, never compared: limits are
 # checked by cross-multiplication in _EXACT, so rounding here cannot move a decision.
 _SHOW = Context(prec=60, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
+
+# Enum members are looked up on every mark change: a class attribute costs 80 ns.
+_HALTED = RiskState.HALTED
+_COOLDOWN = RiskState.COOLDOWN
+_WARNING = RiskState.WARNING
+_NORMAL = RiskState.NORMAL
 
 _HeapEntry = tuple[int, int, str, str]  # (mark_ts_ns or _NO_MARK_TS, seq, account, symbol)
 
@@ -153,6 +162,10 @@ class RiskEngine:
     Caps are inclusive: a value AT the cap passes, beyond it is refused.
     """
 
+    # False: every update takes the general path and pushes every mark (the
+    # reference the property tests compare the mark fast path against).
+    _fast_marks = True
+
     def __init__(self, limits: RiskLimits, starting_equity: Decimal, ts_ns: int) -> None:
         """Start flat, in Normal, with `starting_equity` as peak and day-start equity.
 
@@ -176,6 +189,11 @@ class RiskEngine:
         self._position_seq: dict[tuple[str, str], int] = {}
         self._seq = 0
         self._mark_heap: list[_HeapEntry] = []
+        # The heap entry that stands for each open position: its key (mark time,
+        # seq) is at most the position's own, as a mark only moving forward
+        # pushes nothing; `_oldest_open` corrects an entry when it reaches the top.
+        self._live_marks: dict[tuple[str, str], _HeapEntry] = {}
+        self._day_offset_ns = limits.trading_day_offset_s * _NS_PER_S
         self._symbols: dict[str, _SymbolInfo] = {}
         self._realized = _ZERO
         # starting equity + realized P&L: equity is this plus the unrealized P&L.
@@ -262,6 +280,20 @@ class RiskEngine:
         Raises `decimal.Inexact` (engine unchanged) only if the numbers need more
         than 100 significant digits.
         """
+        key = (exp.account, exp.symbol)
+        old = self._positions.get(key)
+        if (
+            old is not None
+            and exp.realized_pnl is old.realized_pnl
+            and exp.group == old.group
+            and (exp.qty is old.qty or bool(exp.qty) is bool(old.qty))
+            and self._fast_marks
+        ):
+            return self._update_mark(exp, old, key, ts_ns)
+        return self._update(exp, ts_ns)
+
+    def _update(self, exp: PositionExposure, ts_ns: int) -> list[RiskTransition]:
+        """`update_position`, the general way."""
         events: list[str] = []
         now = self._advance(ts_ns, events)
         self._apply(exp)
@@ -270,6 +302,92 @@ class RiskEngine:
             self._set_peak(equity)
         notable = self._evaluate(now, events, equity)
         return self._settle(now, events, notable, equity)
+
+    def _update_mark(
+        self,
+        exp: PositionExposure,
+        old: PositionExposure,
+        key: tuple[str, str],
+        ts_ns: int,
+    ) -> list[RiskTransition]:
+        """`update_position` for the hot case, a mark change: `_advance`, `_apply`,
+        `_evaluate` and `_settle` inlined for an exposure whose realized P&L (the
+        same object), group and openness are the stored one's, and whose mark is
+        known. Every aggregate gets the very operations `_apply` does (so the same
+        values, exponents and signs of zero); whatever is rare (a day rollover, a
+        cooldown expiry, a breach crossed, a state change) goes through the
+        general methods.
+        """
+        now = ts_ns if ts_ns > self._last_ts_ns else self._last_ts_ns
+        mark = exp.mark
+        mark_ts = exp.mark_ts_ns
+        if (
+            mark is None
+            or mark_ts is None
+            or (now - self._day_offset_ns) // _DAY_NS > self._day_index
+            or (self._cooldown_until is not None and now >= self._cooldown_until)
+            or (info := self._symbols.get(exp.symbol)) is None
+        ):
+            return self._update(exp, ts_ns)
+        self._last_ts_ns = now
+
+        # _apply, for an exposure known to be stored already, in the same group.
+        group = exp.group
+        notional = _mul(exp.qty, mark)
+        new_gross = notional.copy_abs()
+        new_net = _mul(notional, exp.correlation)
+        unrealized = _sub(_add(self._unrealized, exp.unrealized_pnl), old.unrealized_pnl)
+        old_gross, old_net = self._contributions[key]
+        gross = _add(self._gross, _sub(new_gross, old_gross))
+        net_change = _sub(new_net, old_net)
+        total = _add(self._total_net, net_change)
+        net_after = _add(self._group_net[group], net_change)
+
+        self._positions[key] = exp
+        self._contributions[key] = (new_gross, new_net)
+        self._unrealized = unrealized
+        self._gross = gross
+        self._total_net = total
+        self._group_net[group] = net_after
+        # _update_symbol: the mark is known, so only its time decides.
+        if info.mark_ts_ns is None or mark_ts >= info.mark_ts_ns:
+            info.mark = mark
+            info.mark_ts_ns = mark_ts
+        info.group = group
+        info.correlation = exp.correlation
+        self._seq += 1
+        self._position_seq[key] = self._seq
+        # _push_mark, which has nothing to push while the mark only moves forward.
+        if exp.qty and ((live := self._live_marks.get(key)) is None or live[0] > mark_ts):
+            self._push_mark(exp)
+
+        equity = _add(self._booked_equity, unrealized)
+        if equity > self._peak:
+            self._set_peak(equity)
+        # _evaluate when no breach is newly crossed, _settle when the state stays.
+        daily = equity <= self._daily_floor
+        drawdown = equity <= self._drawdown_floor
+        if (daily and not self._daily_breached) or (drawdown and not self._drawdown_breached):
+            events: list[str] = []
+            notable = self._evaluate(now, events, equity)
+            return self._settle(now, events, notable, equity)
+        self._daily_breached = daily
+        self._drawdown_breached = drawdown
+        if self._halted:
+            target = _HALTED
+        elif self._cooldown_until is not None:
+            target = _COOLDOWN
+        elif (
+            equity <= self._warn_loss_floor
+            or equity <= self._warn_drawdown_floor
+            or self._gross >= _mul(self._warn_leverage, equity)
+        ):
+            target = _WARNING
+        else:
+            target = _NORMAL
+        if target is self._state:
+            return []
+        return self._settle(now, [], False, equity)
 
     def tick(self, ts_ns: int) -> list[RiskTransition]:
         """Advance time: roll the trading day over and expire the cooldown when due.
@@ -577,7 +695,7 @@ class RiskEngine:
     # -- internals --------------------------------------------------------------
 
     def _day_of(self, ts_ns: int) -> int:
-        return (ts_ns - self._limits.trading_day_offset_s * _NS_PER_S) // _DAY_NS
+        return (ts_ns - self._day_offset_ns) // _DAY_NS
 
     def _equity(self) -> Decimal:
         return _add(self._booked_equity, self._unrealized)
@@ -670,13 +788,26 @@ class RiskEngine:
         self._update_symbol(exp)
         self._seq += 1
         self._position_seq[key] = self._seq
-        if exp.qty != 0:
-            self._push_mark(exp)
+        self._push_mark(exp)
 
     def _push_mark(self, exp: PositionExposure) -> None:
-        """Enter the open position exp's mark time in the heap, under the latest seq."""
+        """Enter the open position exp's mark time in the heap, under the latest seq
+        (a flat one leaves it).
+
+        Nothing to do when its entry's mark time is not later than exp's: that
+        entry still sorts no later than the position does (see `_oldest_open`).
+        """
+        key = (exp.account, exp.symbol)
+        if exp.qty == 0:
+            self._live_marks.pop(key, None)
+            return
         mark_ts = exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS
-        heapq.heappush(self._mark_heap, (mark_ts, self._seq, exp.account, exp.symbol))
+        live = self._live_marks.get(key)
+        if live is not None and live[0] <= mark_ts and self._fast_marks:
+            return
+        entry = (mark_ts, self._seq, exp.account, exp.symbol)
+        heapq.heappush(self._mark_heap, entry)
+        self._live_marks[key] = entry
         # Superseded entries are dropped lazily at the top; rebuilding when
         # they outnumber live ones keeps the heap O(open positions), amortised O(1).
         if len(self._mark_heap) > 2 * self._open_count + 32:
@@ -711,8 +842,8 @@ class RiskEngine:
         info.correlation = exp.correlation
 
     def _rebuild_heap(self) -> None:
-        self._mark_heap = [
-            (
+        self._live_marks = {
+            key: (
                 exp.mark_ts_ns if exp.mark_ts_ns is not None else _NO_MARK_TS,
                 self._position_seq[key],
                 exp.account,
@@ -720,17 +851,32 @@ class RiskEngine:
             )
             for key, exp in self._positions.items()
             if exp.qty != 0
-        ]
+        }
+        self._mark_heap = list(self._live_marks.values())
         heapq.heapify(self._mark_heap)
 
     def _oldest_open(self) -> _HeapEntry | None:
-        """The open position with the stalest (or no) mark; drops superseded entries."""
+        """The open position with the stalest (or no) mark: the least (mark time, seq).
+
+        Drops superseded entries, and re-enters an open position's entry that
+        lags it (a mark moved forward since) under its current key: the entry
+        sorted no later than the position, so once the top is current it is the least.
+        """
         heap = self._mark_heap
+        live = self._live_marks
         while heap:
             top = heap[0]
-            if self._position_seq.get((top[2], top[3])) == top[1]:
+            key = (top[2], top[3])
+            if live.get(key) is not top:
+                heapq.heappop(heap)
+                continue
+            seq = self._position_seq[key]
+            if top[1] == seq:
                 return top
-            heapq.heappop(heap)
+            mark_ts = self._positions[key].mark_ts_ns
+            entry = (mark_ts if mark_ts is not None else _NO_MARK_TS, seq, top[2], top[3])
+            heapq.heapreplace(heap, entry)
+            live[key] = entry
         return None
 
     def _evaluate(self, now: int, events: list[str], equity: Decimal) -> bool:
