@@ -14,7 +14,7 @@ from posbus.actors.model.risk import OrderRequest, PositionExposure
 from posbus.adapters.exchange.reports import NewOrder
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class ExposureChanged:
     """A position's risk view changed (quantity, mark or P&L); told to the risk supervisor.
 
@@ -24,6 +24,16 @@ class ExposureChanged:
 
     exposure: PositionExposure
     ts_ns: int
+
+    def __init__(self, exposure: PositionExposure, ts_ns: int) -> None:
+        # Written out because a position builds one per mark change: the slots'
+        # own setters cost less than the frozen dataclass's object.__setattr__.
+        _set_exposure(self, exposure)
+        _set_ts_ns(self, ts_ns)
+
+
+_set_exposure = vars(ExposureChanged)["exposure"].__set__
+_set_ts_ns = vars(ExposureChanged)["ts_ns"].__set__
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,12 @@ class GatewayActor(SupervisedActor):
         """Dispatch one message (actor thread)."""
         if self.sync is not None and self._on_network(self.sync, message):
             return None
+        if isinstance(message, MarketUpdate):  # by far the most frequent: asked first
+            assert self.client is not None
+            reports = self.client.on_market(message.symbol, message.bid, message.ask, message.ts_ns)
+            if reports:  # mostly none: no order rests on the symbol or none was touched
+                self._handle(reports)
+            return None
         if isinstance(message, SubmitOrder):
             self.routes[message.order.client_order_id] = (message.order_id, message.stream)
             self.counts["submits"] += 1
@@ -202,12 +208,6 @@ class GatewayActor(SupervisedActor):
             self.counts["cancels"] += 1
             assert self.client is not None
             self._handle(self.client.cancel(message.client_order_id, message.ts_ns))
-            return None
-        if isinstance(message, MarketUpdate):
-            assert self.client is not None
-            self._handle(
-                self.client.on_market(message.symbol, message.bid, message.ask, message.ts_ns)
-            )
             return None
         if isinstance(message, ExchangeReports):
             self._handle(list(message.reports))

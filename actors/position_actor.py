@@ -75,6 +75,7 @@ logger = logging.getLogger(__name__)
 RISK_ASK_TIMEOUT_S = 5.0
 VOLATILITY_WINDOW = 100
 _ZERO = Decimal(0)
+_TWO = Decimal(2)  # a Decimal divisor: an int one is converted on every mark
 
 _WORKING = frozenset(
     {
@@ -583,7 +584,7 @@ class PositionActor(SupervisedActor):
         return False
 
     def _on_market_state(self, m: MarketUpdate) -> None:
-        mid = (m.bid + m.ask) / 2
+        mid = (m.bid + m.ask) / _TWO
         if self.mark is not None:
             self.returns.append(math.log(float(mid / self.mark)))
         self.mark = mid

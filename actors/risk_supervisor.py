@@ -232,13 +232,17 @@ class RiskSupervisor(SupervisedActor):
     def _on_exposure(self, change: ExposureChanged) -> None:
         """Apply a position's exposure unless a newer one of it was applied already."""
         exposure = change.exposure
+        ts_ns = change.ts_ns
         key = (exposure.account, exposure.symbol)
-        if change.ts_ns < self._exposure_ts.get(key, change.ts_ns):
+        applied = self._exposure_ts
+        if ts_ns < applied.get(key, ts_ns):
             self.counts["stale_exposures"] += 1
             return
-        self._exposure_ts[key] = change.ts_ns
-        self._announce(self.engine.update_position(exposure, change.ts_ns))
-        self._keep_durable(change.ts_ns)
+        applied[key] = ts_ns
+        transitions = self.engine.update_position(exposure, ts_ns)
+        if transitions:  # a mark change seldom moves the state: spare the call
+            self._announce(transitions)
+        self._keep_durable(ts_ns)
 
     def _check(self, message: CheckOrder) -> RiskDecision:
         request = message.request

@@ -260,8 +260,7 @@ class Backtest:
         venue = self.venue
         clock_set = self.clock.set
         market = node.market
-        scheduler = node.scheduler
-        settle = scheduler.run  # node.settle, one call less
+        settle = node.scheduler.run  # node.settle, one call less
         on_market = self.strategy.on_market
         arrivals = venue.queue
         count = 0
@@ -286,8 +285,7 @@ class Backtest:
                 node.tick()
                 next_tick = (ts // RISK_TICK_NS + 1) * RISK_TICK_NS
             market(update)
-            if scheduler.pending:  # usually nothing: the update was delivered at once
-                settle()
+            settle()
             if venue.reports_out != seen_reports:
                 self._collect_fills()
                 seen_reports = self._seen_reports

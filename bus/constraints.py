@@ -41,6 +41,9 @@ MAX_RESULT_DEPTH = 8
 _DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
 _match_decimal = _DECIMAL_TEXT.fullmatch
 
+# Decimal against a Decimal constant: an int would be converted on every check.
+_ZERO = Decimal(0)
+
 
 def show(value: object) -> str:
     """A short repr of a rejected value for an error message (never the whole of a huge one)."""
@@ -99,13 +102,13 @@ def check_member(value: object, cls: type, where: str) -> None:
 
 def check_positive(value: object, where: str) -> None:
     """A finite Decimal > 0: a quantity or a price."""
-    if type(value) is not Decimal or not value.is_finite() or value <= 0:
+    if type(value) is not Decimal or not value.is_finite() or value <= _ZERO:
         raise _fail(where, "must be a finite Decimal > 0", value)
 
 
 def check_non_negative(value: object, where: str) -> None:
     """A finite Decimal >= 0: a displayed size, which may be zero on an empty book side."""
-    if type(value) is not Decimal or not value.is_finite() or value < 0:
+    if type(value) is not Decimal or not value.is_finite() or value < _ZERO:
         raise _fail(where, "must be a finite Decimal >= 0", value)
 
 

@@ -591,7 +591,7 @@ class Position:
                 )
 
     def _check_mark(self, mark: Decimal) -> None:
-        if not isinstance(mark, Decimal) or not mark.is_finite() or mark <= 0:
+        if not isinstance(mark, Decimal) or not mark.is_finite() or mark <= _ZERO:
             raise ValueError(
                 f"{self.account}/{self.symbol}: mark must be a positive finite Decimal"
             )

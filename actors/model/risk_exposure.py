@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+_ZERO = Decimal(0)
 _ONE = Decimal(1)
+_MINUS_ONE = Decimal(-1)
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -71,8 +73,9 @@ class PositionExposure:
             and isinstance(correlation, Decimal)
             and correlation.is_finite()
             and (mark is None) == (mark_ts_ns is None)
-            and (mark is None or (mark.is_finite() and mark > 0))
-            and -_ONE <= correlation <= _ONE
+            # Against Decimal constants: an int or a negation costs a conversion each time.
+            and (mark is None or (mark.is_finite() and mark > _ZERO))
+            and _MINUS_ONE <= correlation <= _ONE
         ):
             self._refuse()
 

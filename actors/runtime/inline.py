@@ -21,8 +21,9 @@ Scheduling:
   and returns the result. This is safe only when the target never asks back
   into an actor that is asking it (the risk supervisor never calls a
   position); a re-entrant ask raises `ActorFailed` instead of deadlocking.
-- `InlineScheduler.deliver_now` is the hot path's shortcut for an input that
-  would be next in line anyway: delivered at once, without the queue.
+- `InlineScheduler.deliver_input` is the hot path's shortcut for an input
+  from outside the actors: when nothing is queued it would be next in line
+  anyway, so it is delivered at once, without the queue.
 
 The actors' own pykka `actor_ref` is never started: an actor that stops
 itself through it (a PositionActor given `on_closed`) is not supported, so
@@ -172,11 +173,6 @@ class InlineScheduler:
         """The ref of the actor called `name` (running or stopped), or None."""
         return self._refs.get(name)
 
-    @property
-    def pending(self) -> int:
-        """How many doorbells are queued (an upper bound on the queued messages)."""
-        return len(self._doorbells)
-
     def run(self) -> int:
         """Deliver queued messages until none is left; return how many were delivered.
 
@@ -215,18 +211,23 @@ class InlineScheduler:
             raise self.failed
         return count
 
-    def deliver_now(self, ref: InlineRef, message: object) -> Any:
-        """Deliver `message` to `ref` at once, ahead of anything queued; return the result.
+    def deliver_input(self, message: object, refs: tuple[InlineRef, ...]) -> None:
+        """Hand `message`, an input from outside the actors, to each of `refs` in order.
 
-        A shortcut for the hot path of inputs: correct only when `message`
-        would be the next one delivered anyway, i.e. when the caller would
-        otherwise `tell` it into an empty queue (see `InlineNode.market`).
-        What the actor sends meanwhile is queued as usual; `run` delivers it.
-        Raises `pykka.ActorDeadError` for a stopped actor.
+        When nothing is queued, each gets it at once: the queue would deliver
+        it next anyway (see `InlineNode.market`). What they send meanwhile is
+        queued as usual; `run` delivers it. Otherwise `message` is queued for
+        each, behind what is queued already. Raises `pykka.ActorDeadError` for
+        a stopped actor and `ActorFailed` when one raises.
         """
-        if not ref._alive:
-            raise ActorDeadError(f"{ref.name} is stopped")
-        return self._deliver(ref, message)
+        if self._doorbells:
+            for ref in refs:
+                ref.tell(message)
+            return
+        for ref in refs:
+            if not ref._alive:
+                raise ActorDeadError(f"{ref.name} is stopped")
+            self._deliver(ref, message)
 
     def _deliver(self, ref: InlineRef, message: object) -> Any:
         if self.failed is not None:

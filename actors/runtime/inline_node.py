@@ -69,9 +69,10 @@ class InlineNode:
         self.risk: InlineRef | None = None
         self.gateway: InlineRef | None = None
         self._positions: dict[str, InlineRef] = {}
+        # Who gets a symbol's market updates: the gateway, then its positions.
         # Replaced, never changed in place: a position started while an update is
         # being handed out does not get that update twice (it starts with it).
-        self._by_symbol: dict[str, tuple[InlineRef, ...]] = {}
+        self._market_refs: dict[str, tuple[InlineRef, ...]] = {}
         self._last_market: dict[str, MarketUpdate] = {}
 
     # -- lifecycle -----------------------------------------------------------------
@@ -137,7 +138,9 @@ class InlineNode:
         )
         ref = self.scheduler.spawn(actor, stream)
         self._positions[stream] = ref
-        self._by_symbol[symbol] = (*self._by_symbol.get(symbol, ()), ref)
+        assert self.gateway is not None, "start() first"
+        refs = self._market_refs.get(symbol, (self.gateway,))
+        self._market_refs[symbol] = (*refs, ref)
         return ref
 
     def position_actor(self, account: str, symbol: str) -> PositionActor | None:
@@ -179,24 +182,14 @@ class InlineNode:
 
         When nothing is queued they get it at once (as the queue would deliver
         it next anyway); otherwise it is queued. `settle` delivers the rest.
+        What the gateway sends meanwhile (fills) is queued and delivered after
+        the positions' updates, exactly as if all had been queued.
         """
         gateway = self.gateway
         assert gateway is not None, "start() first"
-        self._last_market[update.symbol] = update
-        positions = self._by_symbol.get(update.symbol, ())
-        scheduler = self.scheduler
-        if not scheduler.pending:
-            # Nothing queued: deliver in the order the queue would, without it.
-            # What the gateway sends meanwhile (fills) is queued and delivered
-            # after the positions' updates, exactly as if all had been queued.
-            deliver = scheduler.deliver_now
-            deliver(gateway, update)
-            for ref in positions:
-                deliver(ref, update)
-            return
-        gateway.tell(update)
-        for ref in positions:
-            ref.tell(update)
+        symbol = update.symbol
+        self._last_market[symbol] = update
+        self.scheduler.deliver_input(update, self._market_refs.get(symbol) or (gateway,))
 
     def tell_gateway(self, message: object) -> None:
         """Queue any message for the gateway (e.g. `ExchangeReports` pushed by the exchange)."""
