@@ -136,6 +136,10 @@ class GatewayActor(SupervisedActor):
         self.events = events
         self.stream = gateway_stream(account)
         self.routes: dict[str, tuple[str, str]] = {}  # client order id -> (order id, stream)
+        # Client order ids the (synchronous) exchange rejected on submit. It keeps
+        # no trace of them and would take a re-sent submit as a new order: the
+        # order, already rejected here (and journaled so), would then trade.
+        self.rejected: set[str] = set()
         self.delivered_fills = 0
         self.counts: Counter[str] = Counter()
         self.sync: ExchangeSync | None = None
@@ -198,10 +202,18 @@ class GatewayActor(SupervisedActor):
                 self._handle(reports)
             return None
         if isinstance(message, SubmitOrder):
-            self.routes[message.order.client_order_id] = (message.order_id, message.stream)
+            cid = message.order.client_order_id
+            self.routes[cid] = (message.order_id, message.stream)
+            if cid in self.rejected:
+                # Its rejection is journaled and published: a lost copy is repaired.
+                self.counts["resends_of_rejected_ignored"] += 1
+                return None
             self.counts["submits"] += 1
             assert self.client is not None
-            self._handle(self.client.submit(message.order))
+            reports = self.client.submit(message.order)
+            if reports and isinstance(reports[0], OrderRejected):
+                self.rejected.add(cid)
+            self._handle(reports)
             return None
         if isinstance(message, CancelOrder):
             self.routes[message.client_order_id] = (message.order_id, message.stream)
