@@ -81,6 +81,9 @@ class NodeConfig:
     # Exposure conflation of the positions (PositionActor); 0 = tell risk every change.
     exposure_interval_ns: int = 0
     exposure_pnl_step: Decimal = Decimal(0)
+    # The risk supervisor takes marks from market data itself (exact, and no
+    # exposure per mark change); False: positions tell it every mark change.
+    risk_reads_market: bool = False
     # Periodic snapshots of every actor (clock time between two); None = only on
     # demand (`snapshot()`) and on a clean `stop()`.
     snapshot_interval_s: float | None = 30.0
@@ -238,6 +241,7 @@ class Node:
                     last_market=self._last_market.get(symbol),
                     exposure_interval_ns=self.config.exposure_interval_ns,
                     exposure_pnl_step=self.config.exposure_pnl_step,
+                    risk_reads_market=self.config.risk_reads_market,
                     snapshots=self.snapshots,
                     on_corrupt=self._on_journal_corrupt,
                 ),
@@ -393,6 +397,9 @@ class Node:
             ]
         for handle in handles:
             handle.tell(update)
+        if self.config.risk_reads_market:
+            assert self.risk is not None
+            self.risk.tell(update)
 
     def tick(self) -> None:
         """Let timers fire (cool-down expiry, trading-day rollover, periodic snapshots)."""

@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 RISK_ASK_TIMEOUT_S = 5.0
 VOLATILITY_WINDOW = 100
 _ZERO = Decimal(0)
-_TWO = Decimal(2)  # a Decimal divisor: an int one is converted on every mark
 
 _WORKING = frozenset(
     {
@@ -203,6 +202,10 @@ class PositionActor(SupervisedActor):
             flat (qty 0), where a new mark changes nothing risk counts but
             the mark itself; the longer of the two intervals applies.
             0 (the default): no extra conflation when flat.
+        risk_reads_market: the risk supervisor takes marks from market data
+            itself (`RiskEngine.update_mark`): a mark-only change is then
+            told only when no mark was told yet (risk learns the position's
+            P&L at a mark from it); fills, starts, resyncs and orders as ever.
         snapshots: where `TakeSnapshot` saves its state and recovery looks
             first (None: no snapshots, recovery replays the whole stream).
         on_corrupt: called (in this thread) when recovery finds the stream
@@ -233,6 +236,7 @@ class PositionActor(SupervisedActor):
         exposure_interval_ns: int = 0,
         exposure_pnl_step: Decimal = Decimal(0),
         flat_exposure_interval_ns: int = 0,
+        risk_reads_market: bool = False,
         snapshots: SnapshotStore | None = None,
         on_corrupt: Callable[[str, JournalCorrupt], None] | None = None,
     ) -> None:
@@ -252,6 +256,7 @@ class PositionActor(SupervisedActor):
         self.exposure_interval_ns = exposure_interval_ns
         self.exposure_pnl_step = exposure_pnl_step
         self.flat_exposure_interval_ns = flat_exposure_interval_ns
+        self.risk_reads_market = risk_reads_market
         self._published_mark_ts: int | None = None
         self._published_unrealized = Decimal(0)
         self._unpublished = False
@@ -553,6 +558,10 @@ class PositionActor(SupervisedActor):
 
     def _on_market(self, m: MarketUpdate) -> None:
         self._on_market_state(m)
+        if self.risk_reads_market:
+            if self._published_mark_ts is None:
+                self._publish_exposure()
+            return
         interval = self.exposure_interval_ns
         if self.flat_exposure_interval_ns > interval and not self.position.qty:
             interval = self.flat_exposure_interval_ns
@@ -584,7 +593,7 @@ class PositionActor(SupervisedActor):
         return False
 
     def _on_market_state(self, m: MarketUpdate) -> None:
-        mid = (m.bid + m.ask) / _TWO
+        mid = m.mid()
         if self.mark is not None:
             self.returns.append(math.log(float(mid / self.mark)))
         self.mark = mid

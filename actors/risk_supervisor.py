@@ -2,7 +2,10 @@
 
 A thin shell around the pure `RiskEngine`: positions tell it their exposure
 (`ExposureChanged`) and ask it for a decision before any order leaves
-(`CheckOrder`). Every state change (Warning, CoolDown, Halted, back to Normal)
+(`CheckOrder`). Where it is told market updates too (`MarketUpdate`: the
+in-process node and backtests), it takes every symbol's mark from them
+(`RiskEngine.update_mark`), and positions tell it only what their fills,
+orders and starts change. Every state change (Warning, CoolDown, Halted, back to Normal)
 is journaled on the `risk` stream before it is announced as a `risk_event`, and
 every refusal is announced too, with the reason and the numbers.
 
@@ -56,7 +59,7 @@ from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
 from posbus.adapters.clock import Clock
 from posbus.bus.constraints import is_decimal_text
-from posbus.bus.messages import Command, RiskEvent
+from posbus.bus.messages import Command, MarketUpdate, RiskEvent
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +100,7 @@ class DecisionRecord:
 class RiskSupervisor(SupervisedActor):
     """The risk supervisor actor (its own pykka thread; every method runs there).
 
-    Told: `ExposureChanged`, `Tick`, `Crash`. Asked: `CheckOrder` (returns a
+    Told: `MarketUpdate`, `ExposureChanged`, `Tick`, `Crash`. Asked: `CheckOrder` (returns a
     `RiskDecision`), `Halt` / `Resume` (journaled before the reply; return the
     new state), `Inspect`.
     """
@@ -204,6 +207,9 @@ class RiskSupervisor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         """Dispatch one message (actor thread)."""
+        if type(message) is MarketUpdate:  # the hot path: one per market update
+            self._on_market(message)
+            return None
         if isinstance(message, ExposureChanged):
             self._on_exposure(message)
             return None
@@ -243,6 +249,15 @@ class RiskSupervisor(SupervisedActor):
         if transitions:  # a mark change seldom moves the state: spare the call
             self._announce(transitions)
         self._keep_durable(ts_ns)
+
+    def _on_market(self, update: MarketUpdate) -> None:
+        """Take the symbol's mark; judge it only when it may change the state."""
+        transitions = self.engine.update_mark(update.symbol, update.mid(), update.ts_ns)
+        if transitions is None:  # inside its band: nothing but the mark changed
+            return
+        if transitions:
+            self._announce(transitions)
+        self._keep_durable(update.ts_ns)
 
     def _check(self, message: CheckOrder) -> RiskDecision:
         request = message.request

@@ -99,16 +99,25 @@ class LauncherConfig:
     stop_timeout_s: float = 15.0
 
 
+#: Where the risk supervisor takes marks from (`[positions] risk_marks`).
+RISK_MARKS = ("market", "exposures")
+
+
 @dataclass(frozen=True, slots=True)
 class PositionsConfig:
     """How positions report to the risk supervisor (README: `[positions]`).
 
-    `exposure_interval_ms` > 0 conflates mark-only exposure updates: at most
-    one per interval of market time, plus one whenever the unrealized P&L
-    moved by `exposure_pnl_step` (0: no such trigger); fills and orders
-    always report at once. 0 reports every change.
+    `risk_marks` "market" (the default): the risk supervisor takes every mark
+    from market data itself and judges each exactly; positions tell it only
+    what fills, orders and starts change (in-process runtimes: `posbus run`
+    and `posbus backtest`). "exposures": positions tell it every mark change,
+    which `exposure_interval_ms` > 0 conflates: at most one per interval of
+    market time, plus one whenever the unrealized P&L moved by
+    `exposure_pnl_step` (0: no such trigger); fills and orders always report
+    at once. 0 reports every change.
     """
 
+    risk_marks: str = "market"
     exposure_interval_ms: int = 0
     exposure_pnl_step: Decimal = Decimal(0)
 
@@ -226,6 +235,7 @@ class Config:
             },
             exposure_interval_ns=self.positions.exposure_interval_ms * 1_000_000,
             exposure_pnl_step=self.positions.exposure_pnl_step,
+            risk_reads_market=self.positions.risk_marks == "market",
             snapshot_interval_s=self.storage.snapshot_interval_s or None,
         )
 
@@ -554,12 +564,29 @@ def _positions(raw: Any, base: PositionsConfig, risk: RiskLimits, where: str) ->
     if raw is None:
         return base
     table = _table(raw, where)
-    fields: dict[str, type] = {"exposure_interval_ms": int, "exposure_pnl_step": Decimal}
+    fields: dict[str, type] = {
+        "risk_marks": str,
+        "exposure_interval_ms": int,
+        "exposure_pnl_step": Decimal,
+    }
     _no_unknown(table, set(fields), where)
     values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
     positions: PositionsConfig = _build(PositionsConfig, base, values, where)
+    if positions.risk_marks not in RISK_MARKS:
+        raise ConfigError(
+            f"{where} risk_marks: must be one of {', '.join(RISK_MARKS)}, "
+            f"not {positions.risk_marks!r}"
+        )
     if positions.exposure_interval_ms < 0 or positions.exposure_pnl_step < 0:
         raise ConfigError(f"{where}: exposure_interval_ms and exposure_pnl_step must be >= 0")
+    if positions.risk_marks == "market" and (
+        positions.exposure_interval_ms or positions.exposure_pnl_step
+    ):
+        # Nothing to conflate: positions tell no mark-only change in that mode.
+        raise ConfigError(
+            f"{where}: exposure_interval_ms and exposure_pnl_step conflate the marks "
+            'positions tell; set risk_marks = "exposures" to use them'
+        )
     if positions.exposure_interval_ms >= risk.stale_after_s * 1000:
         # A conflated mark could then look stale to risk although ticks keep coming.
         raise ConfigError(

@@ -106,8 +106,10 @@ def posbus_worker(path: Path, every: int, mode: str) -> dict[str, Any]:
         latency_ns=0,
         taker_fee_rate=Decimal("0.001"),
     )
-    interval = 0 if mode == "posbus-exact" else 1_000
-    positions = replace(base.positions, exposure_interval_ms=interval)
+    if mode == "posbus-conflated":
+        positions = replace(base.positions, risk_marks="exposures", exposure_interval_ms=1_000)
+    else:
+        positions = base.positions
     config = replace(base, risk=risk, exchange=exchange, positions=positions)
     backtest = Backtest(config, Flip(every=every, qty=Decimal(QTY), symbol=SYMBOL))
 

@@ -46,6 +46,8 @@ from posbus.bus.constraints import (
 )
 from posbus.bus.wire_error import WireError
 
+_TWO = Decimal(2)  # a Decimal divisor: an int one is converted on every mid
+
 #: Schema version shared by every signal type of ``execution_signal``.
 EXECUTION_SIGNAL_VERSION = 1
 
@@ -98,6 +100,14 @@ class MarketUpdate:
                 symbol=self.symbol,
                 ts_ns=self.ts_ns,
             )
+
+    def mid(self) -> Decimal:
+        """(bid + ask) / 2: the mark positions and the risk supervisor price at.
+
+        In the thread's decimal context, which posbus never changes from the
+        default (28 digits, half-even): every reader gets the same Decimal.
+        """
+        return (self.bid + self.ask) / _TWO
 
 
 # -- execution_signal ---------------------------------------------------------

@@ -40,6 +40,7 @@ from decimal import (
 from typing import Any
 
 from posbus.actors.model.errors import InvalidState
+from posbus.actors.model.risk_band import ANY_BAND, NO_BAND, mark_band
 from posbus.actors.model.risk_exposure import PositionExposure
 from posbus.actors.model.risk_limits import RiskLimits
 from posbus.actors.model.risk_request import OrderRequest, RiskDecision
@@ -189,6 +190,15 @@ class RiskEngine:
         self._position_seq: dict[tuple[str, str], int] = {}
         self._seq = 0
         self._mark_heap: list[_HeapEntry] = []
+        # Marks taken from market data (`update_mark`): symbols whose latest mark
+        # the positions are not priced at yet (an ordered set: catch-up order is
+        # deterministic), each symbol's positions, the open ones per symbol, and
+        # the mark band of each symbol since the book or the state last changed.
+        self._market_marks = False
+        self._dirty: dict[str, None] = {}
+        self._by_symbol: dict[str, list[tuple[str, str]]] = {}
+        self._open_symbols: dict[str, int] = {}
+        self._bands: dict[str, tuple[Decimal, Decimal]] = {}
         # The heap entry that stands for each open position: its key (mark time,
         # seq) is at most the position's own, as a mark only moving forward
         # pushes nothing; `_oldest_open` corrects an entry when it reaches the top.
@@ -206,7 +216,7 @@ class RiskEngine:
         self._open_count = 0
         self._set_peak(starting_equity)
         self._set_day_start(starting_equity)
-        self._day_index = self._day_of(ts_ns)
+        self._set_day(self._day_of(ts_ns))
         self._last_ts_ns = ts_ns
         self._halted = False
         self._halt_reason = ""
@@ -250,10 +260,12 @@ class RiskEngine:
 
     def position(self, account: str, symbol: str) -> PositionExposure | None:
         """The stored exposure of account+symbol, or None."""
+        self._catch_up()
         return self._positions.get((account, symbol))
 
     def positions(self) -> list[PositionExposure]:
         """Every stored exposure, flat ones included (O(n): for inspection and audits)."""
+        self._catch_up()
         return list(self._positions.values())
 
     def metrics(self) -> dict[str, str]:
@@ -264,6 +276,7 @@ class RiskEngine:
         (signed net; its limit applies to the absolute value), open_positions,
         and one `group_exposure:<group>` (signed net) per group seen.
         """
+        self._catch_up()
         out = self._core_values()
         for group, net in sorted(self._group_net.items()):
             out[f"group_exposure:{group}"] = _fmt(net)
@@ -280,6 +293,10 @@ class RiskEngine:
         Raises `decimal.Inexact` (engine unchanged) only if the numbers need more
         than 100 significant digits.
         """
+        if self._dirty:
+            self._catch_up()
+        if self._bands:
+            self._bands.clear()
         key = (exp.account, exp.symbol)
         old = self._positions.get(key)
         if (
@@ -289,8 +306,157 @@ class RiskEngine:
             and (exp.qty is old.qty or bool(exp.qty) is bool(old.qty))
             and self._fast_marks
         ):
-            return self._update_mark(exp, old, key, ts_ns)
-        return self._update(exp, ts_ns)
+            transitions = self._update_mark(exp, old, key, ts_ns)
+        else:
+            transitions = self._update(exp, ts_ns)
+        if self._market_marks:
+            info = self._symbols[exp.symbol]
+            if exp.mark_ts_ns != info.mark_ts_ns or exp.mark != info.mark:
+                # The market's mark is newer (or the position's is, and its
+                # neighbours lag): every position of the symbol is priced at
+                # the one newest mark by the next catch-up.
+                self._dirty[exp.symbol] = None
+        return transitions
+
+    def update_mark(self, symbol: str, mark: Decimal, ts_ns: int) -> list[RiskTransition] | None:
+        """Take a symbol's mark from market data, observed at `ts_ns`.
+
+        Once called, the engine takes its marks from the market: a position's
+        own exposure then tells it size and P&L, and its mark only when newer.
+        The hot path: a mark inside the symbol's band (`risk_band`) is only
+        recorded, and returns None (nothing else changed); the positions are
+        priced at it before anything reads them (`_catch_up`). A mark outside
+        it, a new trading day or an expired cooldown is judged at once, as a
+        position update would be: returns the transitions (0 or 1). A mark
+        older than the symbol's latest, or of a symbol no exposure registered,
+        is ignored (None). `mark` must be positive and finite (market updates
+        are validated when built).
+        """
+        self._market_marks = True
+        info = self._symbols.get(symbol)
+        if info is None or (info.mark_ts_ns is not None and ts_ns < info.mark_ts_ns):
+            return None
+        now = ts_ns if ts_ns > self._last_ts_ns else self._last_ts_ns
+        band = self._bands.get(symbol)
+        if band is None:
+            band = self._bands[symbol] = self._band(symbol)
+        if (
+            band[0] <= mark <= band[1]
+            and now < self._day_end_ns
+            and (self._cooldown_until is None or now < self._cooldown_until)
+        ):
+            info.mark = mark
+            info.mark_ts_ns = ts_ns
+            self._last_ts_ns = now
+            self._dirty[symbol] = None
+            return None
+        # Priced at the marks before this one first: a new day starts from them.
+        self._catch_up()
+        events: list[str] = []
+        now = self._advance(ts_ns, events)
+        info.mark = mark
+        info.mark_ts_ns = ts_ns
+        self._dirty[symbol] = None
+        self._catch_up()
+        equity = self._equity()
+        if equity > self._peak:
+            self._set_peak(equity)
+        notable = self._evaluate(now, events, equity)
+        return self._settle(now, events, notable, equity)
+
+    def _catch_up(self) -> None:
+        """Price every position of each symbol with a newer market mark at it.
+
+        Each gets the exposure its position would report at that mark (the
+        same quantity and realized P&L; unrealized moved by qty * the mark's
+        move), applied like any other. Nothing is judged: the marks skipped
+        were inside their bands, where no judgement changes anything.
+        """
+        dirty = self._dirty
+        if not dirty:
+            return
+        self._dirty = {}
+        self._bands.clear()
+        positions = self._positions
+        for symbol in dirty:
+            info = self._symbols[symbol]
+            mark = info.mark
+            mark_ts = info.mark_ts_ns
+            if mark is None or mark_ts is None:
+                continue
+            for key in self._by_symbol[symbol]:
+                exp = positions[key]
+                if exp.mark_ts_ns == mark_ts and exp.mark == mark:
+                    continue
+                if exp.mark is None:
+                    if exp.qty:
+                        continue  # its P&L is unknown: the position's own word will tell
+                    unrealized = _ZERO
+                elif exp.qty:
+                    unrealized = _add(exp.unrealized_pnl, _mul(exp.qty, _sub(mark, exp.mark)))
+                else:
+                    unrealized = exp.unrealized_pnl
+                self._apply(
+                    PositionExposure(
+                        exp.account,
+                        symbol,
+                        exp.qty,
+                        mark,
+                        mark_ts,
+                        exp.realized_pnl,
+                        unrealized,
+                        exp.group,
+                        exp.correlation,
+                    )
+                )
+
+    def _band(self, symbol: str) -> tuple[Decimal, Decimal]:
+        """The marks of `symbol` that cannot change the state (see `risk_band`)."""
+        qty = _ZERO
+        abs_qty = _ZERO
+        mark: Decimal | None = None
+        for key in self._by_symbol.get(symbol, ()):
+            exp = self._positions[key]
+            if not exp.qty:
+                continue
+            if exp.mark is None or (mark is not None and exp.mark != mark):
+                return NO_BAND  # priced at different marks: judge at once
+            mark = exp.mark
+            qty = _add(qty, exp.qty)
+            abs_qty = _add(abs_qty, exp.qty.copy_abs())
+        if mark is None:
+            return ANY_BAND
+        equity = self._equity()
+        floors = (
+            self._daily_floor,
+            self._drawdown_floor,
+            self._warn_loss_floor,
+            self._warn_drawdown_floor,
+        )
+        margin = _sub(self._gross, _mul(self._warn_leverage, equity))
+        if (
+            equity > self._peak
+            or (equity <= self._daily_floor) is not self._daily_breached
+            or (equity <= self._drawdown_floor) is not self._drawdown_breached
+            or self._target(equity) is not self._state
+        ):
+            return NO_BAND  # the state is not what these numbers imply yet: judge at once
+        rises = _sub(self._peak, equity)
+        falls: Decimal | None = None
+        for floor in floors:
+            if equity <= floor:
+                rises = min(rises, _sub(floor, equity))
+            elif falls is None or _sub(equity, floor) < falls:
+                falls = _sub(equity, floor)
+        return mark_band(
+            mark,
+            qty,
+            _sub(abs_qty, _mul(self._warn_leverage, qty)),
+            rises=rises,
+            falls=falls,
+            margin=margin,
+            symbols=len(self._open_symbols),
+        )
 
     def _update(self, exp: PositionExposure, ts_ns: int) -> list[RiskTransition]:
         """`update_position`, the general way."""
@@ -396,6 +562,8 @@ class RiskEngine:
         equity; a running cooldown is not lifted by it, only by its timer.
         Returns the transitions this caused (0 or 1).
         """
+        self._catch_up()
+        self._bands.clear()
         events: list[str] = []
         now = self._advance(ts_ns, events)
         equity = self._equity()
@@ -408,6 +576,8 @@ class RiskEngine:
         Halting an already halted engine changes nothing and returns [] (a
         safety action must never fail).
         """
+        self._catch_up()
+        self._bands.clear()
         events: list[str] = []
         now = self._advance(ts_ns, events)
         equity = self._equity()
@@ -425,6 +595,8 @@ class RiskEngine:
         """
         if not self._halted:
             raise InvalidState(self._state.value, "resume", ts_ns=ts_ns)
+        self._catch_up()
+        self._bands.clear()
         events: list[str] = []
         now = self._advance(ts_ns, events)
         equity = self._equity()
@@ -442,6 +614,7 @@ class RiskEngine:
         See the class docstring for the checks, their order and boundaries.
         An approved order is recorded for the rate limit.
         """
+        self._catch_up()
         with localcontext(_EXACT):
             return self._check(req)
 
@@ -625,6 +798,7 @@ class RiskEngine:
         Includes the state, the halt and the running cooldown, so CoolDown
         survives a restart; `from_dict(to_dict())` is an exact round trip.
         """
+        self._catch_up()
         return {
             "version": _SNAPSHOT_VERSION,
             "limits": self._limits.to_dict(),
@@ -681,7 +855,7 @@ class RiskEngine:
         }
         engine._set_peak(Decimal(data["peak_equity"]))
         engine._set_day_start(Decimal(data["day_start_equity"]))
-        engine._day_index = int(data["day_index"])
+        engine._set_day(int(data["day_index"]))
         engine._state = RiskState(data["state"])
         engine._halted = bool(data["halted"])
         engine._halt_reason = str(data["halt_reason"])
@@ -699,6 +873,11 @@ class RiskEngine:
 
     def _equity(self) -> Decimal:
         return _add(self._booked_equity, self._unrealized)
+
+    def _set_day(self, day: int) -> None:
+        """Enter trading day `day`; it ends (the next one begins) at `_day_end_ns`."""
+        self._day_index = day
+        self._day_end_ns = (day + 1) * _DAY_NS + self._day_offset_ns
 
     def _set_peak(self, peak: Decimal) -> None:
         """Set the peak equity, and the equity at or below which each drawdown level is
@@ -720,7 +899,7 @@ class RiskEngine:
         self._last_ts_ns = now
         day = self._day_of(now)
         if day > self._day_index:
-            self._day_index = day
+            self._set_day(day)
             self._set_day_start(self._equity())
             events.append("trading day rollover")
         if self._cooldown_until is not None and now >= self._cooldown_until:
@@ -785,10 +964,25 @@ class RiskEngine:
         if left is not None:
             self._leave_group(*left)
         self._open_count = open_count
+        self._index(key, exp, old)
         self._update_symbol(exp)
         self._seq += 1
         self._position_seq[key] = self._seq
         self._push_mark(exp)
+
+    def _index(
+        self, key: tuple[str, str], exp: PositionExposure, old: PositionExposure | None
+    ) -> None:
+        """Keep the positions of each symbol, and how many of them are open."""
+        if old is None:
+            self._by_symbol.setdefault(exp.symbol, []).append(key)
+        opened = (exp.qty != 0) - (old is not None and old.qty != 0)
+        if opened:
+            holders = self._open_symbols.get(exp.symbol, 0) + opened
+            if holders:
+                self._open_symbols[exp.symbol] = holders
+            else:
+                del self._open_symbols[exp.symbol]
 
     def _push_mark(self, exp: PositionExposure) -> None:
         """Enter the open position exp's mark time in the heap, under the latest seq
@@ -907,6 +1101,16 @@ class RiskEngine:
             self._cooldown_until = now + limits.cooldown_s * _NS_PER_S
         return crossed
 
+    def _target(self, equity: Decimal) -> RiskState:
+        """The state the flags and numbers imply."""
+        if self._halted:
+            return _HALTED
+        if self._cooldown_until is not None:
+            return _COOLDOWN
+        if self._warning_reached(equity):
+            return _WARNING
+        return _NORMAL
+
     def _warning_reached(self, equity: Decimal) -> bool:
         """True when `_warnings` would name at least one metric; without writing it."""
         return (
@@ -946,14 +1150,7 @@ class RiskEngine:
 
         The reasons are written only when there is a transition to report.
         """
-        if self._halted:
-            target = RiskState.HALTED
-        elif self._cooldown_until is not None:
-            target = RiskState.COOLDOWN
-        elif self._warning_reached(equity):
-            target = RiskState.WARNING
-        else:
-            target = RiskState.NORMAL
+        target = self._target(equity)
         if target is self._state and not notable:
             return []
         if target is RiskState.HALTED:

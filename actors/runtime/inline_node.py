@@ -69,7 +69,8 @@ class InlineNode:
         self.risk: InlineRef | None = None
         self.gateway: InlineRef | None = None
         self._positions: dict[str, InlineRef] = {}
-        # Who gets a symbol's market updates: the gateway, then its positions.
+        # Who gets a symbol's market updates: the gateway, then its positions,
+        # then the risk supervisor when it reads marks from the market.
         # Replaced, never changed in place: a position started while an update is
         # being handed out does not get that update twice (it starts with it).
         self._market_refs: dict[str, tuple[InlineRef, ...]] = {}
@@ -135,12 +136,17 @@ class InlineNode:
             last_market=self._last_market.get(symbol),
             exposure_interval_ns=self.config.exposure_interval_ns,
             exposure_pnl_step=self.config.exposure_pnl_step,
+            risk_reads_market=self.config.risk_reads_market,
         )
         ref = self.scheduler.spawn(actor, stream)
         self._positions[stream] = ref
-        assert self.gateway is not None, "start() first"
+        assert self.gateway is not None and self.risk is not None, "start() first"
         refs = self._market_refs.get(symbol, (self.gateway,))
-        self._market_refs[symbol] = (*refs, ref)
+        if self.config.risk_reads_market:
+            refs = (*refs[:-1], ref, self.risk) if len(refs) > 1 else (*refs, ref, self.risk)
+        else:
+            refs = (*refs, ref)
+        self._market_refs[symbol] = refs
         return ref
 
     def position_actor(self, account: str, symbol: str) -> PositionActor | None:

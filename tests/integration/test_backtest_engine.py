@@ -174,9 +174,12 @@ def test_a_round_trip_shows_in_trades_pnl_fees_and_the_equity_curve() -> None:
 def test_conflation_sends_fewer_exposures_but_changes_no_fill() -> None:
     updates = [quote(T0 + i * 10 * MS, str(100 + i % 7), str(101 + i % 7)) for i in range(3_000)]
 
-    def run(interval_ms: int) -> tuple[list[tuple[str, Decimal, Decimal]], int]:
+    def run(
+        interval_ms: int, marks: str = "exposures"
+    ) -> tuple[list[tuple[str, Decimal, Decimal]], int]:
         cfg = config(latency_ns=2 * MS)
-        cfg = replace(cfg, positions=replace(cfg.positions, exposure_interval_ms=interval_ms))
+        positions = replace(cfg.positions, risk_marks=marks, exposure_interval_ms=interval_ms)
+        cfg = replace(cfg, positions=positions)
         strategy = build_strategy("flip", {"every": "100", "qty": "1"})
         backtest = Backtest(cfg, strategy)
         result = backtest.run(updates)
@@ -185,8 +188,10 @@ def test_conflation_sends_fewer_exposures_but_changes_no_fill() -> None:
 
     exact_fills, exact_messages = run(0)
     conflated_fills, conflated_messages = run(1_000)
+    market_fills, _ = run(0, "market")
     assert len(exact_fills) == 29  # 30 flips: 29 closed round trips
     assert conflated_fills == exact_fills
+    assert market_fills == exact_fills
     # 3000 updates x (gateway + position + risk) vs about one exposure per second
     assert conflated_messages < exact_messages - 2_500
 
@@ -196,7 +201,7 @@ def test_a_conflated_mark_is_told_to_risk_before_the_positions_own_order_is_chec
     cfg = replace(
         cfg,
         risk=replace(cfg.risk, max_order_notional=D(150)),
-        positions=replace(cfg.positions, exposure_interval_ms=500),
+        positions=replace(cfg.positions, risk_marks="exposures", exposure_interval_ms=500),
     )
     # Opened at mid 100 (told to risk); 100 ms later the mid is 200, not told yet
     # (conflated); then an order of 1: priced at 200 it is beyond the 150 cap.
@@ -267,16 +272,27 @@ def test_strategy_params_are_typed_and_unknown_ones_are_refused() -> None:
 def test_backtest_and_conflation_settings_load_from_toml_and_are_checked() -> None:
     loaded = config_from_dict(
         {
-            "positions": {"exposure_interval_ms": 250, "exposure_pnl_step": "5"},
+            "positions": {
+                "risk_marks": "exposures",
+                "exposure_interval_ms": 250,
+                "exposure_pnl_step": "5",
+            },
             "backtest": {"period_s": 3600, "periods_per_year": 8760, "equity_interval_s": 60},
         }
     )
     node = loaded.node_config()
     assert (node.exposure_interval_ns, node.exposure_pnl_step) == (250_000_000, D(5))
+    assert not node.risk_reads_market
+    assert config_from_dict({}).node_config().risk_reads_market  # the default: "market"
+    with pytest.raises(ConfigError, match="risk_marks: must be one of market, exposures"):
+        config_from_dict({"positions": {"risk_marks": "quotes"}})
+    # conflation of position-told marks means nothing while risk reads the market
+    with pytest.raises(ConfigError, match='set risk_marks = "exposures"'):
+        config_from_dict({"positions": {"exposure_interval_ms": 250}})
     assert (loaded.backtest.period_s, loaded.backtest.periods_per_year) == (3600, 8760.0)
     # a conflation interval at or beyond the staleness limit (10 s) would make marks look stale
     with pytest.raises(ConfigError, match="must be below"):
-        config_from_dict({"positions": {"exposure_interval_ms": 10_000}})
+        config_from_dict({"positions": {"risk_marks": "exposures", "exposure_interval_ms": 10_000}})
     with pytest.raises(ConfigError, match="multiple of equity_interval_s"):
         config_from_dict({"backtest": {"period_s": 100, "equity_interval_s": 60}})
     with pytest.raises(ConfigError, match="unknown key"):
