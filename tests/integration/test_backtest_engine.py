@@ -297,3 +297,34 @@ def test_backtest_and_conflation_settings_load_from_toml_and_are_checked() -> No
         config_from_dict({"backtest": {"period_s": 100, "equity_interval_s": 60}})
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"backtest": {"period": 1}})
+
+
+def test_risk_reading_the_market_decides_as_positions_telling_every_mark() -> None:
+    """The same backtest with marks told per position and read from the market: tight
+    limits (Warning, CoolDown, daily-loss and drawdown refusals), identical results."""
+    base = Config()
+    risk = replace(
+        base.risk,
+        daily_loss_limit=D(60),
+        max_drawdown=D("0.002"),
+        cooldown_s=600,
+        max_leverage=D(2),
+    )
+
+    def run(marks: str) -> dict[str, object]:
+        cfg = replace(
+            base,
+            risk=risk,
+            positions=replace(base.positions, risk_marks=marks),
+            exchange=replace(base.exchange, seed=5, latency_ns=MS),
+        )
+        strategy = build_strategy("mean_reversion", {"window": "20"})
+        result = Backtest(cfg, strategy).run(MarketReplay([SAMPLE]))
+        return summarize(
+            result, cfg.backtest, strategy="mr", params={}, data=[], skipped={}, seed=5
+        )
+
+    told, read = run("exposures"), run("market")
+    states = {e["state"] for e in told["risk_events"]}  # type: ignore[union-attr]
+    assert {"Warning", "CoolDown"} <= states
+    assert read == told  # events, decisions, trades, metrics and the journal's digest

@@ -8,6 +8,7 @@ expected number is worked out by hand in a comment.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -190,3 +191,26 @@ def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
     assert node.inspect("risk")["state"] == "Warning"
     still_refused = trade(node, intent(clock, Side.BUY, "0.1"))
     assert still_refused["reason"] == "risk: daily loss 1089.505 at or beyond limit 1000"
+
+
+def test_risk_reading_marks_from_the_market_forces_the_same_cooldown(start_node: Any) -> None:
+    """`risk_reads_market`: the node tells the risk supervisor every market update, the
+    positions tell it only fills and orders; the loss from a mark is judged all the same."""
+    clock = ManualClock(T0)
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    config = replace(CONFIG, risk_reads_market=True)
+    node = start_node(config, journal=MemoryJournal(), exchange=exchange, clock=clock)
+    node.market(quote(clock, "49990", "50010"))
+    assert trade(node, intent(clock, Side.BUY, "1"))["status"] == "Filled"
+
+    # A small move first (inside its band: recorded, not judged), then the loss:
+    # the same numbers as when the position tells the mark (see the test above).
+    node.market(quote(clock, "49890", "49910"))
+    node.market(quote(clock, "48990", "49010"))
+    node.settle()
+
+    (change,) = risk_events(node, "state_change")
+    assert (change.previous_state, change.state) == ("Normal", "CoolDown")
+    assert change.values["equity"] == "98939.99"
+    assert change.values["daily_pnl"] == "-1060.01"
+    assert node.inspect("risk")["metrics"]["gross"] == "49000"  # priced at the newest mark

@@ -48,7 +48,9 @@ class _Silent:
         pass
 
 
-def position(flat_interval_ns: int) -> tuple[PositionActor, _Risk, Outbox]:
+def position(
+    flat_interval_ns: int, *, risk_reads_market: bool = False
+) -> tuple[PositionActor, _Risk, Outbox]:
     clock = ManualClock(1)
     outbox = Outbox(MemoryJournal(), "test", clock)
     risk = _Risk()
@@ -62,6 +64,7 @@ def position(flat_interval_ns: int) -> tuple[PositionActor, _Risk, Outbox]:
         events=_Silent(),
         clock=clock,
         flat_exposure_interval_ns=flat_interval_ns,
+        risk_reads_market=risk_reads_market,
     )
     return actor, risk, outbox
 
@@ -129,3 +132,18 @@ def test_quote_slot_message_applies_only_the_newest_quote() -> None:
     actor.on_receive(slot)  # a second delivery finds the slot empty: nothing happens
     assert marks(risk) == [Decimal(111)]  # mid (110 + 112) / 2
     assert slot.superseded == 1
+
+
+def test_while_risk_reads_the_market_only_the_first_mark_is_told() -> None:
+    actor, risk, outbox = position(flat_interval_ns=0, risk_reads_market=True)
+    for bid, ts in ((100, 0), (102, 1 * MS)):
+        actor.on_receive(quote(bid, ts))
+    open_one(actor, outbox)
+    for bid, ts in ((104, 2 * MS), (106, 3 * MS)):
+        actor.on_receive(quote(bid, ts))
+    # The first mark (mid 101) registers the symbol and the P&L at a mark; the
+    # later ones, flat or open, reach risk from the market itself.
+    assert marks(risk) == [Decimal(101)]
+    assert actor.mark == Decimal(107)
+    # Bought 1 at 100: at 107 the position's own view is 7, told with its next fill or order.
+    assert actor.exposure().unrealized_pnl == Decimal(7)
