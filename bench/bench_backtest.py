@@ -23,11 +23,13 @@ least disturbed by other load on the machine) of
 - end-to-end: ticks / (load + run);
 - peak RSS of the process, in MiB.
 
-posbus runs twice: with exact risk (every mark change told to the risk
-supervisor, the default) and with exposure conflation (`[positions]
-exposure_interval_ms = 1000`: mark-only updates at most once a second of
-market time; fills and orders at once); plus a streaming run that reads the
-CSV while it replays (low RSS). NautilusTrader runs only when its separate
+posbus runs twice: with exact risk (the default: the risk supervisor reads
+every mark from the market data and judges it exactly, `[positions]
+risk_marks = "market"`) and with exposure conflation (`risk_marks =
+"exposures"`, `exposure_interval_ms = 1000`: positions tell mark-only
+changes at most once a second of market time; fills and orders at once);
+plus a streaming run (exact risk) that reads the CSV while it replays (low
+RSS). NautilusTrader runs only when its separate
 venv exists (`--nautilus-python`; never a posbus dependency):
 
     python3 -m venv /tmp/venv-nautilus
