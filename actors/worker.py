@@ -171,6 +171,9 @@ class WorkerSettings:
     #: A flat position (qty 0) tells risk a mark-only change at most this often
     #: (market time): it changes nothing risk counts but the mark (docs/bus.md).
     flat_exposure_interval_ns: int = FLAT_EXPOSURE_INTERVAL_NS
+    #: The risk worker subscribes to market data and reads marks itself; the
+    #: positions tell it no mark-only change but their first (`[positions] risk_marks`).
+    risk_reads_market: bool = False
 
 
 class Worker:
@@ -434,14 +437,19 @@ class RiskWorker(Worker):
         self.starting_equity = starting_equity
         super().__init__(settings, journal=journal, clock=clock)
         self.events.subscribe(self._announce)
-        # From the market update's timestamp (the exposure's mark time) to the
-        # risk supervisor being told the new P&L: the end-to-end hot path.
+        # From the market update's timestamp (the quote's own, or the exposure's
+        # mark time) to the risk supervisor being told it: the end-to-end hot path.
         self.market_to_risk = BusMetrics(latency_sample=100_000)
+        # Senders heard publishing quotes only: a gap of theirs loses no exposure.
+        self._quote_senders: set[str] = set()
+        self._exposure_senders: set[str] = set()
 
     def services(self) -> list[str]:
         return ["risk"]
 
     def prefixes(self) -> list[bytes]:
+        if self.settings.risk_reads_market:
+            return [PREFIX_EXPOSURE, PREFIX_MARKET]
         return [PREFIX_EXPOSURE]
 
     def _children(self) -> list[ChildSpec]:
@@ -477,11 +485,19 @@ class RiskWorker(Worker):
             self.io.publish(topic_for(message), message)
 
     def on_events(self, batch: list[Received]) -> None:
-        """Exposures: absolute values, so only the newest per position in a batch counts."""
+        """Exposures and quotes: absolute values, so only the newest per position (per
+        symbol) in a batch counts. Exposures are told first (fills change the book),
+        then the quotes (the newest marks)."""
         latest: dict[tuple[str, str], ExposureChanged] = {}
+        quotes: dict[str, MarketUpdate] = {}
         for received in batch:
             message = received.envelope.message
+            if isinstance(message, MarketUpdate):
+                quotes[message.symbol] = message
+                self._quote_senders.add(received.envelope.sender)
+                continue
             if isinstance(message, Command) and message.name == EXPOSURE:
+                self._exposure_senders.add(received.envelope.sender)
                 try:
                     change = from_command(message)
                 except RemoteMessageError as exc:
@@ -500,6 +516,9 @@ class RiskWorker(Worker):
             mark_ts = change.exposure.mark_ts_ns
             if mark_ts is not None:
                 self.market_to_risk.observe_latency_ns(time.time_ns() - mark_ts)
+        for update in quotes.values():
+            self.tell("risk", risk, update)
+            self.market_to_risk.observe_latency_ns(time.time_ns() - update.ts_ns)
 
     def metrics(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         """The worker's metrics plus the market-to-risk latency (market update ts to told)."""
@@ -509,6 +528,10 @@ class RiskWorker(Worker):
 
     def on_gap(self, sender: str, expected: int, got: int) -> None:
         # Lost exposure frames: the positions re-send theirs (they are absolute values).
+        # Lost quotes need nothing: the next quote of the symbol is a whole mark.
+        if sender in self._quote_senders and sender not in self._exposure_senders:
+            self.io.metrics.count("quote_gaps")
+            return
         self.request_resync()
 
     def on_tick(self) -> None:
@@ -883,6 +906,7 @@ class PositionsWorker(Worker):
                 exposure_interval_ns=self.settings.exposure_interval_ns,
                 exposure_pnl_step=self.settings.exposure_pnl_step,
                 flat_exposure_interval_ns=self.settings.flat_exposure_interval_ns,
+                risk_reads_market=self.settings.risk_reads_market,
             )
 
         return ChildSpec(stream, start, restart=RestartType.TRANSIENT)

@@ -204,6 +204,7 @@ def _build(  # noqa: PLR0917 - private, called once
         tick_s=config.workers.tick_s,
         exposure_interval_ns=node.exposure_interval_ns,
         exposure_pnl_step=node.exposure_pnl_step,
+        risk_reads_market=node.risk_reads_market,
     )
     journal = _journal(config, run_dir, name)
     clock = WallClock()

@@ -172,3 +172,26 @@ def test_launcher_gives_up_loudly_when_a_worker_keeps_dying(short_tmp: Path) -> 
         assert "giving up" in log
     finally:
         s.close()
+
+
+def test_the_risk_worker_prices_positions_from_the_market_data_it_subscribes_to(
+    short_tmp: Path,
+) -> None:
+    s = Stack(short_tmp, steps_per_s=50)
+    s.up()
+    try:
+        s.json("order", "buy", "BTC/USDT", "0.1")
+        wait_for("BTC/USDT filled", lambda: _filled(s, "BTC/USDT", Decimal("0.1")))
+        # The position tells risk only its fill; the gross of 0.1 BTC follows the quotes
+        # the risk worker hears itself (`[positions] risk_marks = "market"`, the default).
+        grosses: set[str] = set()
+
+        def moved() -> bool:
+            grosses.add(s.json("risk")["metrics"]["gross"])
+            return len(grosses - {"0"}) >= 3
+
+        wait_for("risk's gross to follow the market", moved)
+        received = s.admin("risk", "metrics")["in"]
+        assert received["market_update"]["count"] > 0
+    finally:
+        s.close()
