@@ -2,8 +2,9 @@
 
 A thin shell around the pure `RiskEngine`: positions tell it their exposure
 (`ExposureChanged`) and ask it for a decision before any order leaves
-(`CheckOrder`). Where it is told market updates too (`MarketUpdate`: the
-in-process node and backtests), it takes every symbol's mark from them
+(`CheckOrder`). Where it is told market updates too (`MarketUpdate`, with
+`[positions] risk_marks = "market"`: the risk worker's quotes, the in-process
+node's and backtests' market data), it takes every symbol's mark from them
 (`RiskEngine.update_mark`), and positions tell it only what their fills,
 orders and starts change. Every state change (Warning, CoolDown, Halted, back to Normal)
 is journaled on the `risk` stream before it is announced as a `risk_event`, and

@@ -19,6 +19,13 @@ when there is one. A pure mark change skips what it cannot change
 (`_update_mark`: realized P&L, open count, group membership, the checks of a
 new day or an expired cooldown when neither is due), and a mark that only
 moves forward pushes nothing onto the heap (`_oldest_open` catches up lazily).
+
+Marks may instead come from market data (`update_mark`, one per quote): a
+mark inside its symbol's band (`risk_band`) cannot change the state, so it
+is only recorded, and the positions are priced at the newest marks before
+anything reads the engine; a mark outside it is judged at once. The
+decisions and transitions are the ones telling every mark per position
+gives (tests/property/test_risk_market_marks.py).
 """
 
 from __future__ import annotations
@@ -106,7 +113,7 @@ class RiskEngine:
     """Pre-trade risk checks and the risk state machine of one desk, pure and incremental.
 
     Not thread-safe: one owner (the risk actor's thread) calls every method.
-    State changes only in `update_position`, `tick`, `halt` and `resume`, each
+    State changes only in `update_position`, `update_mark`, `tick`, `halt` and `resume`, each
     returning the `RiskTransition`s it caused (the actor emits them as
     risk_events); `check_order` never changes the state, it only records
     approved orders for the rate limit. So a cooldown whose time has come keeps
