@@ -355,7 +355,10 @@ class RiskEngine:
             info.mark = mark
             info.mark_ts_ns = ts_ns
             self._last_ts_ns = now
-            self._dirty[symbol] = None
+            dirty = self._dirty
+            if symbol in dirty:  # kept in the order of each symbol's latest mark
+                del dirty[symbol]
+            dirty[symbol] = None
             return None
         # Priced at the marks before this one first: a new day starts from them.
         self._catch_up()
@@ -377,7 +380,11 @@ class RiskEngine:
         Each gets the exposure its position would report at that mark (the
         same quantity and realized P&L; unrealized moved by qty * the mark's
         move), applied like any other. Nothing is judged: the marks skipped
-        were inside their bands, where no judgement changes anything.
+        were inside their bands, where no judgement changes anything. The
+        symbols come in the order of their latest marks and each position
+        takes the next update seq even when its mark did not change, as if
+        told each mark: the stale-mark check names the same position among
+        equally old ones.
         """
         dirty = self._dirty
         if not dirty:
@@ -394,6 +401,8 @@ class RiskEngine:
             for key in self._by_symbol[symbol]:
                 exp = positions[key]
                 if exp.mark_ts_ns == mark_ts and exp.mark == mark:
+                    self._seq += 1
+                    self._position_seq[key] = self._seq
                     continue
                 if exp.mark is None:
                     if exp.qty:

@@ -120,16 +120,19 @@ class _Desk:
 
 
 def _normalized(value: Any) -> Any:
-    """The snapshot with every decimal string as its normalized value (exponents may differ)."""
+    """The snapshot with every decimal string as its value: exponents and the sign of a
+    zero may differ (a P&L priced from the last mark, u + q * move, can be 0 where
+    q * (mark - avg) is -0)."""
     if isinstance(value, dict):
         return {k: _normalized(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_normalized(v) for v in value]
     if isinstance(value, str):
         try:
-            return D(value).normalize()
+            number = D(value).normalize()
         except ArithmeticError:
             return value
+        return number if number else D(0)
     return value
 
 
