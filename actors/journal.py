@@ -131,6 +131,12 @@ class JournalUnavailable(PosbusError):
     transient = True
 
 
+class JournalLocked(PosbusError):
+    """Another writer holds this journal: refused at open, or fenced out while writing."""
+
+    transient = False
+
+
 class JournalCorrupt(PosbusError):
     """A record failed verification or a sequence has a gap: recovery of the stream stops.
 
