@@ -34,13 +34,13 @@ import pykka
 from posbus.actors.control import Crash, Halt, Inspect, Resume, Resync, Tick
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
-from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
+from posbus.actors.factory import ActorFactory, ExposureSettings
+from posbus.actors.gateway_actor import ExchangeClient
 from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.risk import PositionExposure, RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
-from posbus.actors.recovery import TakeSnapshot
-from posbus.actors.risk_supervisor import RiskSupervisor
+from posbus.actors.snapshot_schedule import SnapshotSchedule
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import (
     ChildTerminated,
@@ -52,6 +52,7 @@ from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.requests import Children, StartChild
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
+from posbus.actors.symbol_info import SymbolInfo
 from posbus.adapters.clock import Clock
 from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
@@ -59,14 +60,6 @@ from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
 logger = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class SymbolInfo:
-    """Risk metadata of a symbol: its correlation group and correlation to the reference."""
-
-    group: str = "default"
-    correlation: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +80,14 @@ class NodeConfig:
     # Periodic snapshots of every actor (clock time between two); None = only on
     # demand (`snapshot()`) and on a clean `stop()`.
     snapshot_interval_s: float | None = 30.0
+
+    def exposure(self) -> ExposureSettings:
+        """How the positions tell risk their exposure."""
+        return ExposureSettings(
+            interval_ns=self.exposure_interval_ns,
+            pnl_step=self.exposure_pnl_step,
+            risk_reads_market=self.risk_reads_market,
+        )
 
 
 class Node:
@@ -129,39 +130,40 @@ class Node:
         self.snapshots: SnapshotStore | None = snapshots
         if snapshots is None and isinstance(journal, SnapshotStore):
             self.snapshots = journal
-        self._last_snapshot_ns = clock.now_ns()
+        self.factory = ActorFactory(
+            outbox=self.outbox,
+            events=self.events,
+            clock=clock,
+            snapshots=self.snapshots,
+            on_corrupt=self._on_journal_corrupt,
+            symbols=config.symbols,
+            exposure=config.exposure(),
+        )
+        self._snapshot_schedule = SnapshotSchedule(
+            self._snapshot_targets,
+            clock.now_ns,
+            config.snapshot_interval_s if self.snapshots is not None else None,
+        )
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
         """Start the supervision tree; returns once every static child is up."""
         cfg = self.config
-        risk_spec = ChildSpec(
-            "risk",
-            lambda link: RiskSupervisor.start(
-                link,
-                limits=cfg.limits,
-                starting_equity=cfg.starting_equity,
-                outbox=self.outbox,
-                events=self.events,
-                clock=self.clock,
-                on_started=self._resync_positions,
-                snapshots=self.snapshots,
-            ),
-            restart=RestartType.PERMANENT,
+        risk = self.factory.risk(
+            limits=cfg.limits,
+            starting_equity=cfg.starting_equity,
+            on_started=self._resync_positions,
         )
+        gateway = self.factory.gateway(
+            account=cfg.account,
+            exchange=self.exchange,
+            lookup=self._doorbell,
+            halt=self._halt_from_gateway,
+        )
+        risk_spec = ChildSpec("risk", risk.start, restart=RestartType.PERMANENT)
         gateway_spec = ChildSpec(
-            f"gateway.{cfg.account}",
-            lambda link: GatewayActor.start(
-                link,
-                account=cfg.account,
-                exchange=self.exchange,
-                outbox=self.outbox,
-                lookup=self._doorbell,
-                events=self.events,
-                halt=self._halt_from_gateway,
-            ),
-            restart=RestartType.PERMANENT,
+            f"gateway.{cfg.account}", gateway.start, restart=RestartType.PERMANENT
         )
         positions_spec = Supervisor.spec("positions", [], policy=cfg.policy)
         self._root = Supervisor.start(
@@ -223,30 +225,20 @@ class Node:
                 handle = self._positions.get(stream)
             if handle is not None and handle.state is not HandleState.TERMINATED:
                 return handle
-            info = self.config.symbols.get(symbol, SymbolInfo())
-            spec = ChildSpec(
-                stream,
-                lambda link: PositionActor.start(
-                    link,
-                    account=account,
-                    symbol=symbol,
-                    outbox=self.outbox,
+
+            def start(link: Any) -> Any:
+                # Built at each (re)start: the newest quote, and a stream found
+                # corrupt meanwhile is not started again.
+                return self.factory.position(
+                    account,
+                    symbol,
                     risk=self.risk,
                     gateway=self.gateway,
-                    events=self.events,
-                    clock=self.clock,
-                    group=info.group,
-                    correlation=info.correlation,
-                    on_closed=self._on_position_closed,
                     last_market=self._last_market.get(symbol),
-                    exposure_interval_ns=self.config.exposure_interval_ns,
-                    exposure_pnl_step=self.config.exposure_pnl_step,
-                    risk_reads_market=self.config.risk_reads_market,
-                    snapshots=self.snapshots,
-                    on_corrupt=self._on_journal_corrupt,
-                ),
-                restart=RestartType.TRANSIENT,
-            )
+                    on_closed=self._on_position_closed,
+                ).start(link)
+
+            spec = ChildSpec(stream, start, restart=RestartType.TRANSIENT)
             started: ChildHandle = self._positions_sup.ask(StartChild(spec), timeout=ASK_TIMEOUT_S)
             with self._lock:
                 self._positions[stream] = started
@@ -262,23 +254,7 @@ class Node:
         """
         if self.snapshots is None:
             return {}
-        self._last_snapshot_ns = self.clock.now_ns()
-        futures = []
-        for handle in self._snapshot_targets():
-            ref = handle.ref
-            if ref is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    futures.append((handle.name, ref.ask(TakeSnapshot(), block=False)))
-        deadline = time.monotonic() + timeout_s
-        saved: dict[str, int] = {}
-        for name, future in futures:
-            try:
-                seq = future.get(timeout=max(0.1, deadline - time.monotonic()))
-            except pykka.ActorDeadError:
-                continue  # died meanwhile: its restart recovers from the journal
-            if isinstance(seq, int):
-                saved[name] = seq
-        return saved
+        return self._snapshot_schedule.take(timeout_s)
 
     def _snapshot_targets(self) -> list[ChildHandle]:
         with self._lock:
@@ -331,6 +307,8 @@ class Node:
             return None
         with self._lock:
             handle = self._positions.get(stream)
+        if stream in self.factory.corrupt_streams():
+            return None  # the record waits in the journal for an operator's repair
         if handle is None or handle.state is HandleState.TERMINATED:
             account, symbol = stream.split("/", 2)[1:]
             return _LazyPosition(self, account, symbol)
@@ -348,7 +326,10 @@ class Node:
         with self._lock:
             handles = dict(self._positions)
         exposures: list[PositionExposure] = []
+        corrupt = self.factory.corrupt_streams()
         for stream, handle in handles.items():
+            if stream in corrupt:
+                continue  # down for good, and the account is halted
             _, account, symbol = stream.split("/", 2)
             exposure: Any = None
             if handle.state is not HandleState.TERMINATED:
@@ -374,15 +355,25 @@ class Node:
     # -- inputs ----------------------------------------------------------------------
 
     def signal(self, intent: OrderIntent) -> Delivered:
-        """Journal an intent on its position's stream, then hand it to the position."""
+        """Journal an intent on its position's stream, then hand it to the position.
+
+        Raises JournalCorrupt (journaling nothing) when that stream is corrupt.
+        """
+        self._refuse_corrupt(intent.account, intent.symbol)
         handle = self.position(intent.account, intent.symbol)
         return self.outbox.deliver(position_stream(intent.account, intent.symbol), intent, handle)
 
     def cancel(self, account: str, symbol: str, order_id: str) -> Delivered:
         """Journal a cancel request for `order_id`, then hand it to its position."""
+        self._refuse_corrupt(account, symbol)
         handle = self.position(account, symbol)
         request = CancelRequest(order_id=order_id, ts_ns=self.clock.now_ns())
         return self.outbox.deliver(position_stream(account, symbol), request, handle)
+
+    def _refuse_corrupt(self, account: str, symbol: str) -> None:
+        error = self.factory.corrupt_streams().get(position_stream(account, symbol))
+        if error is not None:
+            raise error
 
     def market(self, update: MarketUpdate) -> None:
         """Hand a market update to the gateway and every running position of its symbol."""
@@ -406,13 +397,7 @@ class Node:
         assert self.risk is not None
         now = self.clock.now_ns()
         self.risk.tell(Tick(now))
-        interval = self.config.snapshot_interval_s
-        due = interval is not None and now - self._last_snapshot_ns >= interval * 1e9
-        if self.snapshots is not None and due:
-            self._last_snapshot_ns = now
-            # Told, not asked: the caller's loop never waits for an fsync.
-            for handle in self._snapshot_targets():
-                handle.tell(TakeSnapshot())
+        self._snapshot_schedule.tick()
         self._revive_missed()
 
     def halt(self, reason: str) -> str:

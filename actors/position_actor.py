@@ -651,17 +651,20 @@ class PositionActor(SupervisedActor):
             self.position.cancel_close(order.last_ts_ns)
 
     def _stop_if_closed(self) -> None:
-        if not self.live or self.on_closed is None:
+        if not self.live:
             return
         if self.position.status is not PositionStatus.CLOSED or self.position.qty != 0:
             return
         if any(not o.is_terminal for o in self.orders.values()):
             return
-        # A closed position's actor stays down: its snapshot spares the next
-        # start (and the risk supervisor's resync) replaying its whole history.
+        # A closed trade is snapshotted: the next start (and the risk
+        # supervisor's resync) need not replay its history. Nothing new since
+        # the last snapshot saves none.
         self.take_snapshot()
-        self.on_closed(self.stream, self.cursor.position)
-        self.actor_ref.stop(block=False)
+        if self.on_closed is not None:
+            # The host keeps closed positions down until their next intent.
+            self.on_closed(self.stream, self.cursor.position)
+            self.actor_ref.stop(block=False)
 
     def _drain(self) -> None:
         while self._followups:

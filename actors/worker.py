@@ -54,11 +54,11 @@ from typing import Any
 from posbus.actors.control import Crash, ExposureChanged, Halt, Inspect, Resync, SubmitOrder, Tick
 from posbus.actors.delivery import Outbox
 from posbus.actors.events import EventLog
-from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
-from posbus.actors.journal import Journal
+from posbus.actors.factory import ActorFactory, ExposureSettings
+from posbus.actors.gateway_actor import ExchangeClient
+from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
 from posbus.actors.model.errors import OrderValidationError, PosbusError
 from posbus.actors.model.side import Side
-from posbus.actors.node import SymbolInfo
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.quote_slot import QuoteSlot
 from posbus.actors.remote import (
@@ -75,8 +75,8 @@ from posbus.actors.remote import (
     decision_result,
     from_command,
 )
-from posbus.actors.risk_supervisor import RiskSupervisor
 from posbus.actors.sharding import Shard
+from posbus.actors.snapshot_schedule import SnapshotSchedule
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import RestartIntensityExceeded
 from posbus.actors.supervision.handle import ChildHandle, HandleState
@@ -84,6 +84,7 @@ from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.requests import StartChild
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
+from posbus.actors.symbol_info import SymbolInfo
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.adapters.clock import Clock
 from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
@@ -174,6 +175,18 @@ class WorkerSettings:
     #: The risk worker subscribes to market data and reads marks itself; the
     #: positions tell it no mark-only change but their first (`[positions] risk_marks`).
     risk_reads_market: bool = False
+    #: Periodic snapshots of the worker's actors (`[storage] snapshot_interval_s`);
+    #: None: only on `posbus admin NAME snapshot` and on a clean stop.
+    snapshot_interval_s: float | None = 30.0
+
+    def exposure(self) -> ExposureSettings:
+        """How the positions tell risk their exposure."""
+        return ExposureSettings(
+            interval_ns=self.exposure_interval_ns,
+            pnl_step=self.exposure_pnl_step,
+            flat_interval_ns=self.flat_exposure_interval_ns,
+            risk_reads_market=self.risk_reads_market,
+        )
 
 
 class Worker:
@@ -191,6 +204,21 @@ class Worker:
         self.clock = clock
         self.events = EventLog(capacity=10_000)
         self.outbox = Outbox(journal, settings.name, clock)
+        self.snapshots = journal if isinstance(journal, SnapshotStore) else None
+        self.factory = ActorFactory(
+            outbox=self.outbox,
+            events=self.events,
+            clock=clock,
+            snapshots=self.snapshots,
+            on_corrupt=self.on_corrupt,
+            symbols=settings.symbols,
+            exposure=settings.exposure(),
+        )
+        self.snapshot_schedule = SnapshotSchedule(
+            self.snapshot_targets,
+            clock.now_ns,
+            settings.snapshot_interval_s if self.snapshots is not None else None,
+        )
         self.escalated = threading.Event()
         self.escalation: RestartIntensityExceeded | None = None
         self.started_ns = time.time_ns()
@@ -215,7 +243,7 @@ class Worker:
             on_events=self.on_events,
             on_request=self._on_request,
             admin_handlers=self.admin_handlers(),
-            on_tick=self.on_tick,
+            on_tick=self._tick,
             on_gap=self.on_gap,
         )
         self.io.metrics.count("restarts", 0)
@@ -232,6 +260,13 @@ class Worker:
 
     def _children(self) -> list[ChildSpec]:
         return []
+
+    def snapshot_targets(self) -> list[ChildHandle]:
+        """The running actors that keep snapshots (any thread)."""
+        return []
+
+    def on_corrupt(self, stream: str, error: JournalCorrupt) -> None:
+        """An actor found its journal stream corrupt (that actor's thread, failing its start)."""
 
     # -- lifecycle (caller's thread) ---------------------------------------------------------
 
@@ -282,6 +317,10 @@ class Worker:
 
     def on_events(self, batch: list[Received]) -> None:
         """A drained batch of events, in arrival order."""
+
+    def _tick(self) -> None:
+        self.snapshot_schedule.tick()
+        self.on_tick()
 
     def on_tick(self) -> None:
         """Timers (every `tick_s`)."""
@@ -390,15 +429,22 @@ class Worker:
         return {"actor": name, "restarts_before": before}
 
     def snapshot(self, args: dict[str, CommandArg]) -> dict[str, Any]:
-        """Flush the journal (durable backends) and report its size."""
+        """Snapshot every actor that keeps snapshots, flush the journal, report both.
+
+        `saved` maps each actor that saved a snapshot to its seq (one with
+        nothing new since its last snapshot saves none); `durable` is true
+        when the store keeps snapshots and the journal is flushed to it.
+        """
+        saved = self.snapshot_schedule.take(ASK_TIMEOUT_S) if self.snapshots is not None else {}
         flush = getattr(self.journal, "flush", None)
         if callable(flush):
             flush()
         streams = self.journal.streams()
         return {
+            "saved": saved,
             "streams": len(streams),
             "records": sum(self.journal.last_seq(s) for s in streams),
-            "durable": callable(flush),
+            "durable": self.snapshots is not None and callable(flush),
         }
 
     def log_level(self, args: dict[str, CommandArg]) -> dict[str, Any]:
@@ -453,21 +499,14 @@ class RiskWorker(Worker):
         return [PREFIX_EXPOSURE]
 
     def _children(self) -> list[ChildSpec]:
-        return [
-            ChildSpec(
-                "risk",
-                lambda link: RiskSupervisor.start(
-                    link,
-                    limits=self.limits,
-                    starting_equity=self.starting_equity,
-                    outbox=self.outbox,
-                    events=self.events,
-                    clock=self.clock,
-                    on_started=self.request_resync,
-                ),
-                restart=RestartType.PERMANENT,
-            )
-        ]
+        risk = self.factory.risk(
+            limits=self.limits, starting_equity=self.starting_equity, on_started=self.request_resync
+        )
+        return [ChildSpec("risk", risk.start, restart=RestartType.PERMANENT)]
+
+    def snapshot_targets(self) -> list[ChildHandle]:
+        handle = self._all_handles().get("risk")
+        return [] if handle is None or handle.state is not HandleState.RUNNING else [handle]
 
     @property
     def risk(self) -> ChildHandle:
@@ -614,21 +653,13 @@ class GatewayWorker(Worker):
         return [PREFIX_MARKET]
 
     def _children(self) -> list[ChildSpec]:
-        return [
-            ChildSpec(
-                self.service_name,
-                lambda link: GatewayActor.start(
-                    link,
-                    account=self.settings.account,
-                    exchange=self.exchange,
-                    outbox=self.outbox,
-                    lookup=self._doorbell,
-                    events=self.events,
-                    halt=self._halt,
-                ),
-                restart=RestartType.PERMANENT,
-            )
-        ]
+        gateway = self.factory.gateway(
+            account=self.settings.account,
+            exchange=self.exchange,
+            lookup=self._doorbell,
+            halt=self._halt,
+        )
+        return [ChildSpec(self.service_name, gateway.start, restart=RestartType.PERMANENT)]
 
     @property
     def gateway(self) -> ChildHandle:
@@ -772,6 +803,9 @@ class PositionsWorker(Worker):
         self.recovered: dict[str, Any] = {"state": "pending"}
         self.gaps_repaired = 0
         self.gaps_unrepaired = 0
+        # Corrupt streams whose halt the risk worker has not confirmed yet.
+        self._halts_pending: dict[str, JournalCorrupt] = {}
+        self._halts_lock = threading.Lock()
 
     def services(self) -> list[str]:
         return [self.shard.service]
@@ -885,35 +919,77 @@ class PositionsWorker(Worker):
     def _position_spec(self, account: str, symbol: str) -> ChildSpec:
         """The child spec of a position actor (caller holds the spawn lock)."""
         stream = position_stream(account, symbol)
-        info = self.settings.symbols.get(symbol, SymbolInfo())
 
         def start(link: Any) -> Any:
             # A fresh slot per incarnation: one told to a mailbox that died
             # with its actor would otherwise stay full, and never be told again.
             self._quote_slots[stream] = QuoteSlot()
-            return PositionActor.start(
-                link,
-                account=account,
-                symbol=symbol,
-                outbox=self.outbox,
+            recipe = self.factory.position(
+                account,
+                symbol,
                 risk=self.remote_risk,
                 gateway=self.remote_gateway,
-                events=self.events,
-                clock=self.clock,
-                group=info.group,
-                correlation=info.correlation,
                 last_market=self._last_market.get(symbol),
-                exposure_interval_ns=self.settings.exposure_interval_ns,
-                exposure_pnl_step=self.settings.exposure_pnl_step,
-                flat_exposure_interval_ns=self.settings.flat_exposure_interval_ns,
-                risk_reads_market=self.settings.risk_reads_market,
             )
+            return recipe.start(link)
 
         return ChildSpec(stream, start, restart=RestartType.TRANSIENT)
 
     def position_handles(self) -> dict[str, ChildHandle]:
         """Every position actor's handle, by stream."""
         return {k: v for k, v in self._all_handles().items() if k.startswith("position/")}
+
+    def snapshot_targets(self) -> list[ChildHandle]:
+        return [h for h in self.position_handles().values() if h.state is HandleState.RUNNING]
+
+    # -- corrupt streams ------------------------------------------------------------------------
+
+    def on_corrupt(self, stream: str, error: JournalCorrupt) -> None:
+        """A position's stream is corrupt (its thread): halt the account through the risk worker.
+
+        The position stays down (the factory starts it no more); the halt is
+        journaled by the risk worker and survives restarts. Asked from the
+        control thread, and asked again every tick until the risk worker answers.
+        """
+        logger.critical(
+            "journal corrupt: halting the account",
+            extra={"worker": self.settings.name, "stream": stream, "seq": error.seq},
+        )
+        self.io.metrics.count("corrupt_streams")
+        with self._halts_lock:
+            self._halts_pending[stream] = error
+        self.io.control(self._send_halts)
+
+    def on_tick(self) -> None:
+        with self._halts_lock:
+            pending = bool(self._halts_pending)
+        if pending:
+            self.io.control(self._send_halts)
+
+    def _send_halts(self) -> None:
+        """Ask the risk worker to halt for each unconfirmed corrupt stream (control thread)."""
+        with self._halts_lock:
+            pending = dict(self._halts_pending)
+        for stream, error in pending.items():
+            try:
+                self.remote_risk.ask(
+                    Halt(f"journal corrupt: {error}", self.clock.now_ns()), timeout=ASK_TIMEOUT_S
+                )
+            except PosbusError as exc:
+                logger.error(
+                    "halt for a corrupt journal not confirmed yet; asked again next tick",
+                    extra={"stream": stream, "error": str(exc)},
+                )
+                return
+            with self._halts_lock:
+                self._halts_pending.pop(stream, None)
+
+    def _refuse_corrupt(self, stream: str) -> None:
+        error = self.factory.corrupt_streams().get(stream)
+        if error is not None:
+            raise WorkerError(
+                f"{stream} is down: {error}; the account is halted until the journal is repaired"
+            )
 
     def _not_sent(self, submit: SubmitOrder, reason: str) -> None:
         """No submit of an order reached the gateway: the order is rejected (any thread)."""
@@ -1063,6 +1139,11 @@ class PositionsWorker(Worker):
         if not self.shard.owns(account, symbol):
             return
         stream = position_stream(account, symbol)
+        if stream in self.factory.corrupt_streams():
+            # Kept for the operator's repair: journaled, told to no one.
+            self.outbox.deliver(stream, message, None)
+            self.io.metrics.count("signals_held_for_corrupt_streams")
+            return
         handle = self.position(account, symbol)
         self._last_told[stream] = time.time_ns()
         # Write-ahead on the receiving side: journaled here before the position hears of it.
@@ -1212,8 +1293,9 @@ class PositionsWorker(Worker):
             )
         except (ArithmeticError, ValueError) as exc:
             raise OrderValidationError(f"invalid order: {exc}", symbol=symbol) from exc
-        handle = self.position(account, symbol)
         stream = position_stream(account, symbol)
+        self._refuse_corrupt(stream)
+        handle = self.position(account, symbol)
         self._last_told[stream] = time.time_ns()
         delivered = self.outbox.deliver(stream, intent, handle)
         return {
@@ -1232,6 +1314,7 @@ class PositionsWorker(Worker):
         stream = position_stream(account, symbol)
         if stream not in self.position_handles():
             raise OrderValidationError(f"unknown order {order_id!r}", order_id=order_id)
+        self._refuse_corrupt(stream)
         request = CancelRequest(order_id=order_id, ts_ns=self.clock.now_ns())
         delivered = self.outbox.deliver(stream, request, self.position(account, symbol))
         return {"order_id": order_id, "stream": stream, "seq": delivered.seq}
@@ -1259,14 +1342,26 @@ class PositionsWorker(Worker):
         """The inspect state of the positions of `streams` (default: all), in stream order."""
         handles = self.position_handles()
         wanted = sorted(handles) if streams is None else streams
+        corrupt = self.factory.corrupt_streams()
         states = []
         for stream in wanted:
             handle = handles[stream]
-            if handle.state is HandleState.RUNNING:
+            _, account, symbol = stream.split("/", 2)
+            if stream in corrupt:
+                states.append(
+                    {
+                        "account": account,
+                        "symbol": symbol,
+                        "status": "Corrupt",
+                        "error": str(corrupt[stream]),
+                    }
+                )
+            elif handle.state is HandleState.RUNNING:
                 states.append(handle.ask(Inspect(), timeout=ASK_TIMEOUT_S))
             else:
-                _, account, symbol = stream.split("/", 2)
-                states.append(PositionActor.recovered_state(self.outbox, account, symbol))
+                states.append(
+                    PositionActor.recovered_state(self.outbox, account, symbol, self.snapshots)
+                )
         return states
 
     @staticmethod

@@ -17,10 +17,11 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.risk import RiskLimits
-from posbus.actors.node import NodeConfig, SymbolInfo
+from posbus.actors.node import NodeConfig
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.strategy import Strategy
+from posbus.actors.symbol_info import SymbolInfo
 from posbus.adapters.exchange.ccxt_config import GATEWAY_KEYS, GatewayConfig, gateway_config
 from posbus.adapters.exchange.simulated import SimConfig
 

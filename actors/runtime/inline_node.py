@@ -1,15 +1,19 @@
 """InlineNode: the actors of a Node, wired the same way, on the inline runtime.
 
 `posbus.actors.node.Node` is the live in-process engine: every actor in its
-own pykka thread under OTP supervisors. `InlineNode` hosts the same actor
-classes with the same arguments and the same wiring (risk supervisor, one
-gateway, a position per account+symbol started on demand, write-ahead
-delivery through one Outbox) on an `InlineScheduler`, on the caller's
-thread, and offers the same inputs (`signal`, `cancel`, `market`, `tick`) and
-the same barrier (`settle`). Backtests run on it; the parity tests drive a
-Node and an InlineNode with the same inputs and compare.
+own pykka thread under OTP supervisors. `InlineNode` hosts the same actors,
+built by the same `ActorFactory` (risk supervisor, one gateway, a position
+per account+symbol started on demand, write-ahead delivery through one
+Outbox) on an `InlineScheduler`, on the caller's thread, and offers the same
+inputs (`signal`, `cancel`, `market`, `tick`) and the same barrier
+(`settle`). Backtests run on it; the parity tests drive a Node and an
+InlineNode with the same inputs and compare.
 
 What differs from Node, on purpose:
+
+- No snapshots unless a store is given (`snapshots`): a backtest's journal
+  lives in memory for one run.
+- A corrupt stream fails the run (`ActorFailed`) rather than halting it.
 
 - No supervision: an actor failure stops the run (`ActorFailed`), it is not
   restarted. A backtest must not quietly go on with a rebuilt actor.
@@ -30,11 +34,11 @@ from typing import Any
 from posbus.actors.control import Halt, Inspect, Resume, Tick
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
-from posbus.actors.gateway_actor import ExchangeClient, GatewayActor, gateway_stream
-from posbus.actors.journal import Journal
-from posbus.actors.node import NodeConfig, SymbolInfo
+from posbus.actors.factory import ActorFactory
+from posbus.actors.gateway_actor import ExchangeClient, gateway_stream
+from posbus.actors.journal import Journal, SnapshotStore
+from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import PositionActor, position_stream
-from posbus.actors.risk_supervisor import RiskSupervisor
 from posbus.actors.runtime.inline import InlineRef, InlineScheduler
 from posbus.adapters.clock import Clock
 from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
@@ -58,6 +62,7 @@ class InlineNode:
         clock: Clock,
         events: EventLog | None = None,
         sender: str = "node",
+        snapshots: SnapshotStore | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -65,6 +70,14 @@ class InlineNode:
         self.clock = clock
         self.events = events if events is not None else EventLog()
         self.outbox = Outbox(journal, sender, clock)
+        self.factory = ActorFactory(
+            outbox=self.outbox,
+            events=self.events,
+            clock=clock,
+            snapshots=snapshots,
+            symbols=config.symbols,
+            exposure=config.exposure(),
+        )
         self.scheduler = InlineScheduler()
         self.risk: InlineRef | None = None
         self.gateway: InlineRef | None = None
@@ -81,23 +94,11 @@ class InlineNode:
     def start(self) -> None:
         """Start the risk supervisor, the gateway and every journaled position."""
         cfg = self.config
-        risk = RiskSupervisor(
-            None,
-            limits=cfg.limits,
-            starting_equity=cfg.starting_equity,
-            outbox=self.outbox,
-            events=self.events,
-            clock=self.clock,
-        )
-        self.risk = self.scheduler.spawn(risk, RISK)
-        gateway = GatewayActor(
-            None,
-            account=cfg.account,
-            exchange=self.exchange,
-            outbox=self.outbox,
-            lookup=self._doorbell,
-            events=self.events,
-        )
+        risk = self.factory.risk(limits=cfg.limits, starting_equity=cfg.starting_equity)
+        self.risk = self.scheduler.spawn(risk.build(), RISK)
+        gateway = self.factory.gateway(
+            account=cfg.account, exchange=self.exchange, lookup=self._doorbell
+        ).build()
         self.gateway = self.scheduler.spawn(gateway, gateway_stream(cfg.account))
         for stream in self.journal.streams():
             if stream.startswith("position/"):
@@ -121,23 +122,13 @@ class InlineNode:
         ref = self._positions.get(stream)
         if ref is not None:
             return ref
-        info = self.config.symbols.get(symbol, SymbolInfo())
-        actor = PositionActor(
-            None,
-            account=account,
-            symbol=symbol,
-            outbox=self.outbox,
+        actor = self.factory.position(
+            account,
+            symbol,
             risk=self.risk,
             gateway=self.gateway,
-            events=self.events,
-            clock=self.clock,
-            group=info.group,
-            correlation=info.correlation,
             last_market=self._last_market.get(symbol),
-            exposure_interval_ns=self.config.exposure_interval_ns,
-            exposure_pnl_step=self.config.exposure_pnl_step,
-            risk_reads_market=self.config.risk_reads_market,
-        )
+        ).build()
         ref = self.scheduler.spawn(actor, stream)
         self._positions[stream] = ref
         assert self.gateway is not None and self.risk is not None, "start() first"

@@ -56,6 +56,15 @@ class ChildStartFailed(SupervisionError):
     """
 
 
+class ChildIgnored(SupervisionError):
+    """Raised by a child's start callable to decline the start (OTP's `ignore` from init).
+
+    The supervisor marks the child terminated without counting a restart: the
+    child stays down until someone starts it again (a position whose journal
+    stream is corrupt, for instance).
+    """
+
+
 class RestartIntensityExceeded(SupervisionError):
     """More than `max_restarts` restarts within `period_s`: the supervisor gives up.
 

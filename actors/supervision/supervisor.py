@@ -43,6 +43,7 @@ from pykka.messages import ProxyGetAttr
 
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import (
+    ChildIgnored,
     ChildStartFailed,
     DuplicateChild,
     RestartIntensityExceeded,
@@ -472,6 +473,12 @@ class Supervisor(SupervisedActor):
         try:
             ref = child.spec.start(link)
             self._await_started(child, ref)
+        except ChildIgnored as exc:
+            child.ref = None
+            child.last_error = str(exc)
+            self._log(logging.WARNING, "child start ignored", child=child.name, reason=str(exc))
+            self._terminate(child)
+            return
         except Exception as exc:  # noqa: BLE001 - actor boundary: the child failed to start; report, restart
             child.status = ChildStatus.START_FAILED
             child.ref = None

@@ -9,12 +9,12 @@ nothing is cancelled); its root supervisor giving up makes it exit 3.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -27,6 +27,8 @@ SWITCH_INTERVAL_S = 0.0005
 
 EXIT_ESCALATED = 3
 """The worker's root supervisor gave up (restart intensity exceeded)."""
+EXIT_JOURNAL_LOCKED = 4
+"""Another writer holds the worker's journal; restarting cannot help until it lets go."""
 
 _DESCRIPTION = """\
 Run one worker of a stack in the foreground: `broker` (the event proxy and
@@ -37,8 +39,12 @@ source). `posbus up` starts these for you; run them by hand (or from the
 systemd units in deploy/) to spread a stack over several machines.
 
 Each worker answers admin commands on RUN_DIR/admin/NAME.sock (see `posbus
-admin`) and logs JSON lines on stderr. SIGTERM stops it gracefully (exit 0);
-exit 3 means its root supervisor gave up.
+admin`) and logs JSON lines on stderr. RUN_DIR is --run-dir, else
+$POSBUS_RUN_DIR, else run_dir of the config; what the worker writes there is
+its owner's only (umask 077). SIGTERM stops it gracefully (exit 0). Exit 3:
+its root supervisor gave up. Exit 4: another writer holds its journal (a
+second copy of the same worker, or a tool writing to it); it is not worth
+restarting until that writer lets go.
 """
 
 _EXAMPLES = """\
@@ -78,11 +84,21 @@ def register(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus worker`: runs until SIGTERM/SIGINT or escalation."""
+    import logging
+
+    from posbus.actors.journal import JournalLocked
     from posbus.actors.sharding import Shard
+    from posbus.adapters.cli.stack_options import run_dir_of
     from posbus.adapters.config import load_config
-    from posbus.adapters.launcher_layout import RunDir, worker_name, write_json_atomic
+    from posbus.adapters.launcher_layout import (
+        OWNER_ONLY_UMASK,
+        RunDir,
+        worker_name,
+        write_json_atomic,
+    )
     from posbus.adapters.log_format import configure_logging
 
+    os.umask(OWNER_ONLY_UMASK)
     config = load_config(args.config)
     if args.instance:
         role, _, index = args.instance.partition("-")
@@ -105,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--shard is for --role positions only")
     account = args.account or config.account
     name = args.name or worker_name(args.role, shard, account)
-    run_dir = RunDir(Path(args.run_dir) if args.run_dir else config.run_dir)
+    run_dir = RunDir(run_dir_of(args.run_dir, config))
     run_dir.prepare()
     configure_logging(config.log.level, config.log.format)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -118,8 +134,19 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    worker: Any = _build(args.role, name, config, run_dir, shard, account)
-    metrics_endpoint = _start(worker, config, name)
+    worker: Any = None
+    try:
+        worker = _build(args.role, name, config, run_dir, shard, account)
+        metrics_endpoint = _start(worker, config, name)
+    except JournalLocked as exc:
+        logging.getLogger(__name__).critical(
+            "journal held by another writer; not starting", extra={"worker": name}
+        )
+        print(f"posbus: error: worker {name}: {exc}", file=sys.stderr, flush=True)
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                worker.stop()
+        return EXIT_JOURNAL_LOCKED
     run_dir.pid_file(name).write_text(f"{os.getpid()}\n", encoding="ascii")
     write_json_atomic(
         run_dir.ready_file(name),
@@ -205,6 +232,7 @@ def _build(  # noqa: PLR0917 - private, called once
         exposure_interval_ns=node.exposure_interval_ns,
         exposure_pnl_step=node.exposure_pnl_step,
         risk_reads_market=node.risk_reads_market,
+        snapshot_interval_s=node.snapshot_interval_s,
     )
     journal = _journal(config, run_dir, name)
     clock = WallClock()

@@ -53,9 +53,10 @@ from hypothesis.stateful import (
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
-from posbus.actors.node import Node, NodeConfig, SymbolInfo
+from posbus.actors.node import Node, NodeConfig
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
+from posbus.actors.symbol_info import SymbolInfo
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
