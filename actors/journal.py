@@ -132,9 +132,34 @@ class JournalUnavailable(PosbusError):
 
 
 class JournalLocked(PosbusError):
-    """Another writer holds this journal: refused at open, or fenced out while writing."""
+    """Another writer holds this journal: refused at open, or fenced out while writing.
+
+    The message names where (the file or database) and, when known, who holds
+    it (`holder`: pid, owner id). Not transient: the holder must stop first (a
+    dead holder frees it: the OS drops a file lock, a lease expires).
+    """
 
     transient = False
+
+    def __init__(
+        self, where: str, holder: str = "", problem: str = "another writer holds this journal"
+    ) -> None:
+        held = f" (held by {holder})" if holder else ""
+        super().__init__(f"{where}: {problem}{held}")
+        self.where = where
+        self.holder = holder
+
+
+class JournalFenced(JournalLocked):
+    """This writer lost its lease to another (paused or cut off past its expiry).
+
+    Whatever it still tries to write is refused, never stored: the new holder
+    owns the journal. The store stays refused until it is reopened.
+    """
+
+
+class JournalReadOnly(PosbusError):
+    """The journal was opened read-only (`writer=False`): appends and snapshot saves are refused."""
 
 
 class JournalCorrupt(PosbusError):

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 
 from posbus.actors.journal import (
     JournalCorrupt,
+    JournalReadOnly,
     JournalRecord,
     JournalUnavailable,
     Snapshot,
@@ -97,11 +98,15 @@ class GroupCommitStore(ABC):
     Subclasses implement the storage: `_load_last_seq`, `_write_batch` (one
     durable commit of records and snapshots) and `_close_storage`. `append`
     and `save_snapshot` run in the caller's thread and block until durable;
-    `_write_batch` runs only in the writer thread.
+    `_write_batch` runs only in the writer thread. A read-only store
+    (`writer=False`) starts no writer thread and refuses every write.
     """
 
-    def __init__(self, commit: GroupCommitConfig, name: str) -> None:
+    def __init__(self, commit: GroupCommitConfig, name: str, *, writer: bool = True) -> None:
         self.commit_config = commit
+        self.writer = writer
+        # Set (once) when the store must refuse every later write, e.g. a lost lease.
+        self._refusal: PosbusError | None = None
         self._lock = threading.Lock()  # guards _next_seq and the queue
         self._wakeup = threading.Condition(self._lock)
         self._queue: deque[_Pending] = deque()
@@ -208,6 +213,10 @@ class GroupCommitStore(ABC):
             raise pending.error
 
     def _check_open(self) -> None:
+        if not self.writer:
+            raise JournalReadOnly("journal opened read-only (writer=False): writes are refused")
+        if self._refusal is not None:
+            raise self._refusal
         if self._closing:
             raise JournalUnavailable("journal is closed")
 

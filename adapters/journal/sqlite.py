@@ -19,6 +19,13 @@ a read returns records in chunks so a million-record replay holds no long
 transaction. SQLite errors that mean a damaged file surface as JournalCorrupt
 naming the stream and the sequence number where reading stopped.
 
+One writer per file: a writer holds an exclusive `flock` on the sidecar
+`NAME.sqlite.lock` (0600, holding the writer's pid) from open to `close()`;
+the OS drops it when the process dies, kill -9 included, so no lock goes
+stale. A second writer is refused with JournalLocked naming the file and the
+holder's pid. A read-only store (`writer=False`: `posbus journal`) takes no
+lock, opens the file with `mode=ro` and refuses writes.
+
 This module must never acknowledge an append before its commit is durable,
 and never overwrite a stored record.
 """
@@ -26,12 +33,20 @@ and never overwrite a stored record.
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from posbus.actors.journal import JournalCorrupt, JournalRecord, JournalUnavailable, Snapshot
+from posbus.actors.journal import (
+    JournalCorrupt,
+    JournalLocked,
+    JournalRecord,
+    JournalUnavailable,
+    Snapshot,
+)
 from posbus.adapters.journal.group_commit import GroupCommitConfig, GroupCommitStore
 
 SCHEMA_VERSION = "1"
@@ -61,9 +76,12 @@ class SqliteJournal(GroupCommitStore):
         path: the database file (created with its directory if missing).
         keep_snapshots: how many snapshots to keep per stream (newest by seq).
         commit: group-commit batching (records per commit, bounded delay).
+        writer: False opens the file read-only: no writer lock, nothing
+            created, appends and snapshot saves raise JournalReadOnly.
 
-    Raises JournalUnavailable when the file cannot be opened, JournalCorrupt
-    when it is not a posbus journal or is damaged.
+    Raises JournalLocked when another writer holds the file, JournalUnavailable
+    when it cannot be opened, JournalCorrupt when it is not a posbus journal or
+    is damaged.
     """
 
     def __init__(
@@ -72,43 +90,84 @@ class SqliteJournal(GroupCommitStore):
         *,
         keep_snapshots: int = 3,
         commit: GroupCommitConfig | None = None,
+        writer: bool = True,
     ) -> None:
         if keep_snapshots < 1:
             raise ValueError("keep_snapshots must be >= 1")
         self.path = Path(path)
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self.keep_snapshots = keep_snapshots
-        super().__init__(commit or GroupCommitConfig(), self.path.name)
+        super().__init__(commit or GroupCommitConfig(), self.path.name, writer=writer)
         self._pool_lock = threading.Lock()
         self._pool: list[sqlite3.Connection] = []
         self._readers_closed = False
+        self._lock_fd: int | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if writer:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._lock_fd = _take_writer_lock(self.path, self.lock_path)
             self._conn = self._connect()
-            mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise JournalUnavailable(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            self._conn.executescript(_SCHEMA)
-            self._conn.execute(
-                "INSERT OR IGNORE INTO posbus_meta (key, value) VALUES ('schema', ?)",
-                (SCHEMA_VERSION,),
-            )
-            (version,) = self._conn.execute(
-                "SELECT value FROM posbus_meta WHERE key = 'schema'"
-            ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise _storage_error(self.path, "", 0, exc) from exc
-        except OSError as exc:
-            raise JournalUnavailable(f"{self.path}: cannot open the journal: {exc}") from exc
+            if writer:
+                version = self._prepare()
+            else:
+                (version,) = self._conn.execute(
+                    "SELECT value FROM posbus_meta WHERE key = 'schema'"
+                ).fetchone()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):  # the error below is what matters
+                conn = getattr(self, "_conn", None)
+                if conn is not None:
+                    conn.close()
+            self._release_writer_lock()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _storage_error(self.path, "", 0, exc) from exc
+            if isinstance(exc, OSError):
+                raise JournalUnavailable(f"{self.path}: cannot open the journal: {exc}") from exc
+            raise
         if version != SCHEMA_VERSION:
+            self._conn.close()
+            self._release_writer_lock()
             raise JournalCorrupt("", 0, f"{self.path}: unsupported journal schema {version!r}")
-        self._start_writer()
+        if writer:
+            self._start_writer()
+
+    def _prepare(self) -> str:
+        """WAL mode and the schema (writer only); returns the stored schema version."""
+        mode = self._conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise JournalUnavailable(f"{self.path}: cannot switch to WAL mode (got {mode})")
+        self._conn.executescript(_SCHEMA)
+        self._conn.execute(
+            "INSERT OR IGNORE INTO posbus_meta (key, value) VALUES ('schema', ?)",
+            (SCHEMA_VERSION,),
+        )
+        (version,) = self._conn.execute(
+            "SELECT value FROM posbus_meta WHERE key = 'schema'"
+        ).fetchone()
+        return str(version)
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        if self.writer:
+            conn = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA synchronous=FULL")
+            return conn
+        # mode=ro: SQLite itself refuses any write, and a missing file is not created.
+        return sqlite3.connect(
+            f"{self.path.absolute().as_uri()}?mode=ro",
+            uri=True,
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
         )
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+
+    def _release_writer_lock(self) -> None:
+        # Closing the descriptor drops the flock; the file stays (removing it
+        # would race a writer that just opened it and lock a different inode).
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
 
     # -- storage (GroupCommitStore) ------------------------------------------------------
 
@@ -183,6 +242,7 @@ class SqliteJournal(GroupCommitStore):
         for conn in pool:
             conn.close()
         self._conn.close()
+        self._release_writer_lock()
 
     # -- reads (any thread) ---------------------------------------------------------------
 
@@ -264,6 +324,38 @@ class SqliteJournal(GroupCommitStore):
         except sqlite3.DatabaseError as exc:
             raise _storage_error(self.path, stream, 0, exc) from exc
         return rows
+
+
+def _take_writer_lock(path: Path, lock_path: Path) -> int:
+    """Hold an exclusive flock on `lock_path` and write our pid into it; the open descriptor.
+
+    A sidecar, not the database file: SQLite takes its own POSIX (fcntl)
+    locks on the database and drops all of a process's locks on a file when
+    any descriptor of it closes; where flock is emulated with fcntl locks
+    (NFS, some BSDs) a flock on the database would mix with those. The
+    sidecar is only ever flocked here, and can hold the pid.
+    """
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+        finally:
+            os.close(fd)
+        raise JournalLocked(
+            str(path), f"pid {holder}" if holder else "a process whose pid is not written yet"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _storage_error(path: Path, stream: str, seq: int, exc: sqlite3.DatabaseError) -> Exception:
