@@ -15,7 +15,6 @@ since it was not sent.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import zmq
@@ -23,6 +22,7 @@ import zmq
 from posbus.actors.sharding import Shard, shard_of
 from posbus.adapters import launcher_bus
 from posbus.adapters.cli.command import EXIT_USAGE, CommandError
+from posbus.adapters.cli.stack_options import run_dir_of
 from posbus.adapters.config import Config, load_config
 from posbus.adapters.launcher_layout import RunDir, pid_alive
 from posbus.bus.admin import AdminClient
@@ -45,7 +45,7 @@ class StackClient:
 
     def __init__(self, config_path: str | None = None, run_dir: str | None = None) -> None:
         self.config: Config = load_config(config_path)
-        self.run_dir = RunDir(Path(run_dir) if run_dir else self.config.run_dir)
+        self.run_dir = RunDir(run_dir_of(run_dir, self.config))
         self._context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
         self._client: CommandClient | None = None
 

@@ -11,6 +11,13 @@ and the tests agree on where things live through this module only:
                                 directory is 0700: only the owner can connect)
     RUN_DIR/logs/NAME.log       each worker's JSON-lines log
     RUN_DIR/ready/NAME.json     written by a worker once it serves (pid, time)
+    RUN_DIR/journal/NAME.sqlite each worker's journal (SQLite backend)
+    RUN_DIR/launcher.lock       the launcher's exclusive lock (launcher_lock.py)
+
+Everything in it is its owner's only: `prepare` makes the run directory and
+each subdirectory 0700 and what is already in them 0600 (a run directory left
+by an older version is fixed on the next start), and the processes that write
+there run with umask 077 (`OWNER_ONLY_UMASK`).
 
 Worker names are stable: `broker`, `risk`, `gateway.ACCOUNT`, `positions.I`
 (shard I of N), and `feed` (the demo's market and signal source). Pure
@@ -19,8 +26,10 @@ bookkeeping plus small file reads and writes; no processes are started here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +38,11 @@ from posbus.actors.sharding import Shard
 
 ROLES = ("broker", "gateway", "positions", "risk", "feed")
 RUN_FILE_VERSION = 1
+OWNER_ONLY_UMASK = 0o077
+"""The umask of `posbus up`, `posbus worker` and every process the launcher starts."""
+SUBDIRS = ("pids", "logs", "ready", "journal", "admin", "bus")
+"""The subdirectories of a run directory; `prepare` creates them (bus: the ipc sockets)."""
+_ROOT_FILES = ("run.json", "launcher.lock", "journal.sqlite", "demo.log", "backtest.log")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,12 +123,24 @@ class RunDir:
         return self.root / "journal" / f"{name}.sqlite"
 
     def prepare(self) -> None:
-        """Create the directories; the admin directory only its owner may enter (0700)."""
-        for sub in ("pids", "logs", "ready", "journal"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.admin_dir.mkdir(parents=True, exist_ok=True)
-        # mkdir's mode is filtered by the umask; chmod makes 0700 certain.
-        self.admin_dir.chmod(0o700)
+        """Create the directories, owner only: each directory 0700, each file in them 0600.
+
+        mkdir's mode is filtered by the umask and directories or files made by
+        an older version may be wider: chmod makes it certain. Only what posbus
+        puts here is touched (the subdirectories and its own files at the top),
+        never anything else a run directory may share its parent with.
+        """
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.chmod(0o700)
+        for sub in SUBDIRS:
+            directory = self.root / sub
+            directory.mkdir(mode=0o700, exist_ok=True)
+            _owner_only_tree(directory)
+        for entry in self.root.iterdir():
+            name = entry.name
+            if name.startswith(_ROOT_FILES) and entry.is_file() and not entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.chmod(0o600)
 
     def read_run(self) -> dict[str, Any] | None:
         """The launcher's run.json, or None when there is none (no stack was started here)."""
@@ -137,6 +163,21 @@ class RunDir:
         except (FileNotFoundError, json.JSONDecodeError):
             return None
         return data if isinstance(data, dict) else None
+
+
+def _owner_only_tree(directory: Path) -> None:
+    """chmod `directory` and every directory under it 0700, every file 0600 (no symlinks).
+
+    Other processes of the stack may be renaming files in it meanwhile (ready
+    files, run.json): one that is gone by the time it is reached is skipped.
+    """
+    directory.chmod(0o700)
+    for parent, dirs, files in os.walk(directory):
+        for name, mode in [(d, 0o700) for d in dirs] + [(f, 0o600) for f in files]:
+            path = Path(parent) / name
+            with contextlib.suppress(FileNotFoundError):
+                if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) != mode:
+                    path.chmod(mode)
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

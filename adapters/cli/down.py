@@ -8,7 +8,7 @@ import signal
 import time
 
 from posbus.adapters.cli.command import EXIT_OK, CommandError, SubParsers, add_command
-from posbus.adapters.cli.stack_options import add_stack_options
+from posbus.adapters.cli.stack_options import add_stack_options, run_dir_of
 
 _DESCRIPTION = """\
 Stop the stack running in the run directory: SIGTERM to its launcher, which
@@ -21,6 +21,7 @@ is gone already is cleaned up after (its workers get SIGTERM directly).
 _EXAMPLES = """\
   posbus down
   posbus down --config deploy/local.toml
+  POSBUS_RUN_DIR=/srv/posbus/var posbus down
 """
 
 
@@ -40,13 +41,11 @@ def register(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus down`."""
-    from pathlib import Path
-
     from posbus.adapters.config import load_config
     from posbus.adapters.launcher_layout import RunDir, pid_alive
 
     config = load_config(args.config)
-    run_dir = RunDir(Path(args.run_dir) if args.run_dir else config.run_dir)
+    run_dir = RunDir(run_dir_of(args.run_dir, config))
     data = run_dir.read_run()
     if data is None:
         raise CommandError(f"no stack is running in {run_dir.root}")

@@ -84,21 +84,11 @@ def register(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus worker`: runs until SIGTERM/SIGINT or escalation."""
-    import logging
-
-    from posbus.actors.journal import JournalLocked
     from posbus.actors.sharding import Shard
-    from posbus.adapters.cli.stack_options import run_dir_of
     from posbus.adapters.config import load_config
-    from posbus.adapters.launcher_layout import (
-        OWNER_ONLY_UMASK,
-        RunDir,
-        worker_name,
-        write_json_atomic,
-    )
+    from posbus.adapters.launcher_layout import worker_name, write_json_atomic
     from posbus.adapters.log_format import configure_logging
 
-    os.umask(OWNER_ONLY_UMASK)
     config = load_config(args.config)
     if args.instance:
         role, _, index = args.instance.partition("-")
@@ -121,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--shard is for --role positions only")
     account = args.account or config.account
     name = args.name or worker_name(args.role, shard, account)
-    run_dir = RunDir(run_dir_of(args.run_dir, config))
-    run_dir.prepare()
+    run_dir = _run_dir(args.run_dir, config)
     configure_logging(config.log.level, config.log.format)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
 
@@ -134,19 +123,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
 
-    worker: Any = None
-    try:
-        worker = _build(args.role, name, config, run_dir, shard, account)
-        metrics_endpoint = _start(worker, config, name)
-    except JournalLocked as exc:
-        logging.getLogger(__name__).critical(
-            "journal held by another writer; not starting", extra={"worker": name}
-        )
-        print(f"posbus: error: worker {name}: {exc}", file=sys.stderr, flush=True)
-        if worker is not None:
-            with contextlib.suppress(Exception):
-                worker.stop()
+    started = _build_and_start(args.role, name, config, run_dir, shard, account)
+    if started is None:
         return EXIT_JOURNAL_LOCKED
+    worker, metrics_endpoint = started
     run_dir.pid_file(name).write_text(f"{os.getpid()}\n", encoding="ascii")
     write_json_atomic(
         run_dir.ready_file(name),
@@ -166,6 +146,40 @@ def run(args: argparse.Namespace) -> int:
     if not _io_alive(worker) and not stop.is_set():
         return 1
     return EXIT_OK
+
+
+def _run_dir(option: str | None, config: Any) -> Any:
+    """The run directory (--run-dir, $POSBUS_RUN_DIR, run_dir), prepared; umask 077 from now."""
+    from posbus.adapters.cli.stack_options import run_dir_of
+    from posbus.adapters.launcher_layout import OWNER_ONLY_UMASK, RunDir
+
+    os.umask(OWNER_ONLY_UMASK)
+    run_dir = RunDir(run_dir_of(option, config))
+    run_dir.prepare()
+    return run_dir
+
+
+def _build_and_start(  # noqa: PLR0917 - private, called once
+    role: str, name: str, config: Any, run_dir: Any, shard: Any, account: str
+) -> tuple[Any, Any] | None:
+    """`_build` and `_start`; None (logged, and on stderr) when another writer holds the journal."""
+    import logging
+
+    from posbus.actors.journal import JournalLocked
+
+    worker: Any = None
+    try:
+        worker = _build(role, name, config, run_dir, shard, account)
+        return worker, _start(worker, config, name)
+    except JournalLocked as exc:
+        logging.getLogger(__name__).critical(
+            "journal held by another writer; not starting", extra={"worker": name}
+        )
+        print(f"posbus: error: worker {name}: {exc}", file=sys.stderr, flush=True)
+        if worker is not None:
+            with contextlib.suppress(Exception):
+                worker.stop()
+        return None
 
 
 def _start(worker: Any, config: Any, name: str) -> Any:
