@@ -7,9 +7,12 @@ pids and endpoints in RUN_DIR/run.json, and then watches them: a worker that
 exits is started again, with the same restart intensity as an OTP supervisor
 (at most `max_restarts` within `period_s`, spaced by a growing backoff); one
 more and the launcher gives up loudly (a CRITICAL log line, every worker
-stopped, exit code 1). Stopping (SIGTERM / Ctrl-C / `posbus down`) sends
-SIGTERM to the workers in reverse start order, so each snapshots, flushes and
-stops; a worker still running after `stop_timeout_s` is killed.
+stopped, exit code 1). A worker that exits because another writer holds its
+journal (exit code 4) is not restarted: the launcher gives up at once.
+Stopping (SIGTERM / Ctrl-C / `posbus down`, also while it is still starting)
+sends SIGTERM to the workers in reverse start order, so each snapshots,
+flushes and stops; a worker still running after `stop_timeout_s` is killed.
+Workers run with umask 077: what they write is their owner's only.
 
 Runs on the main thread of the `posbus up` process; nothing here is shared
 with other threads except `request_stop`, which only sets an Event.
@@ -31,11 +34,12 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.supervision.intensity import RestartIntensity
+from posbus.adapters.cli.worker import EXIT_JOURNAL_LOCKED
 from posbus.adapters.launcher_layout import (
+    OWNER_ONLY_UMASK,
     RUN_FILE_VERSION,
     RunDir,
     WorkerSpec,
-    pid_alive,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,15 +113,11 @@ class Launcher:
     def start(self) -> None:
         """Start the broker, and once it serves every other worker (in parallel).
 
-        Raises LaunchError (after stopping what it started) when a stack is
-        already running in this run directory or a worker does not come up.
+        The caller holds the run directory's lock (launcher_lock.py), so no
+        other launcher runs here. Raises LaunchError (after stopping what it
+        started) when a worker does not come up, or when `request_stop` is
+        called (SIGTERM, Ctrl-C) before every worker serves.
         """
-        existing = self.run_dir.read_run()
-        if existing is not None and pid_alive(int(existing.get("launcher_pid", 0))):
-            raise LaunchError(
-                f"a stack is already running in {self.run_dir.root} "
-                f"(launcher pid {existing['launcher_pid']}); 'posbus down' first"
-            )
         self.run_dir.prepare()
         try:
             first, rest = self.specs[:1], self.specs[1:]
@@ -125,6 +125,7 @@ class Launcher:
                 # Workers reconnect to each other through the broker, so only
                 # the broker has to be up first; the rest start side by side.
                 for spec in group:
+                    self._check_stop()
                     self._spawn(spec)
                 for spec in group:
                     self._await_ready(spec)
@@ -132,6 +133,10 @@ class Launcher:
         except LaunchError:
             self.stop()
             raise
+
+    def _check_stop(self) -> None:
+        if self._stop.is_set():
+            raise LaunchError("stopped while starting (SIGTERM or Ctrl-C); no worker is left")
 
     def _spawn(self, spec: WorkerSpec, restarts: int = 0) -> None:
         self.run_dir.ready_file(spec.name).unlink(missing_ok=True)
@@ -146,6 +151,7 @@ class Launcher:
                 # Ctrl-C in the launcher's terminal must not hit the workers
                 # directly: the launcher stops them in order.
                 start_new_session=True,
+                umask=OWNER_ONLY_UMASK,
             )
         previous = self.workers.get(spec.name)
         running = _Running(spec, process, time.time_ns(), restarts)
@@ -170,18 +176,31 @@ class Launcher:
         running = self.workers[spec.name]
         deadline = time.monotonic() + self.policy.ready_timeout_s
         while time.monotonic() < deadline:
+            self._check_stop()
             ready = self.run_dir.read_ready(spec.name)
             if ready is not None and ready.get("pid") == running.process.pid:
                 return
-            if running.process.poll() is not None:
+            code = running.process.poll()
+            if code == EXIT_JOURNAL_LOCKED:
+                raise LaunchError(self._journal_locked(spec.name))
+            if code is not None:
                 raise LaunchError(
-                    f"worker {spec.name} exited with code {running.process.returncode} while "
+                    f"worker {spec.name} exited with code {code} while "
                     f"starting; see {self.run_dir.log_file(spec.name)}"
                 )
-            time.sleep(0.02)
+            self._stop.wait(0.02)
         raise LaunchError(
             f"worker {spec.name} not ready within {self.policy.ready_timeout_s} s; "
             f"see {self.run_dir.log_file(spec.name)}"
+        )
+
+    def _journal_locked(self, name: str) -> str:
+        """The message of a worker that exited because another writer holds its journal."""
+        reason = _last_error(self.run_dir.log_file(name)) or "another writer holds its journal"
+        return (
+            f"worker {name} cannot take its journal's writer lock (exit code "
+            f"{EXIT_JOURNAL_LOCKED}): {reason}; stop the other writer first, "
+            f"see {self.run_dir.log_file(name)}"
         )
 
     def request_stop(self) -> None:
@@ -214,6 +233,16 @@ class Launcher:
             if code is None:
                 continue
             running.history.append({"exit_code": code, "ts_ns": time.time_ns()})
+            if code == EXIT_JOURNAL_LOCKED:
+                # Restarting cannot help while another writer holds the journal.
+                self.gave_up = name
+                message = self._journal_locked(name)
+                logger.critical(
+                    "worker cannot take its journal's writer lock; launcher gives up",
+                    extra={"worker": name, "exit_code": code},
+                )
+                print(f"posbus: error: {message}; giving up", file=sys.stderr, flush=True)
+                return False
             assert running.intensity is not None
             if not running.intensity.record(now):
                 self.gave_up = name
@@ -293,3 +322,16 @@ class Launcher:
                 "workers": workers,
             }
         )
+
+
+def _last_error(log: Path) -> str | None:
+    """The last `posbus: error: ...` line a worker wrote to its log (its stderr), if any."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(max(0, fh.seek(0, os.SEEK_END) - 65536))
+            tail = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    prefix = "posbus: error: "
+    lines = [line[len(prefix) :].strip() for line in tail.splitlines() if line.startswith(prefix)]
+    return lines[-1] if lines else None

@@ -10,9 +10,13 @@ import sys
 import time
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from posbus.adapters.cli.command import EXIT_OK, CommandError, SubParsers, add_command
-from posbus.adapters.cli.stack_options import add_stack_options
+from posbus.adapters.cli.stack_options import add_stack_options, run_dir_of
+
+if TYPE_CHECKING:
+    from posbus.adapters.launcher_layout import RunDir
 
 _DESCRIPTION = """\
 Start a stack: the broker, the risk worker, the gateway of the account, the
@@ -28,12 +32,26 @@ exit code is 1). Pids, endpoints and restarts are written to RUN_DIR/run.json
 In the foreground (the default) Ctrl-C or SIGTERM stops the stack gracefully
 (like `posbus down`). With --detach it returns once every worker serves, and
 `posbus down` stops it.
+
+One stack per run directory: `posbus up` takes an exclusive lock on
+RUN_DIR/launcher.lock before it starts anything and holds it as long as the
+launcher runs (also detached); a second `posbus up` on the same run directory
+exits 1 at once with "a stack is already running in DIR (pid N)". The lock
+goes with the launcher's process, even when it is killed with SIGKILL.
+SIGTERM or Ctrl-C while the workers are still starting stops those already
+started and exits 1.
+
+RUN_DIR is --run-dir, else $POSBUS_RUN_DIR, else run_dir of the config
+(relative to the current directory). Everything written in it (journals,
+logs, pid and ready files, run.json) is readable by its owner only: files
+0600, directories 0700.
 """
 
 _EXAMPLES = """\
   posbus up --demo                       # everything on one machine, simulated market
   posbus up --config deploy/local.toml --detach
   posbus status; posbus positions; posbus down
+  POSBUS_RUN_DIR=/srv/posbus/var posbus up --detach; POSBUS_RUN_DIR=/srv/posbus/var posbus status
 """
 
 
@@ -55,24 +73,45 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--ready-timeout", type=float, default=60.0, metavar="S", help="wait for workers (60)"
     )
+    parser.add_argument(
+        "--lock-fd",
+        type=int,
+        metavar="N",
+        help="used by --detach: adopt the run directory's lock already held on descriptor N",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus up`."""
     from posbus.adapters.config import load_config
+    from posbus.adapters.launcher_layout import OWNER_ONLY_UMASK, RunDir, plan
+    from posbus.adapters.launcher_lock import RunDirLock, StackRunning
+
+    os.umask(OWNER_ONLY_UMASK)
+    config = load_config(args.config)
+    run_dir = RunDir(run_dir_of(args.run_dir, config))
+    specs = plan(config.account, config.workers.position_shards, demo=args.demo)
+    # The lock comes before anything is created or started in the run directory.
+    lock = RunDirLock(run_dir.root)
+    try:
+        if args.lock_fd is not None:
+            lock.adopt(args.lock_fd)
+        else:
+            lock.acquire()
+    except StackRunning as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        if args.detach:
+            return _detach(args, run_dir, len(specs), lock.fd)
+        return _foreground(args, config, run_dir, specs)
+    finally:
+        lock.release()
+
+
+def _foreground(args: argparse.Namespace, config: Any, run_dir: RunDir, specs: list[Any]) -> int:
     from posbus.adapters.launcher import Launcher, LauncherPolicy, LaunchError
-    from posbus.adapters.launcher_layout import RunDir, plan
     from posbus.adapters.log_format import configure_logging
 
-    config = load_config(args.config)
-    run_dir = RunDir(Path(args.run_dir) if args.run_dir else config.run_dir)
-    specs = plan(config.account, config.workers.position_shards, demo=args.demo)
-    if args.detach:
-        return _detach(args, run_dir, len(specs))
-    run_dir.prepare()
-    configure_logging(
-        config.log.level, config.log.format, file=run_dir.root / "logs" / "launcher.log"
-    )
     policy = LauncherPolicy(
         max_restarts=config.launcher.max_restarts,
         period_s=config.launcher.period_s,
@@ -88,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    run_dir.prepare()
+    configure_logging(
+        config.log.level, config.log.format, file=run_dir.root / "logs" / "launcher.log"
+    )
     try:
         launcher.start()
     except LaunchError as exc:
@@ -99,21 +142,38 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def _detach(args: argparse.Namespace, run_dir: object, workers: int) -> int:
-    from posbus.adapters.launcher_layout import RunDir, pid_alive
+def _detach(args: argparse.Namespace, run_dir: RunDir, workers: int, lock_fd: int | None) -> int:
+    """Start the launcher in the background and return once every worker serves.
 
-    assert isinstance(run_dir, RunDir)
+    The lock is handed over, never let go: this process took it; the
+    detached launcher inherits the descriptor (the same open file, so the
+    same lock) and adopts it with --lock-fd before it starts anything. This
+    process closes its copy only when it returns (the caller's `finally`),
+    after the launcher is up or has exited, so at every instant one of the
+    two holds the lock and no second `posbus up` can slip in between.
+    """
+    from posbus.adapters.launcher_layout import OWNER_ONLY_UMASK, pid_alive
+
+    assert lock_fd is not None
     run_dir.prepare()
     argv = [sys.executable, "-m", "posbus.adapters.cli.main", "up"]
     if args.config:
         argv += ["--config", str(Path(args.config).resolve())]
     argv += ["--run-dir", str(run_dir.root), "--ready-timeout", str(args.ready_timeout)]
+    argv += ["--lock-fd", str(lock_fd)]
     if args.demo:
         argv.append("--demo")
     log = run_dir.root / "logs" / "launcher.out"
     with open(log, "ab") as out:
+        offset = out.tell()
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            pass_fds=(lock_fd,),
+            umask=OWNER_ONLY_UMASK,
         )
     deadline = time.monotonic() + args.ready_timeout + 5
     while time.monotonic() < deadline:
@@ -130,8 +190,24 @@ def _detach(args: argparse.Namespace, run_dir: object, workers: int) -> int:
             )
             return EXIT_OK
         if process.poll() is not None:
-            raise CommandError(f"the launcher exited with code {process.returncode}; see {log}")
+            raise CommandError(
+                f"the launcher exited with code {process.returncode}: "
+                f"{_last_error(log, offset) or 'no error message'}; see {log}"
+            )
         time.sleep(0.05)
     if pid_alive(process.pid):
         os.kill(process.pid, signal.SIGTERM)
     raise CommandError(f"stack not up within {args.ready_timeout} s; see {log}")
+
+
+def _last_error(log: Path, offset: int) -> str | None:
+    """The last `posbus: error: ...` line the launcher wrote to its output after `offset`."""
+    try:
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().decode("utf-8", errors="replace").splitlines()
+    except OSError:
+        return None
+    prefix = "posbus: error: "
+    errors = [line[len(prefix) :] for line in lines if line.startswith(prefix)]
+    return errors[-1] if errors else None
