@@ -812,17 +812,7 @@ class PositionActor(SupervisedActor):
         Runs in the caller's thread on a private, never-started instance: a
         read-only replay (nothing is sent, nothing is journaled).
         """
-        shell = cls(
-            None,
-            account=account,
-            symbol=symbol,
-            outbox=outbox,
-            risk=None,
-            gateway=None,
-            events=_NoEvents(),
-            clock=outbox.clock,
-            snapshots=snapshots,
-        )
+        shell = cls.shell(outbox, account, symbol, snapshots)
         shell._recover()
         return shell.inspect()
 
@@ -843,7 +833,25 @@ class PositionActor(SupervisedActor):
         Such a position is closed (flat), so it carries no mark: only its
         realized P&L, which still counts in equity.
         """
-        shell = cls(
+        shell = cls.shell(outbox, account, symbol, snapshots)
+        shell.group, shell.correlation = group, correlation
+        shell._recover()
+        return shell.exposure()
+
+    @classmethod
+    def shell(
+        cls,
+        outbox: Outbox,
+        account: str,
+        symbol: str,
+        snapshots: SnapshotStore | None = None,
+    ) -> PositionActor:
+        """A never-started instance for read-only replays: no peers, no events, never run.
+
+        Offer it journal records (`shell.cursor.offer`) or `_recover` it, then
+        read it; live actors are built by `posbus.actors.factory` only.
+        """
+        return cls(
             None,
             account=account,
             symbol=symbol,
@@ -853,11 +861,7 @@ class PositionActor(SupervisedActor):
             events=_NoEvents(),
             clock=outbox.clock,
             snapshots=snapshots,
-            group=group,
-            correlation=correlation,
         )
-        shell._recover()
-        return shell.exposure()
 
     def inspect(self) -> dict[str, Any]:
         """The actor's full state, JSON-ready (decimals as strings)."""

@@ -122,13 +122,6 @@ class AuditResult:
         self.discrepancies.append(Discrepancy(where, what))
 
 
-class _Silent:
-    """The event sink of a cold replay: a replay must never publish."""
-
-    def publish(self, message: object) -> None:
-        raise AssertionError("a cold replay must not publish")
-
-
 def cold_replay(journal: SqliteJournal, stream: str, upto: int) -> dict[str, Any]:
     """The position of `stream` rebuilt from records 1..upto of `journal`, nothing else.
 
@@ -153,16 +146,7 @@ def _quiet(logger: logging.Logger) -> Iterator[None]:
 def _cold_replay(
     journal: SqliteJournal, stream: str, upto: int, account: str, symbol: str
 ) -> dict[str, Any]:
-    shell = PositionActor(
-        None,
-        account=account,
-        symbol=symbol,
-        outbox=Outbox(journal, "chaos-audit", WallClock()),
-        risk=None,
-        gateway=None,
-        events=_Silent(),
-        clock=WallClock(),
-    )
+    shell = PositionActor.shell(Outbox(journal, "chaos-audit", WallClock()), account, symbol)
     for record in journal.read(stream):
         if record.seq > upto:
             break

@@ -188,27 +188,12 @@ def snapshot_near_the_end(journal: SqliteJournal, symbol: str, tail: int) -> Non
     stream = position_stream(ACCOUNT, symbol)
     last = journal.last_seq(stream)
     outbox = Outbox(journal, "bench", ManualClock(T0))
-    shell = PositionActor(
-        None,
-        account=ACCOUNT,
-        symbol=symbol,
-        outbox=outbox,
-        risk=None,
-        gateway=None,
-        events=_NoEvents(),
-        clock=outbox.clock,
-        snapshots=journal,
-    )
+    shell = PositionActor.shell(outbox, ACCOUNT, symbol, snapshots=journal)
     for record in journal.read(stream):
         if record.seq > last - tail:
             break
         shell.cursor.offer(decode_record(record))
     shell.take_snapshot()
-
-
-class _NoEvents:
-    def publish(self, message: object) -> None:
-        raise AssertionError
 
 
 def bench_recovery(workdir: Path, sizes: list[int], runs: int) -> None:
