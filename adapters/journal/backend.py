@@ -15,11 +15,14 @@ from posbus.adapters.journal.group_commit import GroupCommitConfig
 from posbus.adapters.journal.memory import MemoryJournal
 
 
-def open_backend(storage: StorageConfig, run_dir: Path) -> JournalStore:
+def open_backend(storage: StorageConfig, run_dir: Path, *, writer: bool = True) -> JournalStore:
     """The configured journal and snapshot store, opened (SQLite under `run_dir` by default).
 
-    Raises JournalUnavailable when the storage cannot be reached, JournalCorrupt
-    when it is damaged; pymongo is imported only for the MongoDB backend.
+    `writer=True` takes the journal's single-writer lock (SQLite) or lease
+    (MongoDB); `writer=False` opens it read-only, beside a running writer.
+    Raises JournalLocked when another writer holds it, JournalUnavailable when
+    the storage cannot be reached, JournalCorrupt when it is damaged; pymongo
+    is imported only for the MongoDB backend.
     """
     commit = GroupCommitConfig(
         batch_max=storage.batch_max, batch_delay_s=storage.batch_delay_ms / 1000
@@ -35,11 +38,15 @@ def open_backend(storage: StorageConfig, run_dir: Path) -> JournalStore:
             w=storage.w,
             keep_snapshots=storage.keep_snapshots,
             commit=commit,
+            writer=writer,
         )
     from posbus.adapters.journal.sqlite import SqliteJournal  # noqa: PLC0415 - same for symmetry
 
     return SqliteJournal(
-        storage.sqlite_path(run_dir), keep_snapshots=storage.keep_snapshots, commit=commit
+        storage.sqlite_path(run_dir),
+        keep_snapshots=storage.keep_snapshots,
+        commit=commit,
+        writer=writer,
     )
 
 
