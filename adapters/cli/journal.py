@@ -156,7 +156,7 @@ def _open(args: argparse.Namespace) -> tuple[JournalStore, str]:
     where = describe(storage, config.run_dir)
     if storage.backend == "sqlite" and not storage.sqlite_path(config.run_dir).is_file():
         raise CommandError(f"no journal at {storage.sqlite_path(config.run_dir)}", EXIT_USAGE)
-    return open_backend(storage, config.run_dir), where
+    return open_backend(storage, config.run_dir, writer=False), where
 
 
 def _streams(journal: JournalStore, args: argparse.Namespace) -> list[str]:
