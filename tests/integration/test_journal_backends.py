@@ -2,7 +2,9 @@
 
 Each test takes `journal_backend` (tests/conftest.py) and so runs once per
 backend: what one backend does, the others must do too. Tests of what only
-durable storage has (reopening, a second writer) take `durable_backend`.
+durable storage has (reopening, a record stored behind the journal's back)
+take `durable_backend`; the single-writer lock and lease are tested in
+test_journal_single_writer.py.
 """
 
 from __future__ import annotations
@@ -189,44 +191,41 @@ def test_a_reopened_journal_has_every_record_and_goes_on_numbering(
     assert [s.seq for s in second.snapshots("s")] == [4]
 
 
-def test_a_second_writer_storing_other_bytes_under_a_taken_seq_is_corruption(
+def test_a_record_stored_behind_the_journals_back_under_its_next_seq_is_corruption(
     durable_backend: Backend,
 ) -> None:
-    # Two processes on one stream (a split brain): each numbers from what it knew.
-    first = open_journal(durable_backend)
-    second = open_journal(durable_backend)
-    first.append("s", b"one")
-    assert second.last_seq("s") == 1
-    second.append("s", b"two from second")
+    # A second writer got past the writer lock (a restored copy, an older
+    # posbus): the journal numbers from what it knew and finds the seq taken.
+    journal = open_journal(durable_backend)
+    journal.append("s", b"one")
+    assert durable_backend.insert_record is not None
+    durable_backend.insert_record("s", 2, b"two from elsewhere")
     with pytest.raises(JournalCorrupt) as caught:
-        first.append("s", b"two from first")
+        journal.append("s", b"two from the journal")
     assert (caught.value.stream, caught.value.seq) == ("s", 2)
     assert "different record" in caught.value.problem
-    assert [r.payload for r in open_journal(durable_backend).read("s")] == [
-        b"one",
-        b"two from second",
-    ]
+    assert [r.payload for r in journal.read("s")] == [b"one", b"two from elsewhere"]
 
 
 def test_the_same_bytes_written_again_under_their_seq_are_accepted_once(
     durable_backend: Backend,
 ) -> None:
     # A retried write whose first attempt did reach storage: success, not a copy.
-    first = open_journal(durable_backend)
-    second = open_journal(durable_backend)
-    first.append("s", b"one")
-    second.append("s", b"two")
-    assert first.append("s", b"two").seq == 2
-    assert [r.payload for r in open_journal(durable_backend).read("s")] == [b"one", b"two"]
+    journal = open_journal(durable_backend)
+    journal.append("s", b"one")
+    assert durable_backend.insert_record is not None
+    durable_backend.insert_record("s", 2, b"two")
+    assert journal.append("s", b"two").seq == 2
+    assert [r.payload for r in journal.read("s")] == [b"one", b"two"]
 
 
 def test_a_failed_commit_renumbers_from_what_storage_holds(durable_backend: Backend) -> None:
-    first = open_journal(durable_backend)
-    second = open_journal(durable_backend)
-    first.append("s", b"one")
-    second.append("s", b"two")
+    journal = open_journal(durable_backend)
+    journal.append("s", b"one")
+    assert durable_backend.insert_record is not None
+    durable_backend.insert_record("s", 2, b"two")
     with pytest.raises(JournalCorrupt):
-        first.append("s", b"conflicting two")
-    # The failure made `first` forget its numbering: it goes on after what is stored.
-    assert first.append("s", b"three").seq == 3
-    assert [r.seq for r in first.read("s")] == [1, 2, 3]
+        journal.append("s", b"conflicting two")
+    # The failure made the journal forget its numbering: it goes on after what is stored.
+    assert journal.append("s", b"three").seq == 3
+    assert [r.seq for r in journal.read("s")] == [1, 2, 3]

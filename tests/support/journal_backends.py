@@ -1,9 +1,12 @@
 """The journal backends the shared test suite runs against, and raw access to their storage.
 
 `BACKENDS` names them: "memory", "sqlite", "mongodb". A `Backend` opens the
-same storage again and again (`open()`, a process restart in miniature) and
-reaches under the journal to damage it the way disks and operators do:
-overwrite a stored payload, delete a record, change a snapshot.
+same storage again and again (`open()`, a process restart in miniature: a
+writer open first closes the writers it opened before, as the previous
+process would be gone, since a journal has one writer) and reaches under the
+journal to damage it the way disks and operators do: overwrite a stored
+payload, delete a record, change a snapshot, store a record as another
+writer would.
 
 MongoDB: `mongodb_server()` returns the URI of a server for the test session:
 POSBUS_TEST_MONGODB_URI when set (CI starts one, see .ci/run), else a
@@ -28,10 +31,10 @@ from typing import Any
 from bson.binary import Binary
 from pymongo import MongoClient
 
-from posbus.actors.journal import JournalRecord, JournalStore, Snapshot
+from posbus.actors.journal import JournalRecord, JournalStore, Snapshot, checksum
 from posbus.adapters.journal.group_commit import GroupCommitConfig
 from posbus.adapters.journal.memory import MemoryJournal
-from posbus.adapters.journal.mongodb import RECORDS, SNAPSHOTS, MongoJournal
+from posbus.adapters.journal.mongodb import RECORDS, SNAPSHOTS, STREAMS, MongoJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
 
 BACKENDS = ("memory", "sqlite", "mongodb")
@@ -51,6 +54,9 @@ class Backend:
     opened: list[JournalStore] = field(default_factory=list)
     database: str = ""  # mongodb only
     raw: Any = None  # mongodb only: a client that bypasses the journal
+    # durable only: store (stream, seq, payload) with its checksum and move the
+    # stream's head, as a writer other than the open journals would
+    insert_record: Callable[[str, int, bytes], None] | None = None
 
     def close_all(self) -> None:
         """Close every journal this backend opened (teardown)."""
@@ -92,6 +98,8 @@ def sqlite_backend(path: Path) -> Backend:
     opened: list[JournalStore] = []
 
     def open_journal(**kwargs: Any) -> JournalStore:
+        if kwargs.get("writer", True):
+            _restart(opened)
         journal = SqliteJournal(path, **kwargs)
         opened.append(journal)
         return journal
@@ -116,8 +124,25 @@ def sqlite_backend(path: Path) -> Backend:
             "UPDATE snapshots SET payload = ? WHERE stream = ? AND seq = ?", (payload, stream, seq)
         )
 
+    def insert_record(stream: str, seq: int, payload: bytes) -> None:
+        execute(
+            "INSERT INTO records (stream, seq, payload, checksum) VALUES (?, ?, ?, ?)",
+            (stream, seq, payload, checksum(stream, seq, payload)),
+        )
+        execute(
+            "INSERT INTO streams (stream, last_seq) VALUES (?, ?) ON CONFLICT (stream)"
+            " DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+            (stream, seq),
+        )
+
     return Backend(
-        "sqlite", open_journal, overwrite_payload, delete_record, overwrite_snapshot, opened
+        "sqlite",
+        open_journal,
+        overwrite_payload,
+        delete_record,
+        overwrite_snapshot,
+        opened,
+        insert_record=insert_record,
     )
 
 
@@ -130,6 +155,8 @@ def mongodb_backend(uri: str) -> Backend:
 
     def open_journal(**kwargs: Any) -> JournalStore:
         kwargs.setdefault("w", 1)
+        if kwargs.get("writer", True):
+            _restart(opened)
         journal = MongoJournal(kwargs.pop("uri", uri), database=database, **kwargs)
         opened.append(journal)
         return journal
@@ -147,6 +174,17 @@ def mongodb_backend(uri: str) -> Backend:
             {"stream": stream, "seq": seq}, {"$set": {"payload": Binary(payload)}}
         )
 
+    def insert_record(stream: str, seq: int, payload: bytes) -> None:
+        db[RECORDS].insert_one(
+            {
+                "stream": stream,
+                "seq": seq,
+                "payload": Binary(payload),
+                "checksum": checksum(stream, seq, payload),
+            }
+        )
+        db[STREAMS].update_one({"_id": stream}, {"$max": {"last_seq": seq}}, upsert=True)
+
     return Backend(
         "mongodb",
         open_journal,
@@ -156,7 +194,15 @@ def mongodb_backend(uri: str) -> Backend:
         opened,
         database=database,
         raw=raw,
+        insert_record=insert_record,
     )
+
+
+def _restart(opened: list[JournalStore]) -> None:
+    """Close the writers opened so far: the process that held them is gone."""
+    for journal in opened:
+        if getattr(journal, "writer", True):
+            journal.close()
 
 
 def drop_mongodb(backend: Backend) -> None:
