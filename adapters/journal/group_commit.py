@@ -102,6 +102,9 @@ class GroupCommitStore(ABC):
     (`writer=False`) starts no writer thread and refuses every write.
     """
 
+    #: Appends and snapshots survive a crash once acknowledged (the admin reports it).
+    durable = True
+
     def __init__(self, commit: GroupCommitConfig, name: str, *, writer: bool = True) -> None:
         self.commit_config = commit
         self.writer = writer

@@ -24,6 +24,9 @@ from posbus.actors.journal import (
 class MemoryJournal:
     """Thread-safe in-memory journal and snapshot store; `read` returns a stable copy."""
 
+    #: Gone with the process.
+    durable = False
+
     def __init__(self, keep_snapshots: int = 3) -> None:
         if keep_snapshots < 1:
             raise ValueError("keep_snapshots must be >= 1")
