@@ -1378,7 +1378,12 @@ class PositionsWorker(Worker):
                 "fees",
                 "mark",
             )
-        } | {"orders": len(state.get("orders", {})), "fills": len(state.get("trade_ids", []))}
+        } | {
+            "orders": len(state.get("orders", {})),
+            "fills": len(state.get("trade_ids", [])),
+            # Only a position whose journal stream is corrupt has one.
+            **({"error": state["error"]} if "error" in state else {}),
+        }
 
     def orders(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
         """The shard's orders, filtered, the newest `limit` of them (oldest first).
