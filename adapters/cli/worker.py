@@ -19,6 +19,7 @@ from types import FrameType
 from typing import Any
 
 from posbus.adapters.cli.command import EXIT_OK, SubParsers, UsageError, add_command
+from posbus.adapters.cli.stack_options import RUN_DIR_HELP
 
 # CPython hands the GIL to a waiting thread only every switch interval (5 ms by
 # default): a worker's I/O thread and actor threads pass every message between
@@ -77,7 +78,7 @@ def register(subparsers: SubParsers) -> None:
         help="role from a service instance name: broker, risk, gateway, feed or positions-I",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config (default: embedded)")
-    parser.add_argument("--run-dir", metavar="DIR", help="run directory (default: run_dir)")
+    parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     parser.add_argument("--name", help="worker name (default: from role, shard and account)")
     parser.add_argument("--account", help="gateway only: the account (default: account)")
 
