@@ -11,15 +11,16 @@ payload, checksum}, unique on (stream, seq), keeping the newest
 One writer per database: a writer holds the lease document {_id: "writer",
 owner (uuid4/pid@host), token, expires_at} from open to close, renewed every
 `lease_renew_s` by a heartbeat thread and valid `lease_ttl_s` from each
-renewal. Expiry is in the server's time (read from `hello`), not the
+renewal. Expiry is in the server's time (read from `hello` just before each
+lease write; a reading one round trip old only shortens the lease), not the
 host's, so writers on hosts whose clocks disagree judge expiry by one clock.
 Opening while another owner's lease is unexpired raises JournalLocked naming
 the database and the owner; taking over an expired lease increments the
 fencing `token`. Every batch is one transaction that first updates the lease
 document matching {owner, token}: no match (another took over) aborts it
-with JournalFenced, and a takeover committed while the batch runs makes the
-batch's lease update a write conflict, so a fenced-out writer never stores a
-record. On a server without transactions (a standalone mongod) the fence is
+with JournalFenced, and a takeover racing the batch is serialised with it
+on that document (a write conflict or a wait), so a fenced-out writer never
+stores a record after the takeover. On a server without transactions (a standalone mongod) the fence is
 checked and renewed immediately before each batch instead; the remaining
 window is a writer stalled for longer than `lease_ttl_s` between that check
 and its write reaching the server, whose write may then land after a
