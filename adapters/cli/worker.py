@@ -289,7 +289,7 @@ def _journal(config: Any, run_dir: Any, name: str) -> Any:
     storage = config.storage
     if storage.backend == "mongodb":
         database = f"{storage.database}_{name}".replace(".", "_")
-        return open_backend(replace(storage, database=database), run_dir.root)
+        return open_backend(replace(storage, database=database), run_dir.root, wait_for_lease=True)
     return open_backend(
         replace(storage, backend="sqlite", path=run_dir.journal_file(name)), run_dir.root
     )

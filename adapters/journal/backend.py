@@ -15,11 +15,16 @@ from posbus.adapters.journal.group_commit import GroupCommitConfig
 from posbus.adapters.journal.memory import MemoryJournal
 
 
-def open_backend(storage: StorageConfig, run_dir: Path, *, writer: bool = True) -> JournalStore:
+def open_backend(
+    storage: StorageConfig, run_dir: Path, *, writer: bool = True, wait_for_lease: bool = False
+) -> JournalStore:
     """The configured journal and snapshot store, opened (SQLite under `run_dir` by default).
 
     `writer=True` takes the journal's single-writer lock (SQLite) or lease
     (MongoDB); `writer=False` opens it read-only, beside a running writer.
+    `wait_for_lease` (MongoDB): wait out another owner's lease (one TTL and a
+    renewal) before refusing, as a worker restarted after a crash must; its
+    dead predecessor cannot release the lease.
     Raises JournalLocked when another writer holds it, JournalUnavailable when
     the storage cannot be reached, JournalCorrupt when it is damaged; pymongo
     is imported only for the MongoDB backend.
@@ -30,7 +35,11 @@ def open_backend(storage: StorageConfig, run_dir: Path, *, writer: bool = True) 
     if storage.backend == "memory":
         return MemoryJournal(keep_snapshots=storage.keep_snapshots)
     if storage.backend == "mongodb":
-        from posbus.adapters.journal.mongodb import MongoJournal  # noqa: PLC0415 - optional server
+        from posbus.adapters.journal.mongodb import (  # noqa: PLC0415 - optional server
+            LEASE_RENEW_S,
+            LEASE_TTL_S,
+            MongoJournal,
+        )
 
         return MongoJournal(
             storage.uri,
@@ -39,6 +48,7 @@ def open_backend(storage: StorageConfig, run_dir: Path, *, writer: bool = True) 
             keep_snapshots=storage.keep_snapshots,
             commit=commit,
             writer=writer,
+            lease_wait_s=LEASE_TTL_S + LEASE_RENEW_S if wait_for_lease else 0.0,
         )
     from posbus.adapters.journal.sqlite import SqliteJournal  # noqa: PLC0415 - same for symmetry
 

@@ -20,11 +20,12 @@ fencing `token`. Every batch is one transaction that first updates the lease
 document matching {owner, token}: no match (another took over) aborts it
 with JournalFenced, and a takeover racing the batch is serialised with it
 on that document (a write conflict or a wait), so a fenced-out writer never
-stores a record after the takeover. On a server without transactions (a standalone mongod) the fence is
-checked and renewed immediately before each batch instead; the remaining
-window is a writer stalled for longer than `lease_ttl_s` between that check
-and its write reaching the server, whose write may then land after a
-takeover (a replica set closes it).
+stores a record after the takeover. On a server without transactions (a
+standalone mongod) the fence is checked and renewed immediately before each
+batch instead; the remaining window is a writer stalled for longer than
+`lease_ttl_s` between that check and its write reaching the server, whose
+write may then land after a takeover (a replica set closes it). A worker
+restarted after a crash waits out its predecessor's lease (`lease_wait_s`).
 
 Writes are group-committed (posbus.adapters.journal.group_commit): the records
 of a batch go in one ordered `insert_many`, the stream heads and snapshots in
@@ -61,6 +62,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -97,6 +99,9 @@ RECORDS = "journal_records"
 SNAPSHOTS = "journal_snapshots"
 STREAMS = "journal_streams"
 LEASES = "journal_leases"
+#: The writer lease's defaults: valid this long after each renewal, renewed this often.
+LEASE_TTL_S = 10.0
+LEASE_RENEW_S = 2.0
 LEASE_ID = "writer"
 _DUPLICATE_KEY = 11000
 _READ_CHUNK = 10_000
@@ -129,6 +134,9 @@ class MongoJournal(GroupCommitStore):
             snapshot saves raise JournalReadOnly.
         lease_ttl_s: how long the writer lease stays valid after a renewal.
         lease_renew_s: how often the heartbeat renews it (at most half the TTL).
+        lease_wait_s: how long opening waits for another owner's lease to
+            expire before JournalLocked (0: refuse at once). A worker waits
+            out a crashed predecessor's lease (`open_backend(wait_for_lease=True)`).
         clock: the lease's time source (naive UTC or aware datetimes); None
             reads the server's clock (`hello`'s localTime). Tests inject one.
 
@@ -148,8 +156,9 @@ class MongoJournal(GroupCommitStore):
         server_selection_timeout_ms: int = 5_000,
         client: MongoClient[dict[str, Any]] | None = None,
         writer: bool = True,
-        lease_ttl_s: float = 10.0,
-        lease_renew_s: float = 2.0,
+        lease_ttl_s: float = LEASE_TTL_S,
+        lease_renew_s: float = LEASE_RENEW_S,
+        lease_wait_s: float = 0.0,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         if keep_snapshots < 1:
@@ -162,6 +171,7 @@ class MongoJournal(GroupCommitStore):
         self.retry_max_time_s = retry_max_time_s
         self.lease_ttl = timedelta(seconds=lease_ttl_s)
         self.lease_renew_s = lease_renew_s
+        self.lease_wait_s = lease_wait_s
         self.owner = f"{uuid.uuid4().hex}/{os.getpid()}@{socket.gethostname()}"
         self.token = 0  # the fencing token of our lease, once acquired
         self._clock = clock
@@ -190,7 +200,7 @@ class MongoJournal(GroupCommitStore):
         """Take the lease, prepare the indexes, start the heartbeat and the writer thread."""
         try:
             self._transactions = self._retrying(self._supports_transactions)()
-            self._retrying(self._acquire)()
+            self._acquire_waiting()
             self._retrying(self._create_indexes)()
         except JournalLocked:
             self._close_client()
@@ -210,6 +220,27 @@ class MongoJournal(GroupCommitStore):
             )
         self._heartbeat.start()
         self._start_writer()
+
+    def _acquire_waiting(self) -> None:
+        """Take the lease, waiting up to `lease_wait_s` for another owner's to expire.
+
+        A worker restarted after a crash finds its predecessor's lease still
+        valid for up to the TTL: it waits that out, while a live owner, who
+        keeps renewing, is still refused once the wait is over.
+        """
+        deadline = time.monotonic() + self.lease_wait_s
+        while True:
+            try:
+                self._retrying(self._acquire)()
+                return
+            except JournalLocked as exc:
+                if time.monotonic() >= deadline:
+                    raise
+                logger.warning(
+                    "mongodb journal: another owner holds the writer lease; waiting for it",
+                    extra={"database": self.database_name, "holder": str(exc)},
+                )
+                time.sleep(min(self.lease_renew_s, max(0.0, deadline - time.monotonic())))
 
     def _supports_transactions(self) -> bool:
         hello = self._client.admin.command("hello")

@@ -298,16 +298,13 @@ def test_a_live_writer_renews_its_lease_so_it_is_never_taken_over(
     assert writer.append("s", b"still mine").seq == 1
 
 
-def test_a_killed_mongodb_writer_frees_the_database_once_its_lease_expires(
-    mongo: Backend, mongodb_server: MongoServer, mongo_writer: Callable[..., MongoJournal]
-) -> None:
-    # Server time, no injected clock: the holder dies without releasing its
-    # lease, so the next writer gets in only after the lease expired.
+def killed_mongodb_writer(mongodb_server: MongoServer, database: str) -> str:
+    """The owner id of a writer (lease TTL 1 s) killed with SIGKILL after one append."""
     holder = textwrap.dedent(
         f"""
         import sys
         from posbus.adapters.journal.mongodb import MongoJournal
-        journal = MongoJournal({mongodb_server.uri!r}, database={mongo.database!r}, w=1,
+        journal = MongoJournal({mongodb_server.uri!r}, database={database!r}, w=1,
                                lease_ttl_s=1.0, lease_renew_s=0.2)
         journal.append("s", b"from the dead process")
         print(journal.owner, flush=True)
@@ -327,6 +324,15 @@ def test_a_killed_mongodb_writer_frees_the_database_once_its_lease_expires(
         for pipe in (child.stdin, child.stdout):
             if pipe is not None:
                 pipe.close()
+    return owner
+
+
+def test_a_killed_mongodb_writer_frees_the_database_once_its_lease_expires(
+    mongo: Backend, mongodb_server: MongoServer, mongo_writer: Callable[..., MongoJournal]
+) -> None:
+    # Server time, no injected clock: the holder dies without releasing its
+    # lease, so the next writer gets in only after the lease expired.
+    owner = killed_mongodb_writer(mongodb_server, mongo.database)
     taken: list[MongoJournal] = []
 
     def take_over() -> bool:
@@ -342,6 +348,26 @@ def test_a_killed_mongodb_writer_frees_the_database_once_its_lease_expires(
     assert journal.token == 2
     assert [r.payload for r in journal.read("s")] == [b"from the dead process"]
     assert journal.append("s", b"after the takeover").seq == 2
+
+
+def test_a_writer_restarted_after_a_crash_waits_out_the_dead_writers_lease(
+    mongo: Backend, mongodb_server: MongoServer, mongo_writer: Callable[..., MongoJournal]
+) -> None:
+    # What a worker restarted by the launcher does: one open, which waits.
+    killed_mongodb_writer(mongodb_server, mongo.database)
+    journal = mongo_writer(lease_ttl_s=1.0, lease_renew_s=0.2, lease_wait_s=60.0)
+    assert journal.token == 2
+    assert [r.payload for r in journal.read("s")] == [b"from the dead process"]
+
+
+def test_a_live_writer_still_refuses_one_that_waited_for_its_lease(
+    mongo_writer: Callable[..., MongoJournal],
+) -> None:
+    live = mongo_writer(lease_ttl_s=0.4, lease_renew_s=0.1)
+    with pytest.raises(JournalLocked) as caught:
+        mongo_writer(lease_ttl_s=0.4, lease_renew_s=0.1, lease_wait_s=1.0)
+    assert live.owner in str(caught.value)
+    assert live.append("s", b"still mine").seq == 1
 
 
 def test_a_read_only_mongodb_open_beside_a_writer_reads_and_refuses_writes(
