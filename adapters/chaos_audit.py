@@ -238,7 +238,7 @@ def audit(
     are counted (`risk_refusals`).
     """
     result = AuditResult()
-    gateway = SqliteJournal(gateway_journal)
+    gateway = SqliteJournal(gateway_journal, writer=False)
     try:
         published = read_published(gateway, result)
     finally:
@@ -252,7 +252,7 @@ def audit(
     reducing: set[str] = set()
     journaled: set[str] = set()
     for path in shard_journals:
-        journal = SqliteJournal(path)
+        journal = SqliteJournal(path, writer=False)
         try:
             for stream in sorted(journal.streams()):
                 if not stream.startswith("position/"):

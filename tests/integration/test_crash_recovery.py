@@ -33,9 +33,8 @@ from typing import Any
 import pytest
 from stack_harness import Stack, wait_for, where
 
-from posbus.actors.delivery import Outbox, decode_record
-from posbus.actors.position_actor import PositionActor
-from posbus.adapters.clock import WallClock
+from posbus.actors.delivery import decode_record
+from posbus.adapters.chaos_audit import cold_replay
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.adapters.launcher_client import StackClient
 from posbus.bus.errors import BusError
@@ -62,29 +61,7 @@ def stack() -> Iterator[Stack]:
 
 
 def _journal(stack: Stack, worker: str) -> SqliteJournal:
-    return SqliteJournal(stack.run_dir / "journal" / f"{worker}.sqlite")
-
-
-def _cold_replay(journal: SqliteJournal, stream: str, upto: int) -> dict[str, Any]:
-    """The position of `stream` rebuilt from records 1..upto of the journal, nothing else."""
-    _, account, symbol = stream.split("/", 2)
-    shell = PositionActor(
-        None,
-        account=account,
-        symbol=symbol,
-        outbox=Outbox(journal, "crash-test", WallClock()),
-        risk=None,
-        gateway=None,
-        events=_Silent(),
-        clock=WallClock(),
-    )
-    for record in journal.read(stream):
-        if record.seq > upto:
-            break
-        shell.cursor.offer(decode_record(record))
-    assert shell.cursor.position == upto, f"{stream}: journal ends before seq {upto}"
-    state: dict[str, Any] = shell.inspect()
-    return state
+    return SqliteJournal(stack.run_dir / "journal" / f"{worker}.sqlite", writer=False)
 
 
 def _signed(fill: OrderFill) -> Decimal:
@@ -97,11 +74,6 @@ def _orders(state: dict[str, Any]) -> dict[str, tuple[Any, ...]]:
         oid: (o["status"], o["filled_qty"], tuple(o["trade_ids"]), o["client_order_id"])
         for oid, o in state["orders"].items()
     }
-
-
-class _Silent:
-    def publish(self, message: object) -> None:
-        raise AssertionError("a cold replay must not publish")
 
 
 def _place_orders(client: StackClient, rng: random.Random, marks: dict[str, Decimal]) -> int:
@@ -171,7 +143,7 @@ def test_twenty_kill_9_of_the_positions_worker_lose_and_double_no_fill(stack: St
                 if not stream.startswith("position/"):
                     continue
                 live = _inspect(client, stream)
-                cold = _cold_replay(journal, stream, live["journal_seq"])
+                cold = cold_replay(journal, stream, live["journal_seq"])
                 for key in COMPARED:
                     assert live[key] == cold[key], (kill, stream, key)
                 assert _orders(live) == _orders(cold), (kill, stream, "orders")
@@ -209,7 +181,7 @@ def test_twenty_kill_9_of_the_positions_worker_lose_and_double_no_fill(stack: St
         for stream in positions.streams():
             if not stream.startswith("position/"):
                 continue
-            state = _cold_replay(positions, stream, positions.last_seq(stream))
+            state = cold_replay(positions, stream, positions.last_seq(stream))
             for trade_id in state["trade_ids"]:
                 assert trade_id not in applied, f"{trade_id} in {stream} and {applied[trade_id]}"
                 applied[trade_id] = stream
