@@ -12,16 +12,20 @@ import os
 import signal
 import sqlite3
 import tempfile
+import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import pytest
+from journal_backends import MongoServer
 from stack_harness import Stack, wait_for, where
 
 from posbus.actors.position_actor import position_stream
 from posbus.actors.risk_supervisor import RISK_STREAM
+from posbus.adapters.journal.mongodb import MongoJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.adapters.launcher_layout import pid_alive
 
@@ -41,8 +45,47 @@ def journal_of(stack: Stack, worker: str) -> Path:
     return stack.run_dir / "journal" / f"{worker}.sqlite"
 
 
+class Journals:
+    """The workers' journals of one stack, on SQLite files or MongoDB databases, read-only."""
+
+    def __init__(self, backend: str, mongodb: MongoServer | None = None) -> None:
+        self.backend = backend
+        self.uri = "" if mongodb is None else mongodb.uri
+        self.database = f"pbstack{uuid.uuid4().hex[:12]}"
+
+    def config(self, snapshot_interval_s: float) -> str:
+        """The `[storage]` table of the stack's configuration."""
+        table = f"\n[storage]\nsnapshot_interval_s = {snapshot_interval_s}\n"
+        if self.backend == "mongodb":
+            table += f'backend = "mongodb"\nuri = "{self.uri}"\ndatabase = "{self.database}"\n'
+        return table
+
+    def heads(self, stack: Stack, worker: str, streams: list[str]) -> dict[str, tuple[int, int]]:
+        """{stream: (last seq, newest snapshot seq or 0)} of `worker`'s journal."""
+        if self.backend == "mongodb":
+            database = f"{self.database}_{worker}".replace(".", "_")
+            store: Any = MongoJournal(self.uri, database=database, writer=False)
+        else:
+            store = SqliteJournal(journal_of(stack, worker), writer=False)
+        try:
+            return {
+                s: (store.last_seq(s), max((snap.seq for snap in store.snapshots(s)), default=0))
+                for s in streams
+            }
+        finally:
+            store.close()
+
+    def drop(self) -> None:
+        if self.backend == "mongodb":
+            client: Any = pymongo.MongoClient(self.uri)
+            for name in client.list_database_names():
+                if name.startswith(self.database):
+                    client.drop_database(name)
+            client.close()
+
+
 def heads(path: Path, streams: list[str]) -> dict[str, tuple[int, int]]:
-    """{stream: (last seq, newest snapshot seq or 0)} of a worker's journal, read-only."""
+    """{stream: (last seq, newest snapshot seq or 0)} of a worker's SQLite journal."""
     store = SqliteJournal(path, writer=False)
     try:
         return {
@@ -71,10 +114,22 @@ def log_lines(path: Path, offset: int) -> list[dict[str, Any]]:
     return [json.loads(line) for line in raw.splitlines() if line.startswith("{")]
 
 
+@pytest.fixture(params=["sqlite", "mongodb"])
+def journals(request: pytest.FixtureRequest) -> Iterator[Journals]:
+    if request.param == "mongodb":
+        found = Journals("mongodb", request.getfixturevalue("mongodb_server"))
+    else:
+        found = Journals("sqlite")
+    try:
+        yield found
+    finally:
+        found.drop()
+
+
 def test_workers_snapshot_on_their_timer_restart_from_a_snapshot_and_snapshot_on_down(
-    short_tmp: Path,
+    short_tmp: Path, journals: Journals
 ) -> None:
-    s = Stack(short_tmp, extra="\n[storage]\nsnapshot_interval_s = 2\n")
+    s = Stack(short_tmp, extra=journals.config(snapshot_interval_s=2))
     s.up()
     try:
         s.json("order", "buy", BTC, "0.1")
@@ -86,8 +141,8 @@ def test_workers_snapshot_on_their_timer_restart_from_a_snapshot_and_snapshot_on
 
         # Every open position's stream and the risk stream get a snapshot on the timer.
         def snapshotted() -> bool:
-            positions = heads(journal_of(s, "positions.0"), [BTC_STREAM, ETH_STREAM])
-            risk = heads(journal_of(s, "risk"), [RISK_STREAM])
+            positions = journals.heads(s, "positions.0", [BTC_STREAM, ETH_STREAM])
+            risk = journals.heads(s, "risk", [RISK_STREAM])
             return all(snap > 0 for _, snap in [*positions.values(), *risk.values()])
 
         wait_for("periodic snapshots of positions and risk", snapshotted)
@@ -122,7 +177,7 @@ def test_workers_snapshot_on_their_timer_restart_from_a_snapshot_and_snapshot_on
         s.cli("down", "--timeout", "30")
         # A clean stop snapshots every stream at its last record.
         for worker, streams in (("positions.0", [BTC_STREAM, ETH_STREAM]), ("risk", [RISK_STREAM])):
-            for stream, (last, snap) in heads(journal_of(s, worker), streams).items():
+            for stream, (last, snap) in journals.heads(s, worker, streams).items():
                 assert snap == last > 0, (worker, stream, last, snap)
     finally:
         s.close()
@@ -198,6 +253,9 @@ def test_a_damaged_position_stream_halts_the_account_on_up(
             lambda: where(s.json("risk"), lambda r: r["state"] == "Halted"),
         )
         assert f"journal stream {BTC_STREAM!r} at seq {seq}: {problem}" in risk["halt_reason"]
+        position = s.positions()[BTC]
+        assert position["status"] == "Corrupt"
+        assert f"at seq {seq}: {problem}" in position["error"]
         # Orders are refused: on the damaged stream at once, elsewhere by risk.
         refused = s.cli("order", "buy", BTC, "0.1", check=False)
         assert refused.returncode != 0
