@@ -2,8 +2,9 @@
 
 A node hosts the risk supervisor, one gateway per account and a position
 actor per account+symbol (started on demand), wired through a journal, and is
-the in-process engine the demo, the tests and the backtests drive. The worker
-processes of the bus each host a node (or part of one).
+the in-process engine the demo and the tests drive. The worker processes of
+`posbus up` (posbus.actors.worker) host the same actors, one role each, built
+by the same `ActorFactory`.
 
 Supervision tree (Erlang/OTP semantics, posbus.actors.supervision):
 
