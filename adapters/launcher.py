@@ -207,7 +207,7 @@ class Launcher:
         """Make `watch` return (any thread, or a signal handler)."""
         self._stop.set()
 
-    def watch(self, poll_s: float = 0.1) -> int:
+    def watch(self, poll_s: float = 0.02) -> int:
         """Restart workers that exit until asked to stop; exit code 0, or 1 when it gave up.
 
         Stops every worker before it returns.
@@ -263,12 +263,21 @@ class Launcher:
                 )
                 return False
             attempt = running.intensity.recent(now)
-            delay = min(self.policy.backoff_max_s, self.policy.backoff_min_s * 2 ** (attempt - 1))
+            # The first exit in the window is restarted at once (OTP): a crash
+            # costs no added downtime; repeated ones back off exponentially.
+            delay = (
+                0.0
+                if attempt <= 1
+                else min(self.policy.backoff_max_s, self.policy.backoff_min_s * 2 ** (attempt - 2))
+            )
             logger.error(
                 "worker exited; restarting",
                 extra={"worker": name, "exit_code": code, "delay_s": delay, "attempt": attempt},
             )
-            running.restart_at = now + delay
+            if delay == 0.0:
+                self._spawn(running.spec, running.restarts + 1)
+            else:
+                running.restart_at = now + delay
             self._write_run()
         return True
 

@@ -76,6 +76,7 @@ from typing import Any, Final
 from posbus.actors.model.errors import InvalidState, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
+from posbus.actors.model.snapshot_fields import text_set
 
 
 class OrderStatus(StrEnum):
@@ -438,7 +439,7 @@ class Order:
             order.filled_qty = _decimal(data["filled_qty"])
             order.notional = _decimal(data["notional"])
             order._fees = {_text(c): _decimal(fee) for c, fee in dict(data["fees"]).items()}
-            order._trade_ids = {_text(trade_id) for trade_id in list(data["trade_ids"])}
+            order._trade_ids = text_set(data["trade_ids"])
             order.reason = _optional_str(data, "reason")
             order.last_ts_ns = _int(data, "last_ts_ns")
             if not 0 <= order.filled_qty <= order.qty:

@@ -65,6 +65,7 @@ from typing import Any, Final
 from posbus.actors.model.errors import InvalidState, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
+from posbus.actors.model.snapshot_fields import text_set
 
 SNAPSHOT_SCHEMA: Final = 1
 """Version of the `Position.to_dict()` layout; `from_dict` refuses any other."""
@@ -550,7 +551,7 @@ class Position:
             position._status = PositionStatus(data["status"])
             position._error_reason = _optional_text(data["error_reason"])
             position._close_requested_ts_ns = _optional_int(data["close_requested_ts_ns"])
-            position._trade_ids = {_text(trade_id) for trade_id in list(data["trade_ids"])}
+            position._trade_ids = text_set(data["trade_ids"])
             position._check_consistent()
         except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
             raise OrderValidationError(
