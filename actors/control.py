@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.risk import OrderRequest, PositionExposure
-from posbus.adapters.exchange.reports import NewOrder
 
 
 @dataclass(frozen=True, slots=True, init=False)

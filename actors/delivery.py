@@ -23,8 +23,8 @@ from typing import Protocol
 from pykka import ActorDeadError
 
 from posbus.actors.journal import Journal, JournalCorrupt, JournalRecord
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
-from posbus.adapters.clock import Clock
 from posbus.bus.codec import decode, encode
 from posbus.bus.messages import Message
 

@@ -26,16 +26,16 @@ from pykka import ActorRef
 
 from posbus.actors.delivery import Doorbell, Outbox
 from posbus.actors.events import EventSink
+from posbus.actors.exchange_sync import ReportingExchange
 from posbus.actors.gateway_actor import ExchangeClient, GatewayActor
 from posbus.actors.journal import JournalCorrupt, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.risk import PositionExposure, RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.risk_supervisor import RiskSupervisor
 from posbus.actors.supervision.errors import ChildIgnored
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.symbol_info import SymbolInfo
-from posbus.adapters.clock import Clock
-from posbus.adapters.exchange.exchange_sync import ReportingExchange
 from posbus.bus.messages import MarketUpdate
 
 A = TypeVar("A", PositionActor, RiskSupervisor, GatewayActor)

@@ -17,8 +17,8 @@ client order id, and a re-sent submit only replays the order's reports.
 A network exchange (a `ReportingExchange`, the ccxt gateway) answers later,
 as messages told to this actor, so its mailbox never waits on the network;
 the ledger, the start-up hold and reconciliation of such an exchange live in
-posbus.adapters.exchange.exchange_sync (`ExchangeSync`), which this actor
-drives from its own thread.
+posbus.actors.exchange_sync (`ExchangeSync`), which this actor drives from its
+own thread.
 """
 
 from __future__ import annotations
@@ -32,17 +32,13 @@ from typing import Any, Protocol
 from posbus.actors.control import CancelOrder, Crash, InjectedCrash, Inspect, SubmitOrder
 from posbus.actors.delivery import Doorbell, Outbox, decode_record
 from posbus.actors.events import EventSink
-from posbus.actors.model.fill import Fill
-from posbus.actors.position_actor import position_stream
-from posbus.actors.supervision.link import SupervisorLink
-from posbus.actors.supervision.supervised_actor import SupervisedActor
-from posbus.adapters.exchange.exchange_events import (
+from posbus.actors.exchange_sync import ExchangeSync, ReportingExchange
+from posbus.actors.model.exchange_events import (
     BreakerChanged,
     ReconcileDue,
     ReconcileSnapshot,
 )
-from posbus.adapters.exchange.exchange_sync import ExchangeSync, ReportingExchange
-from posbus.adapters.exchange.reports import (
+from posbus.actors.model.exchange_reports import (
     ExecutionReport,
     NewOrder,
     OrderAccepted,
@@ -51,7 +47,11 @@ from posbus.adapters.exchange.reports import (
     OrderFilled,
     OrderRejected,
 )
-from posbus.adapters.exchange.reports import OrderView as ExchangeOrderView
+from posbus.actors.model.exchange_reports import OrderView as ExchangeOrderView
+from posbus.actors.model.fill import Fill
+from posbus.actors.position_actor import position_stream
+from posbus.actors.supervision.link import SupervisorLink
+from posbus.actors.supervision.supervised_actor import SupervisedActor
 from posbus.bus.messages import (
     Command,
     Liquidity,

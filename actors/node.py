@@ -35,9 +35,11 @@ import pykka
 from posbus.actors.control import Crash, Halt, Inspect, Resume, Resync, Tick
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
+from posbus.actors.exchange_sync import MarketFeed, ReportingExchange
 from posbus.actors.factory import ActorFactory, ExposureSettings
 from posbus.actors.gateway_actor import ExchangeClient
 from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.risk import PositionExposure, RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
@@ -54,8 +56,6 @@ from posbus.actors.supervision.requests import Children, StartChild
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
 from posbus.actors.symbol_info import SymbolInfo
-from posbus.adapters.clock import Clock
-from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
 
 logger = logging.getLogger(__name__)

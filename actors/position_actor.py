@@ -47,7 +47,9 @@ from posbus.actors.control import (
 from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
 from posbus.actors.journal import JournalCorrupt, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import InvalidState, OrderValidationError, PosbusError
+from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.order import TERMINAL_STATES, Order, OrderStatus
 from posbus.actors.model.position import Position, PositionStatus
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
@@ -56,8 +58,6 @@ from posbus.actors.quote_slot import QuoteSlot
 from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
-from posbus.adapters.clock import Clock
-from posbus.adapters.exchange.reports import NewOrder
 from posbus.bus.messages import (
     CancelRequest,
     MarketUpdate,

@@ -43,9 +43,9 @@ from posbus.actors.control import (
     Tick,
 )
 from posbus.actors.model.errors import PosbusError
+from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.reports import NewOrder
 from posbus.bus.constraints import format_decimal, parse_decimal
 from posbus.bus.messages import Command, CommandArg, Message, Reply
 from posbus.bus.topics import exposure_topic

@@ -47,6 +47,7 @@ from posbus.actors.control import (
 from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
 from posbus.actors.journal import JournalCorrupt, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.risk import (
     PositionExposure,
     RiskDecision,
@@ -58,7 +59,6 @@ from posbus.actors.model.risk_state import RiskTransition
 from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.supervision.supervised_actor import SupervisedActor
-from posbus.adapters.clock import Clock
 from posbus.bus.constraints import is_decimal_text
 from posbus.bus.messages import Command, MarketUpdate, RiskEvent
 

@@ -54,9 +54,11 @@ from typing import Any
 from posbus.actors.control import Crash, ExposureChanged, Halt, Inspect, Resync, SubmitOrder, Tick
 from posbus.actors.delivery import Outbox
 from posbus.actors.events import EventLog
+from posbus.actors.exchange_sync import MarketFeed, ReportingExchange
 from posbus.actors.factory import ActorFactory, ExposureSettings
 from posbus.actors.gateway_actor import ExchangeClient
 from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import OrderValidationError, PosbusError
 from posbus.actors.model.side import Side
 from posbus.actors.position_actor import PositionActor, position_stream
@@ -86,8 +88,6 @@ from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
 from posbus.actors.symbol_info import SymbolInfo
 from posbus.actors.worker_io import IOConfig, WorkerIO
-from posbus.adapters.clock import Clock
-from posbus.adapters.exchange.exchange_sync import MarketFeed, ReportingExchange
 from posbus.bus.admin import AdminHandler
 from posbus.bus.codec import decode, encode
 from posbus.bus.constraints import parse_decimal, parse_optional_decimal

@@ -33,13 +33,13 @@ import heapq
 from dataclasses import dataclass
 from decimal import Decimal
 
-from posbus.actors.model.fill import Fill
-from posbus.adapters.exchange.reports import (
+from posbus.actors.model.exchange_reports import (
     ExecutionReport,
     NewOrder,
     OrderFilled,
     OrderView,
 )
+from posbus.actors.model.fill import Fill
 from posbus.adapters.exchange.simulated import SimulatedExchange
 
 

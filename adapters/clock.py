@@ -1,22 +1,14 @@
 """Clocks: the only place posbus reads time, so backtests can replace it.
 
-Live code uses WallClock; backtests and tests use ManualClock, which only moves
-when told to. Both return integer nanoseconds since the Unix epoch.
+Both satisfy the domain's `Clock` port (posbus.actors.model.clock). Live code
+uses WallClock; backtests and tests use ManualClock, which only moves when
+told to. Both return integer nanoseconds since the Unix epoch.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from typing import Protocol
-
-
-class Clock(Protocol):
-    """A source of the current time in ns since the epoch."""
-
-    def now_ns(self) -> int:
-        """The current time, never decreasing."""
-        ...
 
 
 class WallClock:

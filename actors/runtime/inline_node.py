@@ -37,10 +37,10 @@ from posbus.actors.events import EventLog
 from posbus.actors.factory import ActorFactory
 from posbus.actors.gateway_actor import ExchangeClient, gateway_stream
 from posbus.actors.journal import Journal, SnapshotStore
+from posbus.actors.model.clock import Clock
 from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.runtime.inline import InlineRef, InlineScheduler
-from posbus.adapters.clock import Clock
 from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
 
 RISK = "risk"

@@ -13,9 +13,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from posbus.actors.model.errors import ExchangeUnavailable
+from posbus.actors.model.exchange_events import TradeView
+from posbus.actors.model.exchange_reports import ExchangeOrderStatus, Liquidity, OrderView
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.exchange_events import TradeView
-from posbus.adapters.exchange.reports import ExchangeOrderStatus, Liquidity, OrderView
 from posbus.bus.messages import MarketUpdate
 
 

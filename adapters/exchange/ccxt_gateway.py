@@ -20,7 +20,7 @@ Error layering (posbus.adapters.exchange.ccxt_errors): transient failures
 (network, timeout, 5xx, throttling, maintenance) are retried with
 exponential backoff and full jitter through `backoff` (bounded tries and
 delays, Retry-After honoured, posbus.adapters.exchange.retry) and count
-towards the circuit breaker (posbus.actors.model.circuit_breaker); permanent
+towards the circuit breaker (posbus.adapters.exchange.circuit_breaker); permanent
 ones (invalid order, insufficient funds, bad symbol, auth) fail on the first
 try with the exchange's own message. While the breaker is open, new orders
 are rejected at once (no request leaves), cancels and lookups wait, and when
@@ -74,10 +74,31 @@ import ccxt.async_support as ccxt_async
 import pykka
 
 from posbus.actors.gateway_actor import ExchangeReports
-from posbus.actors.model.circuit_breaker import BreakerState, BreakerTransition, CircuitBreaker
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import ExchangeRejected, ExchangeUnavailable, PosbusError
+from posbus.actors.model.exchange_events import (
+    BreakerChanged,
+    ReconcileDue,
+    ReconcilePolicy,
+    ReconcileRequest,
+    ReconcileSnapshot,
+    TradeCursor,
+    TradeView,
+)
+from posbus.actors.model.exchange_reports import (
+    ExchangeOrderStatus,
+    ExecutionReport,
+    Liquidity,
+    NewOrder,
+    OrderAccepted,
+    OrderCancelled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderView,
+)
 from posbus.actors.model.fill import Fill
-from posbus.adapters.clock import Clock, WallClock
+from posbus.adapters.clock import WallClock
 from posbus.adapters.exchange.ccxt_config import Credentials, GatewayConfig
 from posbus.adapters.exchange.ccxt_convert import (
     decimal_of,
@@ -94,27 +115,7 @@ from posbus.adapters.exchange.ccxt_errors import (
     to_posbus_error,
 )
 from posbus.adapters.exchange.ccxt_market import CcxtMarketFeed, MarketSink
-from posbus.adapters.exchange.exchange_events import (
-    BreakerChanged,
-    ReconcileDue,
-    ReconcilePolicy,
-    ReconcileRequest,
-    ReconcileSnapshot,
-    TradeCursor,
-    TradeView,
-)
-from posbus.adapters.exchange.reports import (
-    ExchangeOrderStatus,
-    ExecutionReport,
-    Liquidity,
-    NewOrder,
-    OrderAccepted,
-    OrderCancelled,
-    OrderExpired,
-    OrderFilled,
-    OrderRejected,
-    OrderView,
-)
+from posbus.adapters.exchange.circuit_breaker import BreakerState, BreakerTransition, CircuitBreaker
 from posbus.adapters.exchange.retry import retrying
 
 logger = logging.getLogger(__name__)

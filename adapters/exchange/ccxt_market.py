@@ -25,8 +25,8 @@ from typing import Any
 
 import ccxt
 
+from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
-from posbus.adapters.clock import Clock
 from posbus.adapters.exchange.ccxt_convert import market_update
 from posbus.adapters.exchange.retry import RetryPolicy
 from posbus.bus.messages import MarketUpdate

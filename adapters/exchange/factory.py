@@ -9,7 +9,7 @@ must `close()` it after the node stops (it owns an I/O thread).
 
 from __future__ import annotations
 
-from posbus.adapters.clock import Clock
+from posbus.actors.model.clock import Clock
 from posbus.adapters.config import Config, ConfigError
 from posbus.adapters.exchange.ccxt_config import CredentialsError, load_credentials
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway

@@ -1,7 +1,7 @@
 """A simulated exchange: deterministic matching against a top-of-book quote.
 
 It serves `posbus demo`, the tests and `posbus backtest`, and answers with the
-same execution reports (`posbus.adapters.exchange.reports`) a real exchange
+same execution reports (`posbus.actors.model.exchange_reports`) a real exchange
 adapter produces, so the engine cannot tell the difference.
 
 The model, kept deliberately small:
@@ -42,9 +42,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from itertools import pairwise
 
-from posbus.actors.model.fill import Fill
-from posbus.actors.model.side import Side
-from posbus.adapters.exchange.reports import (
+from posbus.actors.model.exchange_reports import (
     ExchangeOrderStatus,
     ExecutionReport,
     Liquidity,
@@ -55,6 +53,8 @@ from posbus.adapters.exchange.reports import (
     OrderRejected,
     OrderView,
 )
+from posbus.actors.model.fill import Fill
+from posbus.actors.model.side import Side
 
 FEE_QUANTUM = Decimal("0.00000001")
 """Fees are rounded to this (8 decimal places), ROUND_HALF_EVEN."""

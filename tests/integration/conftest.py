@@ -14,9 +14,9 @@ import pytest
 from posbus.actors.events import EventLog
 from posbus.actors.gateway_actor import ExchangeClient
 from posbus.actors.journal import Journal
+from posbus.actors.model.clock import Clock
 from posbus.actors.node import Node, NodeConfig
 from posbus.actors.supervision.errors import RestartIntensityExceeded
-from posbus.adapters.clock import Clock
 
 StartNode = Callable[..., Node]
 

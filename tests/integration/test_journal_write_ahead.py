@@ -13,13 +13,13 @@ from typing import Any
 
 from posbus.actors.delivery import decode_record
 from posbus.actors.events import EventLog
+from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder
 from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
 from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import position_stream
 from posbus.actors.risk_supervisor import DURABLE_RECORD, RISK_STREAM
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.reports import ExecutionReport, NewOrder
 from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.messages import Command, MarketUpdate, Message, OrderIntent, OrderSubmit, RiskEvent

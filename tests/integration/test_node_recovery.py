@@ -16,6 +16,7 @@ from typing import Any
 
 from posbus.actors.control import InjectedCrash
 from posbus.actors.delivery import decode_record
+from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder, OrderFilled, OrderView
 from posbus.actors.model.position import Position
 from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
@@ -25,7 +26,6 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.errors import RestartIntensityExceeded
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.reports import ExecutionReport, NewOrder, OrderFilled, OrderView
 from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.messages import Liquidity, MarketUpdate, OrderFill, OrderIntent, RiskEvent

@@ -22,6 +22,7 @@ from typing import Any
 
 from posbus.actors.events import EventLog
 from posbus.actors.journal import Journal
+from posbus.actors.model.exchange_events import ReconcileDue
 from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
 from posbus.actors.node import Node, NodeConfig
@@ -32,7 +33,6 @@ from posbus.adapters.clock import ManualClock
 from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.ccxt_config import Credentials, GatewayConfig
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway
-from posbus.adapters.exchange.exchange_events import ReconcileDue
 from posbus.adapters.exchange.retry import RetryPolicy
 from posbus.bus.messages import MarketUpdate, Message, OrderIntent, RiskEvent
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import replace
 from decimal import Decimal
 
+from posbus.actors.model.exchange_events import ReconcileSnapshot, TradeCursor, TradeView
+from posbus.actors.model.exchange_reports import ExchangeOrderStatus, OrderView
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.exchange_events import ReconcileSnapshot, TradeCursor, TradeView
-from posbus.adapters.exchange.reconciliation import Ledger, fill_effect, plan
-from posbus.adapters.exchange.reports import ExchangeOrderStatus, OrderView
+from posbus.actors.reconciliation import Ledger, fill_effect, plan
 from posbus.bus.messages import Liquidity, OrderAck, OrderCancelled, OrderFill, OrderSubmit
 
 BTC = "BTC/USDT"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from posbus.actors.model.circuit_breaker import BreakerState, CircuitBreaker
+from posbus.adapters.exchange.circuit_breaker import BreakerState, CircuitBreaker
 
 SECOND = 1_000_000_000
 

@@ -14,10 +14,10 @@ from decimal import Decimal
 from posbus.actors.control import SubmitOrder
 from posbus.actors.delivery import Outbox
 from posbus.actors.gateway_actor import GatewayActor
+from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder, OrderRejected
 from posbus.actors.model.side import Side
 from posbus.actors.position_actor import position_stream
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.reports import ExecutionReport, NewOrder, OrderRejected
 from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.codec import decode

@@ -18,6 +18,7 @@ from posbus.actors.control import (
     SubmitOrder,
     Tick,
 )
+from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
 from posbus.actors.model.side import Side
 from posbus.actors.remote import (
@@ -30,7 +31,6 @@ from posbus.actors.remote import (
     from_command,
     to_command,
 )
-from posbus.adapters.exchange.reports import NewOrder
 from posbus.bus.codec import decode, encode
 from posbus.bus.messages import Command, Message, Reply
 

@@ -8,9 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posbus.actors.model.fill import Fill
-from posbus.actors.model.side import Side
-from posbus.adapters.exchange.reports import (
+from posbus.actors.model.exchange_reports import (
     ExchangeOrderStatus,
     ExecutionReport,
     NewOrder,
@@ -19,6 +17,8 @@ from posbus.adapters.exchange.reports import (
     OrderFilled,
     OrderRejected,
 )
+from posbus.actors.model.fill import Fill
+from posbus.actors.model.side import Side
 from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 
 D = Decimal

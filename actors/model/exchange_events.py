@@ -11,8 +11,10 @@ the actor's mailbox never waits on the network. Execution reports travel as
 - `ReconcileSnapshot` (client -> actor): what the exchange said. Every part
   may be missing (None, or a key absent) when its fetch failed: a missing
   report means "unknown", never "empty" or "flat".
+- `TradeView`, `TradeCursor`: the exchange's trade history and how far it
+  was read; `ReconcilePolicy`: what the gateway does with what it finds.
 
-Frozen values only; no I/O, no clocks.
+A port of the domain: frozen values only; no I/O, no clocks.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from posbus.actors.model.exchange_reports import Liquidity, OrderView
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.reports import Liquidity, OrderView
 
 
 @dataclass(frozen=True, slots=True)

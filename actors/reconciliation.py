@@ -41,9 +41,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from posbus.actors.model.exchange_events import ReconcileSnapshot, TradeCursor, TradeView
+from posbus.actors.model.exchange_reports import ExchangeOrderStatus, OrderView
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.exchange_events import ReconcileSnapshot, TradeCursor, TradeView
-from posbus.adapters.exchange.reports import ExchangeOrderStatus, OrderView
 from posbus.bus.messages import (
     Command,
     Message,

@@ -1,8 +1,11 @@
-"""Execution reports: what every exchange adapter says back about an order.
+"""Exchange reports: the domain's port to every exchange, for orders and their outcomes.
 
-The simulated exchange produces these today and the ccxt gateway will produce
-the same types later, so the gateway actor, the order state machine and the
-reconciliation never care which exchange they talk to (backtest/live parity).
+What the gateway actor asks of an exchange (`NewOrder`) and what every
+exchange client (the simulated venue, the ccxt gateway) says back: execution
+reports, and `OrderView` / `ExchangeOrderStatus` for lookups and
+reconciliation. One set of types for every venue, so the gateway actor, the
+order state machine and the reconciliation never care which exchange they
+talk to (backtest/live parity).
 
 Every type here is an immutable value. Nothing in this module validates an
 order against an exchange's rules: that is the adapter's job, and it answers

@@ -4,12 +4,12 @@ A GatewayActor whose exchange client is a `ReportingExchange` (calls return at
 once, answers come back as messages; the ccxt gateway) delegates to one
 `ExchangeSync`, which runs in the actor's thread and keeps:
 
-- the `Ledger` (posbus.adapters.exchange.reconciliation), rebuilt from the
-  journal when the actor starts: which orders posbus placed (the positions
-  journal `OrderSubmit` with the client order id before the gateway hears of
-  them; a gateway in its own process, whose journal is not the positions',
-  journals a copy on its own stream before it sends the order), their acks,
-  fills and ends, the trade cursors and the balance baseline;
+- the `Ledger` (posbus.actors.reconciliation), rebuilt from the journal
+  when the actor starts: which orders posbus placed (the positions journal
+  `OrderSubmit` with the client order id before the gateway hears of them; a
+  gateway in its own process, whose journal is not the positions', journals
+  a copy on its own stream before it sends the order), their acks, fills and
+  ends, the trade cursors and the balance baseline;
 - the start-up hold: orders that arrive before the start-up reconciliation
   has completed wait (they are journaled already); they are sent once it
   completes, so nothing is sent while the account's state is unknown;
@@ -42,8 +42,7 @@ from typing import Any, Protocol, runtime_checkable
 from posbus.actors.control import CancelOrder, SubmitOrder
 from posbus.actors.delivery import Outbox, decode_record
 from posbus.actors.events import EventSink
-from posbus.actors.position_actor import position_stream
-from posbus.adapters.exchange.exchange_events import (
+from posbus.actors.model.exchange_events import (
     BreakerChanged,
     ReconcileDue,
     ReconcilePolicy,
@@ -51,7 +50,9 @@ from posbus.adapters.exchange.exchange_events import (
     ReconcileSnapshot,
     TradeView,
 )
-from posbus.adapters.exchange.reconciliation import (
+from posbus.actors.model.exchange_reports import ExchangeOrderStatus, NewOrder, OrderView
+from posbus.actors.position_actor import position_stream
+from posbus.actors.reconciliation import (
     ADOPTED_RECORD,
     BASELINE_RECORD,
     CURSOR_RECORD,
@@ -60,7 +61,6 @@ from posbus.adapters.exchange.reconciliation import (
     adopted_order_id,
     plan,
 )
-from posbus.adapters.exchange.reports import ExchangeOrderStatus, NewOrder, OrderView
 from posbus.bus.constraints import MAX_TEXT_LEN
 from posbus.bus.messages import (
     Command,
