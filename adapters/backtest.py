@@ -54,11 +54,11 @@ from posbus.actors.model.side import Side
 from posbus.actors.position_actor import PositionActor
 from posbus.actors.runtime.inline_node import InlineNode
 from posbus.actors.strategy import Strategy
-from posbus.adapters.backtest_exchange import BacktestExchange
 from posbus.adapters.cli.decimal_text import format_decimal
 from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.backtest_exchange import BacktestExchange
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 from posbus.bus.messages import MarketUpdate, Message, OrderFill, OrderIntent, RiskEvent
 
 _NS_PER_S = 1_000_000_000

@@ -23,7 +23,7 @@ from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.strategy import Strategy
 from posbus.actors.symbol_info import SymbolInfo
 from posbus.adapters.exchange.ccxt_config import GATEWAY_KEYS, GatewayConfig, gateway_config
-from posbus.adapters.exchange.simulated import SimConfig
+from posbus.adapters.simulation.simulated_exchange import SimConfig
 
 
 class ConfigError(PosbusError):

@@ -34,7 +34,7 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.supervision.intensity import RestartIntensity
-from posbus.adapters.cli.worker import EXIT_JOURNAL_LOCKED
+from posbus.adapters.cli.command import EXIT_JOURNAL_LOCKED
 from posbus.adapters.launcher_layout import (
     OWNER_ONLY_UMASK,
     RUN_FILE_VERSION,

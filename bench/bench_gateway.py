@@ -45,8 +45,8 @@ from posbus.actors.control import Inspect  # noqa: E402
 from posbus.actors.delivery import decode_record  # noqa: E402
 from posbus.actors.journal import JournalRecord  # noqa: E402
 from posbus.actors.model.side import Side  # noqa: E402
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator  # noqa: E402
 from posbus.adapters.journal.memory import MemoryJournal  # noqa: E402
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator  # noqa: E402
 from posbus.bus.messages import OrderFill  # noqa: E402
 
 QTY = "0.01"

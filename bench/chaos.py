@@ -6,7 +6,7 @@ move (the exchange emulator's, or the demo feed's with `--exchange
 simulated`), injects faults for the duration (kill -9 of positions shards,
 risk, the broker and, against the emulator, the gateway; exchange timeouts,
 5xx, lost responses, duplicate trades, 429s, maintenance), settles and
-audits (posbus.adapters.chaos). Faults overlap unless
+audits (posbus.adapters.simulation.chaos). Faults overlap unless
 `--one-fault-at-a-time`. Prints the report as JSON; exit code 1 on any
 discrepancy. The CI runs the short version (tests/integration/test_chaos.py:
 three seeds of 25 s, one fault at a time).
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from posbus.adapters.chaos import ChaosSettings, run_chaos
+from posbus.adapters.simulation.chaos import ChaosSettings, run_chaos
 
 
 def main() -> int:

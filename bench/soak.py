@@ -4,7 +4,7 @@ Run: `python bench/soak.py [--duration 600] [--warmup 60] [--positions 1000]
 [--steps-per-s 1]`. Brings a whole stack up, opens one position per symbol,
 lets the market feed publish one update per symbol per step and samples RSS
 per worker, mailbox depths and the risk worker's p99 latencies every 2 s
-(posbus.adapters.chaos_soak). After the warm-up it compares the first and
+(posbus.adapters.simulation.chaos_soak). After the warm-up it compares the first and
 last thirds: RSS growth < 5 %, no mailbox growth, p99 stable. Prints the
 figures as JSON; exit code 1 when a criterion fails. The CI runs a 1-minute
 version (tests/integration/test_soak.py, marked `soak`).
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from posbus.adapters.chaos_soak import SoakSettings, run_soak
+from posbus.adapters.simulation.chaos_soak import SoakSettings, run_soak
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """`posbus chaos`: a real stack under seeded load, `kill -9` and exchange faults, then an audit.
 
-See posbus.adapters.chaos for what the run does and checks. Exit code 0 when
-the audit finds no discrepancy, 1 otherwise.
+See posbus.adapters.simulation.chaos for what the run does and checks. Exit
+code 0 when the audit finds no discrepancy, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def register(subparsers: SubParsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus chaos`: runs, prints the report, exit 1 on any discrepancy."""
-    from posbus.adapters.chaos import ChaosSettings, run_chaos
+    from posbus.adapters.simulation.chaos import ChaosSettings, run_chaos
 
     settings = ChaosSettings(
         seed=args.seed,

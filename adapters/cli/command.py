@@ -28,6 +28,10 @@ EXIT_FAILURE = 1
 """The command ran and failed (an error from posbus or the outside world)."""
 EXIT_USAGE = 2
 """Bad invocation or bad input file: nothing was done. Same code argparse uses."""
+EXIT_ESCALATED = 3
+"""`posbus worker`: the worker's root supervisor gave up (restart intensity exceeded)."""
+EXIT_JOURNAL_LOCKED = 4
+"""`posbus worker`: another writer holds its journal; no restart helps until it lets go."""
 
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 """What `ArgumentParser.add_subparsers()` returns; commands are added to it."""

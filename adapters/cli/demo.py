@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from posbus.adapters.cli.command import EXIT_FAILURE, EXIT_OK, SubParsers, UsageError, add_command
 
 if TYPE_CHECKING:
-    from posbus.adapters.demo import DemoProgress
+    from posbus.adapters.simulation.demo import DemoProgress
 
 _DESCRIPTION = """\
 Run the whole engine in one process for a short while: a seeded random-walk
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from posbus.adapters.config import ConfigError, load_config
-    from posbus.adapters.demo import Demo
     from posbus.adapters.log_format import configure_logging
+    from posbus.adapters.simulation.demo import Demo
 
     try:
         config = load_config(args.config)

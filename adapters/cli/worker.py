@@ -18,18 +18,20 @@ import time
 from types import FrameType
 from typing import Any
 
-from posbus.adapters.cli.command import EXIT_OK, SubParsers, UsageError, add_command
+from posbus.adapters.cli.command import (
+    EXIT_ESCALATED,
+    EXIT_JOURNAL_LOCKED,
+    EXIT_OK,
+    SubParsers,
+    UsageError,
+    add_command,
+)
 from posbus.adapters.cli.stack_options import RUN_DIR_HELP
 
 # CPython hands the GIL to a waiting thread only every switch interval (5 ms by
 # default): a worker's I/O thread and actor threads pass every message between
 # them, so the default turns each hop into milliseconds under load.
 SWITCH_INTERVAL_S = 0.0005
-
-EXIT_ESCALATED = 3
-"""The worker's root supervisor gave up (restart intensity exceeded)."""
-EXIT_JOURNAL_LOCKED = 4
-"""Another writer holds the worker's journal; restarting cannot help until it lets go."""
 
 _DESCRIPTION = """\
 Run one worker of a stack in the foreground: `broker` (the event proxy and
@@ -219,7 +221,7 @@ def _build(  # noqa: PLR0917 - private, called once
     if role == "broker":
         return _BrokerWorker(config, run_dir, name)
     if role == "feed":
-        from posbus.adapters.launcher_feed import Feed
+        from posbus.adapters.simulation.demo_feed import Feed
 
         return Feed(
             config,

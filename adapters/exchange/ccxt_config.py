@@ -1,8 +1,9 @@
 """Settings of the exchange gateway (`[exchange]` in the TOML file) and its credentials.
 
 `kind = "simulated"` (the default) runs the simulated exchange, configured by
-the other keys of `[exchange]` (posbus.adapters.exchange.simulated.SimConfig);
-`kind = "ccxt"` runs the ccxt gateway with the keys below. Every key is
+the other keys of `[exchange]` (`SimConfig`,
+posbus.adapters.simulation.simulated_exchange); `kind = "ccxt"` runs the
+ccxt gateway with the keys below. Every key is
 documented in the README's configuration reference.
 
 Credentials come from environment variables (`api_key_env`, `secret_env`,

@@ -13,7 +13,7 @@ from posbus.actors.model.clock import Clock
 from posbus.adapters.config import Config, ConfigError
 from posbus.adapters.exchange.ccxt_config import CredentialsError, load_credentials
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway
-from posbus.adapters.exchange.simulated import SimulatedExchange
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 
 
 def exchange_client(

@@ -30,8 +30,8 @@ from posbus.actors.risk_supervisor import RISK_STREAM, RiskSupervisor
 from posbus.actors.runtime.inline_node import InlineNode
 from posbus.actors.worker import RiskWorker
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.client import CommandClient
 from posbus.bus.messages import MarketUpdate, OrderIntent
 

@@ -24,8 +24,8 @@ from posbus.actors.strategy import StrategyContext
 from posbus.adapters.backtest import Backtest
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 from posbus.bus.messages import MarketUpdate, OrderFill, OrderIntent
 
 D = Decimal

@@ -16,9 +16,9 @@ import pytest
 from ccxt_rig import CcxtRig, RigFactory
 
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.retry import RetryPolicy
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 
 ORDER = "POST /api/v3/order"
 SECOND = 1_000_000_000

@@ -21,7 +21,6 @@ from ccxt_rig import RigFactory
 from posbus.actors.model.side import Side
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.config import ConfigError, config_from_dict
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.ccxt_config import (
     Credentials,
     CredentialsError,
@@ -30,8 +29,9 @@ from posbus.adapters.exchange.ccxt_config import (
 )
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway
 from posbus.adapters.exchange.factory import exchange_client
-from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 
 API_KEY = "KEY-4f9d1c"
 SECRET = "SECRET-b27e0a"

@@ -21,9 +21,9 @@ import pytest
 from ccxt_rig import BTC, CcxtRig, RigFactory
 
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.retry import RetryPolicy
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 from posbus.bus.messages import MarketUpdate
 
 ORDER = "POST /api/v3/order"

@@ -23,8 +23,8 @@ from posbus.actors.delivery import Outbox
 from posbus.actors.model.side import Side
 from posbus.actors.position_actor import client_order_id
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 from posbus.bus.messages import OrderIntent, OrderSubmit, RiskEvent
 
 SECOND = 1_000_000_000

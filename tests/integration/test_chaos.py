@@ -27,15 +27,15 @@ import pytest
 from stack_harness import wait_for, where
 
 from posbus.actors.model.side import Side
-from posbus.adapters.chaos import ChaosSettings, ChaosStack, chaos_config, run_chaos
-from posbus.adapters.chaos_audit import (
+from posbus.adapters.journal.sqlite import SqliteJournal
+from posbus.adapters.simulation.chaos import ChaosSettings, ChaosStack, chaos_config, run_chaos
+from posbus.adapters.simulation.chaos_audit import (
     VenueLedger,
     VenueOrder,
     VenueTrade,
     audit,
     reducing_orders,
 )
-from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.codec import encode
 from posbus.bus.messages import Liquidity, Message, OrderAck, OrderFill, OrderSubmit
 

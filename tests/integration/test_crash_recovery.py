@@ -34,9 +34,9 @@ import pytest
 from stack_harness import Stack, wait_for, where
 
 from posbus.actors.delivery import decode_record
-from posbus.adapters.chaos_audit import cold_replay
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.adapters.launcher_client import StackClient
+from posbus.adapters.simulation.chaos_audit import cold_replay
 from posbus.bus.errors import BusError
 from posbus.bus.messages import OrderFill
 

@@ -13,10 +13,10 @@ from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.side import Side
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.config import ConfigError, config_from_dict
-from posbus.adapters.demo import DEMO_SENDER, fresh_journal
 from posbus.adapters.journal.backend import open_backend
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
+from posbus.adapters.simulation.demo import DEMO_SENDER, fresh_journal
 from posbus.bus.messages import OrderIntent
 
 

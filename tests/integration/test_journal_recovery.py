@@ -30,8 +30,8 @@ from posbus.actors.risk_supervisor import RISK_STREAM
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import Command, MarketUpdate, OrderIntent
 
 ACCOUNT = "A"

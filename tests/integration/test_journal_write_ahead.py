@@ -20,8 +20,8 @@ from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import position_stream
 from posbus.actors.risk_supervisor import DURABLE_RECORD, RISK_STREAM
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import Command, MarketUpdate, Message, OrderIntent, OrderSubmit, RiskEvent
 
 ACCOUNT = "A"

@@ -19,8 +19,8 @@ from posbus.actors.position_actor import position_stream
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import (
     MarketUpdate,
     OrderAck,

@@ -26,8 +26,8 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.errors import RestartIntensityExceeded
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import Liquidity, MarketUpdate, OrderFill, OrderIntent, RiskEvent
 
 ACCOUNT = "A"

@@ -1,6 +1,6 @@
 """The 1-minute soak (marked `soak`): 1,000 open positions, a steady market, nothing grows.
 
-A real stack (posbus.adapters.chaos_soak) opens 1,000 positions, then the
+A real stack (posbus.adapters.simulation.chaos_soak) opens 1,000 positions, then the
 feed publishes one market_update per symbol per second (1,000 updates/s)
 for SOAK_S seconds while RSS, mailbox depths and the risk worker's p99
 latencies are sampled every 2 s. After WARMUP_S the first and last thirds
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from posbus.adapters.chaos_soak import SoakSettings, run_soak
+from posbus.adapters.simulation.chaos_soak import SoakSettings, run_soak
 
 SOAK_S = 60.0
 WARMUP_S = 15.0

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from stack_harness import posbus, wait_for, where
 
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 
 CONFIG = """\
 run_dir = "{run_dir}"

@@ -30,10 +30,10 @@ from posbus.actors.position_actor import position_stream
 from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator
 from posbus.adapters.exchange.ccxt_config import Credentials, GatewayConfig
 from posbus.adapters.exchange.ccxt_gateway import CcxtGateway
 from posbus.adapters.exchange.retry import RetryPolicy
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 from posbus.bus.messages import MarketUpdate, Message, OrderIntent, RiskEvent
 
 ACCOUNT = "A"

@@ -33,8 +33,8 @@ from posbus.actors.worker import (
 )
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 from posbus.bus.admin import admin_endpoint
 from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient

@@ -18,8 +18,8 @@ from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder, Orde
 from posbus.actors.model.side import Side
 from posbus.actors.position_actor import position_stream
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.codec import decode
 from posbus.bus.messages import MarketUpdate
 

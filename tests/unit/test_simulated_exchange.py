@@ -19,7 +19,7 @@ from posbus.actors.model.exchange_reports import (
 )
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 
 D = Decimal
 BTC = "BTC/USDT"

@@ -6,7 +6,7 @@ positions shards, SQLite journals, fast heartbeats), starts the stack with
 positions.1) and trades against one of two exchanges (`exchange`):
 
 - "emulator" (the default): the Binance spot emulator runs in this process
-  (posbus.adapters.chaos_venue: 127.0.0.1, an ephemeral port, one market
+  (posbus.adapters.simulation.chaos_venue: 127.0.0.1, an ephemeral port, one market
   per symbol) and the gateway trades with it through real ccxt over HTTP
   (`[exchange] kind = "ccxt"`); this process moves the emulator's prices
   (a seeded random walk) and the gateway relays the venue's quotes on the
@@ -28,16 +28,17 @@ For `duration_s` the run:
 - at seeded random moments injects a fault chosen from the fault targets:
   `kill -9` of a worker (the launcher restarts it; orders keep coming while
   it is down), a journal stall (a worker's SQLite journal locked for a few
-  seconds: posbus.adapters.chaos_journal_stall) or an exchange fault.
+  seconds: posbus.adapters.simulation.chaos_journal_stall) or an exchange fault.
 
 Then it clears the faults, stops orders and prices, waits until every
 worker serves and both shards have recovered, cancels whatever still rests
-and waits until no order works, and audits (posbus.adapters.chaos_audit):
-live positions == cold journal replay == the gateway's published fills (==
-the emulator's own trade ledger); no fill lost or doubled; no order sent
-twice or overfilled; no order filled beyond the risk limit on order
-notional (MAX_ORDER_NOTIONAL), so risk was asked before every order, also
-while its worker was down; every worker alive.
+and waits until no order works, and audits
+(posbus.adapters.simulation.chaos_audit): live positions == cold journal
+replay == the gateway's published fills (== the emulator's own trade
+ledger); no fill lost or doubled; no order sent twice or overfilled; no
+order filled beyond the risk limit on order notional (MAX_ORDER_NOTIONAL),
+so risk was asked before every order, also while its worker was down; every
+worker alive.
 
 Threads: everything runs on the caller's thread; the stack is other processes.
 This module must never leave a process behind: `ChaosStack.close` brings the
@@ -63,10 +64,16 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.order import TERMINAL_STATES, OrderStatus
-from posbus.adapters.chaos_audit import AuditResult, VenueLedger, VenueOrder, VenueTrade, audit
-from posbus.adapters.chaos_journal_stall import JournalStall
-from posbus.adapters.chaos_venue import EXCHANGE_FAULTS, ChaosVenue, VenueAccess
 from posbus.adapters.launcher_client import StackClient
+from posbus.adapters.simulation.chaos_audit import (
+    AuditResult,
+    VenueLedger,
+    VenueOrder,
+    VenueTrade,
+    audit,
+)
+from posbus.adapters.simulation.chaos_journal_stall import JournalStall
+from posbus.adapters.simulation.chaos_venue import EXCHANGE_FAULTS, ChaosVenue, VenueAccess
 
 WORKING = frozenset(s.value for s in OrderStatus if s not in TERMINAL_STATES)
 """Order states that may still change: the run settles when no order is in one."""

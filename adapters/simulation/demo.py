@@ -34,9 +34,9 @@ from posbus.actors.node import Node
 from posbus.actors.signal_source import RandomSignalSource
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
-from posbus.adapters.exchange.simulated import SimulatedExchange
 from posbus.adapters.journal.backend import describe, open_backend
-from posbus.adapters.market.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 from posbus.bus.codec import decode
 from posbus.bus.messages import Message, RiskEvent
 

@@ -1,7 +1,7 @@
 """The demo feed of `posbus up --demo`: a seeded market and signal source on the bus.
 
 Runs as the `feed` worker: every step it publishes a market_update per symbol
-(``md|SYMBOL|``, from adapters/market/random_walk.py) and sends the random
+(``md|SYMBOL|``, from adapters/simulation/random_walk.py) and sends the random
 signal source's intents (actors/signal_source.py) as `positions.order`
 commands to the positions shard that owns each account+symbol, exactly like a
 strategy would. Everything runs on the I/O thread's timer; there are no actors.
@@ -19,7 +19,7 @@ from posbus.actors.signal_source import RandomSignalSource
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
-from posbus.adapters.market.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.random_walk import RandomWalkMarket
 from posbus.bus.curve import CurveClient
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.messages import Command, CommandArg

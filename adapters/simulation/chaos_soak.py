@@ -1,6 +1,6 @@
 """The soak run: a real stack holding N open positions under a steady market_update rate.
 
-`run_soak` brings a stack up (the chaos run's harness, posbus.adapters.chaos:
+`run_soak` brings a stack up (the chaos run's harness, posbus.adapters.simulation.chaos:
 launcher, broker, risk, gateway, two positions shards, the demo feed) with
 `positions` symbols, opens one position per symbol through the broker, waits
 for every fill, then lets the feed publish one market_update per symbol per
@@ -34,7 +34,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from posbus.adapters.chaos import ChaosStack
+from posbus.adapters.simulation.chaos import ChaosStack
 
 Log = Callable[[str], None]
 

@@ -40,7 +40,7 @@ from posbus.actors.model.exchange_reports import (
     OrderView,
 )
 from posbus.actors.model.fill import Fill
-from posbus.adapters.exchange.simulated import SimulatedExchange
+from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from posbus.adapters.exchange.binance_emulator import BinanceEmulator, EmulatedTrade, SymbolSpec
-from posbus.adapters.market.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator, EmulatedTrade, SymbolSpec
+from posbus.adapters.simulation.random_walk import RandomWalkMarket
 
 QUOTE = "USDT"
 TICK = Decimal("0.01")
