@@ -30,7 +30,9 @@ Rules the plan follows:
   trade happened while the balances were being read (a fill racing the read
   would show as a false difference).
 
-Money is exact: every sum here is Decimal in a 60-digit context.
+Money is exact: every sum here is Decimal in a 60-digit context. The ledger
+reads the wire messages the gateway journals (posbus.bus.messages), so this
+module sits in the actors layer, not the domain.
 """
 
 from __future__ import annotations
