@@ -19,7 +19,10 @@ invariants hold:
    the positions' realized and unrealized P&L, exactly; and the risk
    supervisor's equity is that same number (it prices risk from those books).
 3. No risk-increasing order is approved while the risk state is CoolDown or
-   Halted.
+   Halted: "risk-reducing" is derived here, not taken from the engine's own
+   label: the order's side and qty against its symbol's qty replayed from the
+   exchange's ledger up to the step that sent it (it must shrink |qty|
+   without flipping it).
 4. Once the daily loss limit is breached, until the cool-down expires, no
    new exposure is added: replaying the exchange's ledger, no fill grows the
    gross |qty| of its symbol. Fills of orders already working when the breach
@@ -58,8 +61,8 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.symbol_info import SymbolInfo
 from posbus.adapters.clock import ManualClock
-from posbus.adapters.exchange.simulated import SimConfig, SimulatedExchange
 from posbus.adapters.journal.memory import MemoryJournal
+from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import MarketUpdate, Message, OrderIntent, RiskEvent
 
 D = Decimal
@@ -141,6 +144,9 @@ class SystemMachine(RuleBasedStateMachine):
         self.resting: list[tuple[str, str]] = []
         self.halt_steps = 0  # steps until the operator lifts the kill switch; 0: not halted
         self.new_fills: list[Fill] = []
+        # Risk decisions first seen in this step, each with its symbol's qty as the step began.
+        self.new_decisions: list[tuple[dict[str, Any], Decimal]] = []
+        self.decided: set[str] = set()
         # The daily loss cool-down running at the end of the step, and at its start.
         self.cooldown: _DailyCooldown | None = None
         self.cooldown_before: _DailyCooldown | None = None
@@ -330,10 +336,21 @@ class SystemMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_risk_increasing_approval_while_restricted(self) -> None:
-        """In CoolDown or Halted only risk-reducing orders are approved."""
-        for record in self.risk["recent_decisions"]:
-            if record["state"] in RESTRICTED and record["approved"]:
-                assert record["risk_reducing"], record
+        """In CoolDown or Halted only orders that shrink |qty| without flipping are approved.
+
+        Each approval of the step is judged against its symbol's qty at the
+        start of the step, replayed from the exchange's ledger: a step sends at
+        most one intent, and nothing fills between its start and that intent's check.
+        """
+        for record, held in self.new_decisions:
+            if record["state"] not in RESTRICTED or not record["approved"]:
+                continue
+            order = self._order(record["order_id"])
+            signed = D(order["qty"]) if order["side"] == Side.BUY.value else -D(order["qty"])
+            with exact():
+                after = held + signed
+            shrinks = abs(after) < abs(held) and (after == 0 or (after > 0) == (held > 0))
+            assert held != 0 and shrinks, (record, order, held)
 
     @invariant()
     def no_new_exposure_during_daily_loss_cooldown(self) -> None:
@@ -394,10 +411,21 @@ class SystemMachine(RuleBasedStateMachine):
         state = self.positions.get(f"position/{ACCOUNT}/{symbol}")
         return D(0) if state is None else D(state["qty"])
 
+    def _order(self, order_id: str) -> dict[str, Any]:
+        (order,) = [
+            state["orders"][order_id]
+            for state in self.positions.values()
+            if order_id in state["orders"]
+        ]
+        return order
+
     def _step_done(self) -> None:
         """Settle the node (lifting a halt whose time is up), then read what invariants check."""
         assert self.node is not None and self.exchange is not None
         fills_seen = len(self.fills)
+        held = dict.fromkeys(SYMBOLS, D(0))  # each symbol's qty as the step began
+        for fill in self.fills:
+            held[fill.symbol] += fill.signed_qty
         self.node.settle()
         if self.halt_steps:
             self.halt_steps -= 1
@@ -409,6 +437,11 @@ class SystemMachine(RuleBasedStateMachine):
         self.fills = list(self.exchange.fills())
         self.positions = {name: self.node.inspect(name) for name in self.node.position_names()}
         self.risk = self.node.inspect("risk")
+        self.new_decisions = []
+        for record in self.risk["recent_decisions"]:
+            if record["order_id"] not in self.decided:
+                self.decided.add(record["order_id"])
+                self.new_decisions.append((record, held[self._order(record["order_id"])["symbol"]]))
         self.new_fills = self.fills[fills_seen:]
         events = self.node.events.events()
         new_events = events[self.events_seen :]
