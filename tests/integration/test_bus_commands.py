@@ -205,9 +205,8 @@ def test_a_reply_beyond_the_size_limit_becomes_a_typed_error_not_a_timeout(
 
     WorkerThread(ctx, endpoints.workers, ["positions.0"], huge)
     assert wait_for(registered(client, "positions.0"))
-    started = time.monotonic()
+    # A timeout would raise UnknownOutcome: a reply, with a typed error, is the answer.
     reply = client.request("positions.0", Command("list", {}, "r-big"), timeout=30)
-    assert time.monotonic() - started < 10  # answered, not timed out
     assert reply.error is not None
     assert (reply.request_id, reply.error["type"]) == ("r-big", "ReplyTooLarge")
     assert "exceeds the message size limit" in reply.error["message"]
@@ -266,11 +265,11 @@ def test_silent_worker_is_reported_down_then_up_on_the_event_bus(
 
     assert wait_for(registered(client, "risk"))
     assert wait_for(saw("worker_up"))  # its first registration
+    seen_before = len(events)
     w.paused.set()  # no more heartbeats
-    started = time.monotonic()
     assert wait_for(saw("worker_down"), timeout=5)
-    # liveness 5 x interval 0.1 s: expiry after 0.5 s of silence, detected within a poll tick.
-    assert time.monotonic() - started < 2.0
+    # Exactly one event for the silence: the worker goes down once (not up, not twice).
+    assert [e.envelope.message.event for e in events[seen_before:]] == ["worker_down"]  # type: ignore[union-attr]
     down = events[-1].envelope.message
     assert isinstance(down, RiskEvent)
     assert (down.state, down.previous_state) == ("down", "up")
