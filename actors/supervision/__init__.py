@@ -13,6 +13,7 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.errors import (
     ChildBufferFull,
+    ChildIgnored,
     ChildStartFailed,
     ChildTerminated,
     ChildUnavailable,
@@ -43,6 +44,7 @@ __all__ = [
     "ChildBufferFull",
     "ChildExited",
     "ChildHandle",
+    "ChildIgnored",
     "ChildSpec",
     "ChildStartFailed",
     "ChildStatus",

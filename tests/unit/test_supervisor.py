@@ -27,6 +27,7 @@ from posbus.actors.supervision import (
     ChildBufferFull,
     ChildExited,
     ChildHandle,
+    ChildIgnored,
     Children,
     ChildSpec,
     ChildTerminated,
@@ -771,6 +772,25 @@ def test_start_child_reuses_the_name_of_a_terminated_child_but_not_of_a_live_one
     assert second.handle.ask("received?", timeout=TIMEOUT) == ["hello"]
     assert tree.starts["pos/ETH"] == 2  # the first spec was not restarted
     assert sup.ask(WhichChildren(), timeout=TIMEOUT)["specs"] == 1
+
+
+def test_a_start_declined_with_child_ignored_terminates_the_child_without_a_restart() -> None:
+    tree = Tree()
+    sup = tree.root([], SupervisorPolicy(max_restarts=0, backoff=IMMEDIATE))
+
+    def decline(link: SupervisorLink) -> pykka.ActorRef[Any]:
+        raise ChildIgnored("its stream is corrupt", child="pos/BAD")
+
+    bad = ChildSpec("pos/BAD", decline, restart=RestartType.PERMANENT)
+    sup.ask(StartChild(bad), timeout=TIMEOUT)
+    sup.ask(StartChild(tree.probe("pos/OK")), timeout=TIMEOUT)
+    rows = {row["name"]: row for row in children_of(sup)}
+
+    assert rows["pos/BAD"]["status"] == "terminated"
+    assert rows["pos/BAD"]["restarts"] == 0
+    assert rows["pos/OK"]["status"] == "running"
+    assert bad.handle.state is HandleState.TERMINATED
+    assert tree.escalations.empty()  # no restart was counted, though none is allowed
 
 
 def test_terminate_child_stops_even_a_permanent_child_for_good() -> None:
