@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 import zmq
 from inprocess_workers import SYMBOL, hear_quotes, in_process_bus, order
+from node_inputs import ACCOUNT, BTC, CONFIG_NO_SNAPSHOTS, intent, quote
 from stack_harness import wait_for
 
 from posbus.actors.control import Halt, Inspect
 from posbus.actors.factory import ActorRecipe
 from posbus.actors.gateway_actor import GatewayActor
-from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
-from posbus.actors.node import Node, NodeConfig
+from posbus.actors.node import Node
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.risk_supervisor import RISK_STREAM, RiskSupervisor
 from posbus.actors.runtime.inline_node import InlineNode
@@ -33,25 +33,8 @@ from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.client import CommandClient
-from posbus.bus.messages import MarketUpdate, OrderIntent
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
 T0 = 1_700_000_000_000_000_000
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=60,
-    stale_after_s=300,
-)
-CONFIG = NodeConfig(ACCOUNT, LIMITS, Decimal(100_000), snapshot_interval_s=None)
 
 
 @pytest.fixture
@@ -95,24 +78,6 @@ def assert_wired(
         assert found[PositionActor].kwargs["on_corrupt"] is not None
 
 
-def quote(clock: ManualClock) -> MarketUpdate:
-    return MarketUpdate(BTC, Decimal(49_990), Decimal(50_010), None, None, None, clock.now_ns())
-
-
-def buy(clock: ManualClock) -> OrderIntent:
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=BTC,
-        side=Side.BUY,
-        qty=Decimal("0.1"),
-        limit_price=None,
-        intent_id="i-1",
-        reduce_only=False,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
-
-
 def venue() -> SimulatedExchange:
     return SimulatedExchange(SimConfig(reject_rate=0.0, partial_fill_rate=0.0), ACCOUNT)
 
@@ -121,9 +86,9 @@ def test_the_node_builds_its_actors_with_its_journal_snapshots_and_corruption_ha
     recipes: list[ActorRecipe[Any]], start_node: Any
 ) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
-    node: Node = start_node(CONFIG, journal=journal, exchange=venue(), clock=clock)
-    node.market(quote(clock))
-    node.signal(buy(clock))
+    node: Node = start_node(CONFIG_NO_SNAPSHOTS, journal=journal, exchange=venue(), clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
+    node.signal(intent(clock, BTC, Side.BUY, "0.1"))
     node.settle()
     assert_wired(recipes, journal, clock, journal, {PositionActor, RiskSupervisor, GatewayActor})
     node.halt("a record on the risk stream")
@@ -136,10 +101,12 @@ def test_the_inline_node_builds_its_actors_with_the_store_it_is_given(
     recipes: list[ActorRecipe[Any]],
 ) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
-    node = InlineNode(CONFIG, journal=journal, exchange=venue(), clock=clock, snapshots=journal)
+    node = InlineNode(
+        CONFIG_NO_SNAPSHOTS, journal=journal, exchange=venue(), clock=clock, snapshots=journal
+    )
     node.start()
-    node.market(quote(clock))
-    node.signal(buy(clock))
+    node.market(quote(clock, BTC, "49990", "50010"))
+    node.signal(intent(clock, BTC, Side.BUY, "0.1"))
     node.settle()
     assert_wired(recipes, journal, clock, journal, {PositionActor, RiskSupervisor, GatewayActor})
 
@@ -148,10 +115,10 @@ def test_the_inline_node_keeps_no_snapshots_unless_given_a_store(
     recipes: list[ActorRecipe[Any]],
 ) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
-    node = InlineNode(CONFIG, journal=journal, exchange=venue(), clock=clock)
+    node = InlineNode(CONFIG_NO_SNAPSHOTS, journal=journal, exchange=venue(), clock=clock)
     node.start()
-    node.market(quote(clock))
-    node.signal(buy(clock))
+    node.market(quote(clock, BTC, "49990", "50010"))
+    node.signal(intent(clock, BTC, Side.BUY, "0.1"))
     node.settle()
     assert_wired(recipes, journal, clock, None, {PositionActor, RiskSupervisor, GatewayActor})
 

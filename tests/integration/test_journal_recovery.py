@@ -10,21 +10,20 @@ must give its clear error, never a wrong state.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import os
 from collections.abc import Iterator
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from journal_backends import Backend, fast_commit, sqlite_backend
+from node_inputs import ACCOUNT, BTC, CONFIG_NO_SNAPSHOTS, ETH, intent, quote
 
 from posbus.actors.delivery import Outbox, decode_record
 from posbus.actors.journal import Journal, JournalCorrupt, JournalRecord, JournalStore
-from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
-from posbus.actors.node import Node, NodeConfig
+from posbus.actors.node import Node
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.risk_supervisor import RISK_STREAM
 from posbus.actors.supervision.backoff import Backoff
@@ -32,31 +31,15 @@ from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
-from posbus.bus.messages import Command, MarketUpdate, OrderIntent
+from posbus.bus.messages import Command
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
-ETH = "ETH/USDT"
 BTC_STREAM = position_stream(ACCOUNT, BTC)
 T0 = 1_700_000_000_000_000_000
 WAIT_S = 20.0
 
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=60,
-    stale_after_s=300,
-)
+# Three restarts, not ten: a record that stays corrupt escalates after a few quick attempts.
 FAST = SupervisorPolicy(max_restarts=3, period_s=60.0, backoff=Backoff(0.001, 0.005))
-CONFIG = NodeConfig(ACCOUNT, LIMITS, Decimal(100_000), policy=FAST, snapshot_interval_s=None)
-_ids = itertools.count(1)
+CONFIG = replace(CONFIG_NO_SNAPSHOTS, policy=FAST)
 
 
 class JournalOnly:
@@ -80,26 +63,6 @@ class JournalOnly:
 
 def open_journal(backend: Backend) -> JournalStore:
     return backend.open() if backend.name == "memory" else backend.open(commit=fast_commit())
-
-
-def quote(clock: ManualClock, symbol: str, bid: str, ask: str) -> MarketUpdate:
-    return MarketUpdate(symbol, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
-
-
-def intent(
-    clock: ManualClock, symbol: str, side: Side, qty: str, *, limit: str | None = None
-) -> OrderIntent:
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=symbol,
-        side=side,
-        qty=Decimal(qty),
-        limit_price=None if limit is None else Decimal(limit),
-        intent_id=f"intent-{next(_ids)}",
-        reduce_only=False,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
 
 
 def trade_part_one(node: Node, clock: ManualClock) -> None:
@@ -194,7 +157,7 @@ def test_records_after_the_latest_snapshot_are_replayed_on_top_of_it(
 
 def test_periodic_snapshots_are_taken_once_the_interval_has_passed(start_node: Any) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
-    config = NodeConfig(ACCOUNT, LIMITS, Decimal(100_000), policy=FAST, snapshot_interval_s=30)
+    config = replace(CONFIG, snapshot_interval_s=30)
     node = start_node(config, journal=journal, exchange=exchange(), clock=clock)
     trade_part_one(node, clock)
     assert node.halt("a risk record to snapshot") == "Halted"

@@ -7,63 +7,26 @@ that very moment: the record must already be there.
 
 from __future__ import annotations
 
-import itertools
-from decimal import Decimal
 from typing import Any
+
+from node_inputs import ACCOUNT, BTC, CONFIG_NO_SNAPSHOTS, intent, quote
 
 from posbus.actors.delivery import decode_record
 from posbus.actors.events import EventLog
 from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder
-from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
-from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import position_stream
 from posbus.actors.risk_supervisor import DURABLE_RECORD, RISK_STREAM
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
-from posbus.bus.messages import Command, MarketUpdate, Message, OrderIntent, OrderSubmit, RiskEvent
+from posbus.bus.messages import Command, Message, OrderSubmit, RiskEvent
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
 T0 = 1_700_000_000_000_000_000
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=60,
-    stale_after_s=300,
-)
-CONFIG = NodeConfig(ACCOUNT, LIMITS, Decimal(100_000), snapshot_interval_s=None)
-_ids = itertools.count(1)
 
 
 def messages(journal: MemoryJournal, stream: str) -> list[Message]:
     return [decode_record(r).message for r in journal.read(stream)]
-
-
-def quote(clock: ManualClock, bid: str, ask: str) -> MarketUpdate:
-    return MarketUpdate(BTC, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
-
-
-def buy(clock: ManualClock, qty: str) -> OrderIntent:
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=BTC,
-        side=Side.BUY,
-        qty=Decimal(qty),
-        limit_price=None,
-        intent_id=f"intent-{next(_ids)}",
-        reduce_only=False,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
 
 
 class WatchedExchange(SimulatedExchange):
@@ -89,10 +52,10 @@ def test_an_order_reaches_the_exchange_only_after_its_client_order_id_is_journal
 ) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
     venue = WatchedExchange(journal)
-    node = start_node(CONFIG, journal=journal, exchange=venue, clock=clock)
-    node.market(quote(clock, "49990", "50010"))
+    node = start_node(CONFIG_NO_SNAPSHOTS, journal=journal, exchange=venue, clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
     for qty in ("0.1", "0.2", "0.3"):
-        node.signal(buy(clock, qty))
+        node.signal(intent(clock, BTC, Side.BUY, qty))
     node.settle()
     assert len(venue.submits) == 3
     assert all(journaled for _, journaled in venue.submits), venue.submits
@@ -109,18 +72,18 @@ def test_a_risk_state_change_is_journaled_before_it_is_announced(start_node: Any
 
     events.subscribe(on_event)
     node = start_node(
-        CONFIG,
+        CONFIG_NO_SNAPSHOTS,
         journal=journal,
         exchange=SimulatedExchange(SimConfig(), ACCOUNT),
         clock=clock,
         events=events,
     )
-    node.market(quote(clock, "49990", "50010"))
-    node.signal(buy(clock, "1"))
+    node.market(quote(clock, BTC, "49990", "50010"))
+    node.signal(intent(clock, BTC, Side.BUY, "1"))
     node.settle()
     # Mid 49000: unrealized 1 x (49000 - 50010) = -1010, taker fee 50.01:
     # a daily loss of 1060.01 >= 1000 forces CoolDown.
-    node.market(quote(clock, "48990", "49010"))
+    node.market(quote(clock, BTC, "48990", "49010"))
     node.settle()
     assert ("CoolDown", True) in seen
     assert all(journaled for _, journaled in seen), seen
@@ -129,7 +92,10 @@ def test_a_risk_state_change_is_journaled_before_it_is_announced(start_node: Any
 def test_halt_and_resume_are_journaled_before_their_reply(start_node: Any) -> None:
     clock, journal = ManualClock(T0), MemoryJournal()
     node = start_node(
-        CONFIG, journal=journal, exchange=SimulatedExchange(SimConfig(), ACCOUNT), clock=clock
+        CONFIG_NO_SNAPSHOTS,
+        journal=journal,
+        exchange=SimulatedExchange(SimConfig(), ACCOUNT),
+        clock=clock,
     )
     assert node.halt("operator") == "Halted"
     # No settle: the reply came back, so the records must be there already.

@@ -7,74 +7,27 @@ a ManualClock. Every expected number is worked out by hand in a comment.
 
 from __future__ import annotations
 
-import itertools
 from decimal import Decimal
 from typing import Any
 
+from node_inputs import ACCOUNT, BTC, CONFIG, intent, quote
+
 from posbus.actors.delivery import decode_record
-from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
-from posbus.actors.node import Node, NodeConfig
+from posbus.actors.node import Node
 from posbus.actors.position_actor import position_stream
-from posbus.actors.supervision.backoff import Backoff
-from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
 from posbus.bus.messages import (
-    MarketUpdate,
     OrderAck,
     OrderFill,
     OrderIntent,
     OrderSubmit,
 )
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
 STREAM = position_stream(ACCOUNT, BTC)
 T0 = 1_700_000_000_000_000_000
-
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=60,
-    stale_after_s=300,
-)
-CONFIG = NodeConfig(
-    ACCOUNT,
-    LIMITS,
-    Decimal(100_000),
-    policy=SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(0.001, 0.01)),
-)
-
-_intent_ids = itertools.count(1)
-
-
-def quote(clock: ManualClock, bid: str, ask: str) -> MarketUpdate:
-    """A BTC top-of-book update stamped now."""
-    return MarketUpdate(BTC, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
-
-
-def intent(clock: ManualClock, side: Side, qty: str, *, reduce_only: bool = False) -> OrderIntent:
-    """A BTC market-order intent of the test account, stamped now."""
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=BTC,
-        side=side,
-        qty=Decimal(qty),
-        limit_price=None,
-        intent_id=f"intent-{next(_intent_ids)}",
-        reduce_only=reduce_only,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
 
 
 def child(node: Node, name: str) -> dict[str, Any]:
@@ -90,8 +43,8 @@ def test_intent_is_approved_submitted_acked_filled_closed_and_reopened(start_nod
     node = start_node(CONFIG, journal=journal, exchange=exchange, clock=clock)
 
     # -- open: buy 0.1 at market -----------------------------------------------------
-    node.market(quote(clock, "49990", "50010"))
-    node.signal(intent(clock, Side.BUY, "0.1"))
+    node.market(quote(clock, BTC, "49990", "50010"))
+    node.signal(intent(clock, BTC, Side.BUY, "0.1"))
     node.settle()
 
     # The write-ahead trail of the position: each step journaled before it took effect.
@@ -113,12 +66,12 @@ def test_intent_is_approved_submitted_acked_filled_closed_and_reopened(start_nod
     assert fill.order_id == first_order["client_order_id"]
 
     # -- close: a reduce-only intent flattens it --------------------------------------
-    node.market(quote(clock, "50490", "50510"))
+    node.market(quote(clock, BTC, "50490", "50510"))
     node.settle()
     # unrealized at mid 50500: 0.1 x (50500 - 50010) = 49
     assert Decimal(node.inspect(STREAM)["unrealized_pnl"]) == Decimal("49")
     # A reduce-only intent's side and size are the position's: 1 BTC asks for more than is open.
-    node.signal(intent(clock, Side.BUY, "1", reduce_only=True))
+    node.signal(intent(clock, BTC, Side.BUY, "1", reduce_only=True))
     node.settle()
 
     # A closed position's actor stops and stays down (transient)...
@@ -142,7 +95,7 @@ def test_intent_is_approved_submitted_acked_filled_closed_and_reopened(start_nod
     assert closing_order["status"] == "Filled"
 
     # -- re-open: a new intent starts the position again ------------------------------
-    node.signal(intent(clock, Side.BUY, "0.2"))
+    node.signal(intent(clock, BTC, Side.BUY, "0.2"))
     node.settle()
     reopened = node.inspect(STREAM)
     assert reopened["status"] == "Open"

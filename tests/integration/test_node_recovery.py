@@ -9,16 +9,16 @@ control), never sleeping.
 
 from __future__ import annotations
 
-import itertools
 import threading
 from decimal import Decimal
 from typing import Any
+
+from node_inputs import ACCOUNT, BTC, CONFIG, ETH, LIMITS, intent, quote
 
 from posbus.actors.control import InjectedCrash
 from posbus.actors.delivery import decode_record
 from posbus.actors.model.exchange_reports import ExecutionReport, NewOrder, OrderFilled, OrderView
 from posbus.actors.model.position import Position
-from posbus.actors.model.risk import RiskLimits
 from posbus.actors.model.side import Side
 from posbus.actors.node import Node, NodeConfig
 from posbus.actors.position_actor import position_stream
@@ -28,60 +28,12 @@ from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
-from posbus.bus.messages import Liquidity, MarketUpdate, OrderFill, OrderIntent, RiskEvent
+from posbus.bus.messages import Liquidity, OrderFill, RiskEvent
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
-ETH = "ETH/USDT"
 T0 = 1_700_000_000_000_000_000
 WAIT_S = 10.0
 
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=60,
-    stale_after_s=300,
-)
 # Quick restarts keep the suite fast; the timer path of the backoff is still used.
-FAST_RESTARTS = SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(0.001, 0.01))
-CONFIG = NodeConfig(ACCOUNT, LIMITS, Decimal(100_000), policy=FAST_RESTARTS)
-
-_intent_ids = itertools.count(1)
-
-
-def quote(clock: ManualClock, symbol: str, bid: str, ask: str) -> MarketUpdate:
-    """A top-of-book update stamped now."""
-    return MarketUpdate(symbol, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
-
-
-def intent(
-    clock: ManualClock,
-    symbol: str,
-    side: Side,
-    qty: str,
-    *,
-    limit: str | None = None,
-    reduce_only: bool = False,
-) -> OrderIntent:
-    """An order intent of the test account, stamped now."""
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=symbol,
-        side=side,
-        qty=Decimal(qty),
-        limit_price=None if limit is None else Decimal(limit),
-        intent_id=f"intent-{next(_intent_ids)}",
-        reduce_only=reduce_only,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
 
 
 def restarts(node: Node, name: str) -> int:

@@ -7,69 +7,23 @@ expected number is worked out by hand in a comment.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
-from posbus.actors.model.risk import RiskLimits
+from node_inputs import ACCOUNT, BTC, CONFIG, LIMITS, intent, quote
+
 from posbus.actors.model.side import Side
-from posbus.actors.node import Node, NodeConfig
+from posbus.actors.node import Node
 from posbus.actors.position_actor import position_stream
-from posbus.actors.supervision.backoff import Backoff
-from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
-from posbus.bus.messages import MarketUpdate, OrderIntent, RiskEvent
+from posbus.bus.messages import OrderIntent, RiskEvent
 
-ACCOUNT = "A"
-BTC = "BTC/USDT"
 STREAM = position_stream(ACCOUNT, BTC)
 T0 = 1_700_000_000_000_000_000
-COOLDOWN_S = 60
-
-LIMITS = RiskLimits(
-    daily_loss_limit=Decimal(1000),
-    max_drawdown=Decimal("0.2"),
-    max_leverage=Decimal(5),
-    warning_fraction=Decimal("0.8"),
-    warning_leverage_factor=Decimal("0.5"),
-    max_group_exposure=Decimal(200_000),
-    max_total_exposure=Decimal(400_000),
-    max_order_notional=Decimal(60_000),
-    max_orders_per_second=50,
-    cooldown_s=COOLDOWN_S,
-    stale_after_s=300,
-)
-CONFIG = NodeConfig(
-    ACCOUNT,
-    LIMITS,
-    Decimal(100_000),
-    policy=SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(0.001, 0.01)),
-)
-
-_intent_ids = itertools.count(1)
-
-
-def quote(clock: ManualClock, bid: str, ask: str) -> MarketUpdate:
-    """A BTC top-of-book update stamped now."""
-    return MarketUpdate(BTC, Decimal(bid), Decimal(ask), None, None, None, clock.now_ns())
-
-
-def intent(clock: ManualClock, side: Side, qty: str, *, reduce_only: bool = False) -> OrderIntent:
-    """A BTC market-order intent of the test account, stamped now."""
-    return OrderIntent(
-        account=ACCOUNT,
-        symbol=BTC,
-        side=side,
-        qty=Decimal(qty),
-        limit_price=None,
-        intent_id=f"intent-{next(_intent_ids)}",
-        reduce_only=reduce_only,
-        reason="test",
-        ts_ns=clock.now_ns(),
-    )
+COOLDOWN_S = LIMITS.cooldown_s
 
 
 def trade(node: Node, order: OrderIntent) -> dict[str, Any]:
@@ -89,7 +43,7 @@ def new_node(start_node: Any, clock: ManualClock) -> tuple[Node, SimulatedExchan
     """A started node and its exchange, with BTC quoted 49990 / 50010 (mid 50000)."""
     exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
     node = start_node(CONFIG, journal=MemoryJournal(), exchange=exchange, clock=clock)
-    node.market(quote(clock, "49990", "50010"))
+    node.market(quote(clock, BTC, "49990", "50010"))
     return node, exchange
 
 
@@ -100,7 +54,7 @@ def test_order_beyond_max_notional_is_rejected_by_risk_and_never_reaches_the_exc
     node, exchange = new_node(start_node, clock)
 
     # A market order is priced at the mark, the mid 50000: 2 x 50000 = 100000 > 60000.
-    order = trade(node, intent(clock, Side.BUY, "2"))
+    order = trade(node, intent(clock, BTC, Side.BUY, "2"))
 
     assert order["status"] == "Rejected"
     assert order["reason"].startswith("risk:")
@@ -123,10 +77,10 @@ def test_halt_refuses_new_risk_but_lets_reduce_only_through_until_resume(
 ) -> None:
     clock = ManualClock(T0)
     node, _ = new_node(start_node, clock)
-    assert trade(node, intent(clock, Side.BUY, "0.2"))["status"] == "Filled"
+    assert trade(node, intent(clock, BTC, Side.BUY, "0.2"))["status"] == "Filled"
 
     assert node.halt("operator kill switch") == "Halted"
-    refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    refused = trade(node, intent(clock, BTC, Side.BUY, "0.1"))
     assert refused["status"] == "Rejected"
     assert refused["reason"] == (
         "risk: trading halted (operator kill switch): risk-reducing orders only"
@@ -135,14 +89,14 @@ def test_halt_refuses_new_risk_but_lets_reduce_only_through_until_resume(
     assert rejection.state == "Halted"
     assert rejection.reason.startswith("halted:")
 
-    reducing = trade(node, intent(clock, Side.SELL, "0.1", reduce_only=True))
+    reducing = trade(node, intent(clock, BTC, Side.SELL, "0.1", reduce_only=True))
     assert reducing["status"] == "Filled"
     assert reducing["side"] == Side.SELL.value
     # 0.2 bought, 0.1 sold
     assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.1")
 
     assert node.resume() == "Normal"
-    assert trade(node, intent(clock, Side.BUY, "0.1"))["status"] == "Filled"
+    assert trade(node, intent(clock, BTC, Side.BUY, "0.1"))["status"] == "Filled"
     # 0.1 + 0.1
     assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.2")
 
@@ -156,13 +110,13 @@ def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
 ) -> None:
     clock = ManualClock(T0)
     node, _ = new_node(start_node, clock)
-    assert trade(node, intent(clock, Side.BUY, "1"))["status"] == "Filled"
+    assert trade(node, intent(clock, BTC, Side.BUY, "1"))["status"] == "Filled"
     assert node.inspect("risk")["state"] == "Normal"
 
     # Mid 49000: unrealized 1 x (49000 - 50010) = -1010; taker fee 1 x 50010 x
     # 0.001 = 50.01; equity 100000 - 50.01 - 1010 = 98939.99, a daily loss of
     # 1060.01 >= 1000.
-    node.market(quote(clock, "48990", "49010"))
+    node.market(quote(clock, BTC, "48990", "49010"))
     node.settle()
 
     (change,) = risk_events(node, "state_change")
@@ -174,11 +128,11 @@ def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
     assert change.values["cooldown_until_ns"] == str(until)
     assert node.inspect("risk")["state"] == "CoolDown"
 
-    refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    refused = trade(node, intent(clock, BTC, Side.BUY, "0.1"))
     assert refused["status"] == "Rejected"
     assert refused["reason"] == f"risk: cooldown until {until} ns: risk-reducing orders only"
     # Closing out is what a cool-down is for.
-    closing = trade(node, intent(clock, Side.SELL, "0.5", reduce_only=True))
+    closing = trade(node, intent(clock, BTC, Side.SELL, "0.5", reduce_only=True))
     assert closing["status"] == "Filled"
     assert Decimal(node.inspect(STREAM)["qty"]) == Decimal("0.5")
 
@@ -189,7 +143,7 @@ def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
     node.tick()
     node.settle()
     assert node.inspect("risk")["state"] == "Warning"
-    still_refused = trade(node, intent(clock, Side.BUY, "0.1"))
+    still_refused = trade(node, intent(clock, BTC, Side.BUY, "0.1"))
     assert still_refused["reason"] == "risk: daily loss 1089.505 at or beyond limit 1000"
 
 
@@ -200,13 +154,13 @@ def test_risk_reading_marks_from_the_market_forces_the_same_cooldown(start_node:
     exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
     config = replace(CONFIG, risk_reads_market=True)
     node = start_node(config, journal=MemoryJournal(), exchange=exchange, clock=clock)
-    node.market(quote(clock, "49990", "50010"))
-    assert trade(node, intent(clock, Side.BUY, "1"))["status"] == "Filled"
+    node.market(quote(clock, BTC, "49990", "50010"))
+    assert trade(node, intent(clock, BTC, Side.BUY, "1"))["status"] == "Filled"
 
     # A small move first (inside its band: recorded, not judged), then the loss:
     # the same numbers as when the position tells the mark (see the test above).
-    node.market(quote(clock, "49890", "49910"))
-    node.market(quote(clock, "48990", "49010"))
+    node.market(quote(clock, BTC, "49890", "49910"))
+    node.market(quote(clock, BTC, "48990", "49010"))
     node.settle()
 
     (change,) = risk_events(node, "state_change")
