@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-import time
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -253,8 +252,14 @@ def test_a_positions_shard_restarted_while_the_broker_is_down_recovers_from_the_
             broker = stack.worker_pid("broker")
             assert old is not None and broker is not None
             os.kill(old, signal.SIGKILL)
-            # The broker dies while the shard restarts (the launcher needs ~0.1 s to notice).
-            time.sleep(0.2)
+            # The broker dies while the shard restarts: once the launcher has started
+            # the new shard process, before that process can have fetched anything.
+            wait_for(
+                "the launcher started a new positions.0",
+                lambda: stack.worker_pid("positions.0") not in (None, old),
+                timeout=30,
+                every=0.01,
+            )
             os.kill(broker, signal.SIGKILL)
             status = wait_for(
                 "positions.0 restarted and its start-up fetch ended",

@@ -102,9 +102,11 @@ def test_json_frames_carry_every_worker_the_risk_state_and_the_positions(stack: 
         assert _worker(frame, "gateway.default")["breaker"] is None
         for shard in ("positions.0", "positions.1"):
             row = _worker(frame, shard)
-            assert isinstance(row["journal_lag"], int) and row["journal_lag"] >= 0, row
-            assert row["mailbox_max"] >= 0 and row["actor_restarts"] == 0, row
-            assert Decimal(row["msgs_in_per_s"]) >= 0, row
+            # The one order's signals were all applied before the frames (the
+            # fixture waited for its fill), and the feed quotes all the while.
+            assert row["journal_lag"] == 0, row
+            assert isinstance(row["mailbox_max"], int) and row["actor_restarts"] == 0, row
+            assert Decimal(row["msgs_in_per_s"]) > 0, row
         assert Decimal(_worker(frame, "risk")["latency_p99_us"]) > 0
         assert frame["errors"] == []
 

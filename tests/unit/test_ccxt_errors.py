@@ -155,9 +155,14 @@ def test_a_permanent_failure_is_not_retried() -> None:
 
 
 def test_retry_after_is_waited_for_exactly_not_the_jittered_delay() -> None:
-    call = Script(RateLimited("429", retry_after_s=0.05))
-    assert run(call) == "ok"
-    assert call.calls[1] - call.calls[0] >= 0.05
+    call = Script(RateLimited("429", retry_after_s=0.05), ExchangeUnavailable("503"))
+    waits: list[float] = []
+    told = lambda _error, _tries, wait: waits.append(wait)  # noqa: E731
+    assert asyncio.run(retrying(call, POLICY, rng=random.Random(1), on_retry=told)) == "ok"
+    # The venue's 0.05 s, then a plain transient failure's jittered wait within the policy's bounds.
+    assert waits[0] == 0.05
+    assert POLICY.min_s <= waits[1] <= POLICY.max_s
+    assert len(call.calls) == 3
 
 
 def test_a_retry_after_beyond_the_cap_fails_at_once() -> None:
