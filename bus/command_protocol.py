@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import uuid
 
-from posbus.bus.codec import Codec
-from posbus.bus.messages import Reply
-
 CLIENT_PROTOCOL = b"PBC1"
 WORKER_PROTOCOL = b"PBW1"
 
@@ -31,8 +28,3 @@ UNKNOWN_REQUEST_ID = "unknown"
 def new_request_id() -> str:
     """A fresh, unique request id (uuid4 hex)."""
     return uuid.uuid4().hex
-
-
-def reply_frame(codec: Codec, reply: Reply, *, sender: str, ts_ns: int) -> bytes:
-    """The reply envelope bytes; replies are not sequenced (seq 0)."""
-    return codec.encode(reply, seq=0, sender=sender, ts_ns=ts_ns)

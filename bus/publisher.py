@@ -9,8 +9,6 @@ ZeroMQ drops, and the gap is the subscriber's to repair.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import zmq
 
 from posbus.bus.codec import Codec
@@ -89,12 +87,6 @@ class Publisher:
         if self._metrics is not None:
             self._metrics.count_out(message.KIND)
         return seq
-
-    def publish_many(self, items: Iterable[tuple[bytes | None, Message]]) -> int:
-        """Publish each (topic or None, message) in order; returns the last seq used."""
-        for topic, message in items:
-            self.publish(message, topic=topic)
-        return self._seq
 
     def close(self) -> None:
         """Close the socket (waits up to the publisher linger to flush)."""

@@ -1,4 +1,4 @@
-"""The domain of posbus: orders, positions, portfolio, risk arithmetic, and its ports.
+"""The domain of posbus: orders, positions, risk arithmetic, and its ports.
 
 The ports are the types the rest of posbus implements or exchanges with the
 domain: the clock (`clock`), what exchanges report (`exchange_reports`,

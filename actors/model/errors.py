@@ -3,7 +3,7 @@
 Every error carries context (order id, symbol, timestamp, state) and knows
 whether it is transient (retry with backoff) or permanent (fail fast). Layers
 follow the design: the execution layer (exchange), the order layer (state and
-validation) and the portfolio layer (balance and risk).
+validation) and balance and risk.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ class OrderValidationError(OrderError):
     """An order or fill that is malformed (non-positive quantity, unknown symbol...)."""
 
 
-# -- portfolio layer ----------------------------------------------------------
+# -- balance and risk ----------------------------------------------------------
 
 
 class InsufficientBalance(OrderError):

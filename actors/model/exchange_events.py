@@ -110,11 +110,6 @@ class ReconcileSnapshot:
     balances_read_ns: tuple[int, int] | None = None
     trades_read_ms: int = 0
 
-    @property
-    def complete(self) -> bool:
-        """True when nothing the request asked for is missing."""
-        return not self.errors and self.open_orders is not None
-
 
 @dataclass(frozen=True, slots=True)
 class BreakerChanged:

@@ -49,11 +49,6 @@ class NewOrder:
     limit_price: Decimal | None
     ts_ns: int
 
-    @property
-    def is_market(self) -> bool:
-        """True for a market order (no limit price)."""
-        return self.limit_price is None
-
 
 @dataclass(frozen=True, slots=True)
 class OrderAccepted:

@@ -329,11 +329,6 @@ class Position:
         """Trade ids of every fill applied so far."""
         return frozenset(self._trade_ids)
 
-    @property
-    def is_flat(self) -> bool:
-        """True when the quantity is 0."""
-        return self._qty == 0
-
     def unrealized_pnl(self, mark: Decimal) -> Decimal:
         """qty * (mark - avg_entry_price): exact, signed, fees excluded, 0 when flat.
 

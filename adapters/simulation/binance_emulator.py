@@ -24,7 +24,7 @@ its recvWindow when it is processed (so a request held up past its window is
 never executed, as on Binance). Errors are Binance's JSON (`{"code", "msg"}`).
 
 Matching is against a top of book per symbol that the test moves
-(`set_touch`, or a scripted price path with `load_path` / `step`): market
+(`set_touch`): market
 orders and marketable limits fill at once as taker at the touch, other limits
 rest and fill as maker at their price when the touch crosses them. A new
 order whose client order id belongs to an order still open is refused
@@ -55,7 +55,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,7 +221,6 @@ class BinanceEmulator:
         self._specs: dict[str, SymbolSpec] = dict(symbols or default_symbols())
         self._by_id = {spec.market_id: name for name, spec in self._specs.items()}
         self._touch = {name: (spec.bid, spec.ask) for name, spec in self._specs.items()}
-        self._paths: dict[str, list[tuple[Decimal, Decimal]]] = {}
         default_balances = {"USDT": Decimal(1_000_000), "BTC": Decimal(10), "ETH": Decimal(100)}
         self._balances: dict[str, Decimal] = dict(
             default_balances if balances is None else balances
@@ -300,17 +299,6 @@ class BinanceEmulator:
         """The current (bid, ask) of `symbol`."""
         with self._lock:
             return self._touch[symbol]
-
-    def load_path(self, symbol: str, path: Iterable[tuple[Decimal, Decimal]]) -> None:
-        """Script the next touches of `symbol`; `step` applies them one at a time."""
-        with self._lock:
-            self._paths[symbol] = list(path)
-
-    def step(self, symbol: str) -> list[EmulatedTrade]:
-        """Apply the next touch of the scripted path of `symbol` (IndexError when done)."""
-        with self._lock:
-            bid, ask = self._paths[symbol].pop(0)
-        return self.set_touch(symbol, bid, ask)
 
     # -- faults --------------------------------------------------------------------
 
