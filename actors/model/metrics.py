@@ -1,32 +1,22 @@
 """Performance metrics of a run: returns, risk-adjusted ratios, drawdown, win rate.
 
-Conventions (also in `posbus backtest --help` and the README):
+Pure: no clocks, no I/O. Ratios are floats (they are not ledger values);
+equity and P&L stay Decimal. Definitions (also in `posbus backtest --help`
+and the README):
 
-- **Equity series**: (timestamp, equity) samples in time order; the first is
-  the starting equity, the last the final equity.
-- **Period returns**: the equity at each period close (the last sample at or
-  before every multiple of the period since the Unix epoch, UTC, strictly
-  inside the run), preceded by the first sample and followed by the last;
-  r_i = e_i / e_(i-1) - 1. So the first and last periods may be partial.
-- **Sharpe** = mean(r) / stdev(r) x sqrt(periods per year), stdev with
-  ddof = 1, risk-free rate 0. Undefined (None) with fewer than 2 returns.
-  With stdev 0: 0.0 when the mean is 0 too (flat equity), None otherwise (a
-  constant non-zero return has no risk to divide by).
-- **Sortino** = mean(r) / downside deviation x sqrt(periods per year), the
-  downside deviation being sqrt(sum(min(r, 0)^2) / (n - 1)) (target 0, same
-  ddof as Sharpe). None with fewer than 2 returns; with no negative return,
-  0.0 when the mean is 0, None otherwise.
-- **Max drawdown**: the most negative e / running peak - 1 over the equity
-  series, a fraction <= 0 (0 when equity never fell below a previous peak).
-- **Total return**: last / first - 1.
-- **Win rate**: winning round trips / all closed round trips; a trade with a
-  P&L of exactly 0 is not a win and stays in the denominator. None with no
-  closed trade.
-- **Exposure time**: the fraction of the run's duration during which any
-  position was open.
-
-Ratios are floats (they are not ledger values); equity and P&L stay Decimal.
-Pure: no clocks, no I/O.
+- Period returns: the first equity sample, the equity at each period close
+  (the last sample at or before each multiple of the period since the Unix
+  epoch, strictly inside the run), then the last sample;
+  r_i = e_i / e_(i-1) - 1, so the first and last periods may be partial.
+- Sharpe = mean(r) / stdev(r) x sqrt(periods per year), ddof 1, risk-free 0.
+  Sortino = mean(r) / sqrt(sum(min(r, 0)^2) / (n - 1)) x sqrt(periods per
+  year). Both are None with fewer than 2 returns; with a zero denominator
+  they are 0.0 when the mean is 0 too (flat equity), None otherwise.
+- Max drawdown: the most negative e / running peak - 1, a fraction <= 0.
+  Total return: last / first - 1.
+- Win rate: winning / closed round trips (a P&L of exactly 0 is not a win);
+  None with no closed trade. Exposure time: the fraction of the run's
+  duration during which any position was open.
 """
 
 from __future__ import annotations

@@ -3,64 +3,17 @@
 Pure domain logic: no threads, sockets, clocks or I/O; every timestamp is
 passed in (int nanoseconds), so the same code runs live, in journal replay and
 in backtests. An actor owns each `Order`, calls one method per event it
-receives and journals the `Transition` each call returns. This module must
-never guess: an event that the table does not allow raises `InvalidState`, a
-malformed fill raises `OrderValidationError`, and in both cases the order is
-left exactly as it was.
+receives and journals the `Transition` each call returns.
 
-`TRANSITIONS` is the single source of truth; in short::
-
-    PendingOrder     --submit-->          AwaitingFill     (sent, not yet acknowledged)
-    AwaitingFill     --ack-->             Accepted
-    AwaitingFill     --fill-->            PartiallyFilled  (fill before ack, see 1)
-    Accepted         --fill-->            PartiallyFilled
-    PartiallyFilled  --fill-->            PartiallyFilled
-    (any state that takes fills) --fill completing the quantity--> Filled
-    working states   --cancel_request-->  CancelRequested  --cancel_ack--> Cancelled
-    working states   --reject/expire-->   Rejected / Expired
-    every non-terminal state --error--> Error
-
-Decisions, each pinned by a test:
-
-1. Ack and fill arrive out of order. Exchanges report them on different
-   channels, so a fill may come first: AwaitingFill --fill--> PartiallyFilled
-   (or Filled). The late first ack is then accepted without a state change in
-   PartiallyFilled, CancelRequested, Filled, Cancelled and Expired: it records
-   the exchange order id and is journaled, but it is not news. A second ack is
-   InvalidState in every state: it is never expected and may mean the order
-   was sent twice, so the actor must see it.
-2. The table gives the state after a fill that leaves quantity open; a fill
-   that completes the quantity always ends in Filled (except in Error, see 6).
-   A fill larger than what remains is an overfill: OrderValidationError.
-3. Fills race the cancel. CancelRequested takes fills: a partial one keeps it
-   CancelRequested (the rest is still being cancelled), a completing one ends
-   it Filled. A refused cancel is not an order event: the order stays
-   CancelRequested until the gateway's retry, the exchange's next report (fill,
-   cancel ack, expiry) or reconciliation settles it.
-4. Exchanges cancel without being asked (IOC remainder, self-trade prevention,
-   venue kill switch), so cancel_ack is accepted from AwaitingFill, Accepted
-   and PartiallyFilled as well as CancelRequested. A PendingOrder was never
-   sent, so a cancel request ends it Cancelled at once.
-5. Reject is allowed while nothing is filled: from PendingOrder (refused
-   before sending: risk, validation), AwaitingFill, Accepted (exchanges do
-   reject after the ack, e.g. a post-only order that would take) and
-   CancelRequested. An order with fills has traded; a reject would contradict
-   the exchange's own reports, so it raises InvalidState (the actor should call
-   `error()` and reconcile).
-6. Terminal states are Filled, Cancelled, Rejected, Expired and Error, and
-   nothing ever leaves them. Every event from them raises InvalidState, with
-   two exceptions that keep the state: the late first ack (1), and fills in
-   Error. An order in Error may still be live at the exchange and its fills
-   moved money, so they are recorded (filled quantity, notional, fees, trade
-   ids) while the order stays in Error for reconciliation. Error from Error
-   raises: the first reason is the one worth keeping.
-7. Applying a fill is idempotent: a trade id already applied returns None and
-   changes nothing, in any state (journal replay and exchange redelivery both
-   repeat fills).
+This module must never guess: an event that `TRANSITIONS` (the single source
+of truth) does not allow raises `InvalidState`, a malformed fill raises
+`OrderValidationError`, and in both cases the order is left exactly as it was.
+A fill whose trade id was already applied returns None and changes nothing.
 
 Money is exact: quantities, notional and fees are summed in a context that
 never rounds; only the average fill price, a quotient, is rounded (28
-significant digits) and it is derived, never stored.
+significant digits), and it is derived, never stored. The decisions the
+comments cite by number are in docs/architecture.md, "Order state machine".
 """
 
 from __future__ import annotations

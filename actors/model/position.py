@@ -6,49 +6,13 @@ history rebuilds and in backtests. This module must never round a ledger value
 silently and never refuse a real fill: an exchange fill is a fact, so
 `apply_fill` updates the books in every lifecycle state.
 
-Accounting conventions (docs/accounting.md has a worked example of each):
-
-- Average entry price: quantity-weighted over the fills that grow the
-  position; reducing fills leave it unchanged.
-- A reducing fill realizes ``closed_qty * (fill_px - avg_entry)`` for a long,
-  ``closed_qty * (avg_entry - fill_px)`` for a short.
-- Every fee is subtracted from realized P&L when its fill is applied, opening
-  fees included. A fill that flips the position splits its fee pro rata by
-  quantity: the closing share is ``fee * open_qty / fill_qty`` rounded to
-  8 decimal places with ROUND_HALF_EVEN, the opening share is the remainder.
-- Unrealized P&L at a mark is ``qty * (mark - avg_entry)`` (signed qty, so it
-  holds for shorts), fees excluded, 0 when flat.
-- Realized P&L is cumulative over the life of the account+symbol.
-- A fill whose trade id was already applied changes nothing.
-
-Exactness scheme: every sum and product is computed in a context that never
-rounds (Inexact is trapped). The only quotient is the new average entry price
-after a fill that adds to an open position; when it does not terminate within
-38 significant digits it is rounded (ROUND_HALF_EVEN) and the rounding
-difference ``qty * avg_entry - exact cost`` is booked to realized P&L at that
-fill (it is below |qty| times half a unit in the 38th digit of the price). The
-cost basis is therefore always exactly ``qty * avg_entry``, so all the
-conventions above hold exactly with the stored average, and so does the
-cash-flow identity::
-
-    realized + unrealized(mark) == sum(-signed_qty * price) + qty * mark - sum(fees)
-
-Lifecycle (`TRANSITIONS` is the source of truth for requested events,
-`status_after_fill` for fills)::
-
-    Closed       --intent-->           PendingOrder   (also a fresh position's state)
-    PendingOrder --submitted-->        AwaitingFill
-    PendingOrder, AwaitingFill --intent_cancelled--> Closed
-    Open         --close_requested-->  Closing
-    Closing      --close_cancelled-->  Open
-    any but Error --error-->           Error
-    fills: flat -> non-flat opens (PendingOrder, AwaitingFill, Closed -> Open);
-           non-flat -> flat closes (Open, Closing -> Closed);
-           a flip while Closing -> Open (the overshoot is a new, unrequested position);
-           in Error the books change but the state stays Error.
-
-Outside Error, PendingOrder, AwaitingFill and Closed are always flat and Open
-and Closing never are.
+Sums and products never round (Inexact is trapped). The one quotient, the
+average entry price, keeps 38 significant digits and its rounding difference
+is booked to realized P&L at that fill, so the cost basis is always exactly
+``qty * avg_entry``. `TRANSITIONS` is the source of truth for requested
+lifecycle events, `status_after_fill` for fills. docs/accounting.md states
+the conventions (average entry, realized and unrealized P&L, the fee split of
+a flip, the cash-flow identity) with worked examples, and the lifecycle.
 """
 
 from __future__ import annotations

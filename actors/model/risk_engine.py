@@ -1,31 +1,16 @@
 """The pure risk engine: pre-trade checks and the Normal/Warning/CoolDown/Halted machine.
 
-Every aggregate the checks need (equity, gross notional, correlation-weighted
-net exposure per group and in total, peak and day-start equity) is kept up to
-date by deltas when a position's exposure changes, so a pre-trade check costs
-O(1) in the number of open positions and a position update O(log n) (a heap
-finds the stalest mark).
-
 This module must never read a clock, start a thread or do I/O: timestamps are
 passed in (int ns since the epoch, UTC), so live trading, recovery replay and
 backtests run the same arithmetic. Money is `Decimal` throughout, computed in a
 100-digit context that traps `Inexact`: an aggregate is either exact or the
 call raises `decimal.Inexact` and leaves the engine unchanged.
 
-A mark change is the hot path (one per market update and position): it is
-computed with the context's own methods (`_EXACT.add`...; no `localcontext`
-per call), the equity once, and the reasons of a transition are written only
-when there is one. A pure mark change skips what it cannot change
-(`_update_mark`: realized P&L, open count, group membership, the checks of a
-new day or an expired cooldown when neither is due), and a mark that only
-moves forward pushes nothing onto the heap (`_oldest_open` catches up lazily).
-
-Marks may instead come from market data (`update_mark`, one per quote): a
-mark inside its symbol's band (`risk_band`) cannot change the state, so it
-is only recorded, and the positions are priced at the newest marks before
-anything reads the engine; a mark outside it is judged at once. The
-decisions and transitions are the ones telling every mark per position
-gives (tests/property/test_risk_market_marks.py).
+Every aggregate the checks need is kept by deltas, so a pre-trade check costs
+O(1) in the number of open positions and a position update O(log n). Marks
+come with the positions' exposures (`update_position`) or from market data
+(`update_mark`, one per quote); both give the same decisions. The aggregates
+and the two mark paths: docs/architecture.md, "Risk engine".
 """
 
 from __future__ import annotations
