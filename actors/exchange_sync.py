@@ -2,33 +2,17 @@
 
 A GatewayActor whose exchange client is a `ReportingExchange` (calls return at
 once, answers come back as messages; the ccxt gateway) delegates to one
-`ExchangeSync`, which runs in the actor's thread and keeps:
-
-- the `Ledger` (posbus.actors.reconciliation), rebuilt from the journal
-  when the actor starts: which orders posbus placed (the positions journal
-  `OrderSubmit` with the client order id before the gateway hears of them; a
-  gateway in its own process, whose journal is not the positions', journals
-  a copy on its own stream before it sends the order), their acks, fills and
-  ends, the trade cursors and the balance baseline;
-- the start-up hold: orders that arrive before the start-up reconciliation
-  has completed wait (they are journaled already); they are sent once it
-  completes, so nothing is sent while the account's state is unknown;
-- reconciliation: requested at start-up, when the breaker closes, after a
-  reconnect and every `reconcile_interval_s` (the client's timer); the
-  snapshot is compared with the ledger and the plan is carried out through
-  the normal path: missing fills, acks and ends are journaled on the
-  position's stream and told to it (deduplicated by trade id); orders proven
-  absent are sent again; unknown exchange orders are adopted or flagged;
-  cursors and the baseline are journaled on the gateway's stream. Every
-  reconciliation is announced as a `risk_event` ("reconciliation"); a
-  discrepancy it cannot resolve halts the account with the reason.
-
-An order is sent "in doubt" (looked up first, sent only if proven absent)
-whenever an earlier incarnation may have sent it: every order that was
-journaled before this actor started and has not ended.
+`ExchangeSync`, which runs in the actor's thread. It keeps the `Ledger`
+(posbus.actors.reconciliation), rebuilt from the journal when the actor
+starts; holds the orders that arrive before the start-up reconciliation has
+completed, so nothing is sent while the account's state is unknown; and
+carries out every reconciliation plan through the normal path (journal,
+then tell). An order journaled before this actor started and not ended is
+sent "in doubt": looked up first, sent only if proven absent.
 
 This module must never send an order that was not journaled first, and never
-treat a missing report as "nothing there".
+treat a missing report as "nothing there". When reconciliation runs and what
+it does: docs/architecture.md, "Exchange sync and reconciliation".
 """
 
 from __future__ import annotations

@@ -1,38 +1,19 @@
 """Reconciliation: what posbus knows of an account against what the exchange says.
 
 Two pure parts, owned by the gateway actor (no threads, clocks or I/O):
+`Ledger`, posbus's side, rebuilt from the journal and kept current by every
+record the gateway journals; and `plan(ledger, snapshot, ...)`, which compares
+a `ReconcileSnapshot` with the ledger and says what to do: fills to apply
+(deduplicated by trade id), acks and ends the positions never heard, orders
+proven absent to send again, exchange orders and trades posbus does not know
+(adopt or flag), balance differences, and what stayed unknown.
 
-- `Ledger`: posbus's side, rebuilt from the journal (the positions' order
-  records and the gateway's own records) and kept current by every record
-  the gateway journals: known orders by client order id, applied trade ids,
-  the balance change every known fill explains, the trade-history cursors
-  and the balance baseline.
-- `plan(ledger, snapshot, ...)`: compares a `ReconcileSnapshot` with the
-  ledger and says what to do: fills to apply (deduplicated by trade id),
-  acks and ends the positions never heard, orders proven absent to send
-  again, exchange orders and trades posbus does not know (adopt or flag),
-  balance differences, and what stayed unknown.
-
-Rules the plan follows:
-
-- A missing report means unknown, never empty or flat: an unknown part of
-  the snapshot is reported in `unknown` and nothing is concluded from it.
-- Only a lookup that says "no such order" proves an order absent; absence
-  from the open orders proves nothing (it may have filled or be in flight).
-- An order the exchange acknowledged or filled that a lookup now says does
-  not exist cannot be explained: it is `lost` (the account must halt).
-- The first complete reconciliation sets baselines: the trade history before
-  it is not posbus's (counted as `history`, not applied), and the balances
-  it reads minus what posbus's fills explain are the account's other
-  holdings (`baseline`). Later reconciliations check balances against
-  baseline + fills, within a tolerance.
-- Balances are compared only when every symbol's trades were read and no
-  trade happened while the balances were being read (a fill racing the read
-  would show as a false difference).
-
-Money is exact: every sum here is Decimal in a 60-digit context. The ledger
-reads the wire messages the gateway journals (posbus.bus.messages), so this
-module sits in the actors layer, not the domain.
+A plan must never read a missing report as empty or flat, nor conclude from
+an order's absence from the open orders that it does not exist: only a lookup
+that says "no such order" proves that. The plan's rules: docs/architecture.md,
+"Exchange sync and reconciliation". Money is exact (Decimal, 60-digit
+context). The ledger reads the wire messages the gateway journals
+(posbus.bus.messages), so this module sits in the actors layer, not the domain.
 """
 
 from __future__ import annotations

@@ -1,41 +1,21 @@
 """Workers: the actors of one role in one process, on the bus.
 
-The in-process `Node` hosts risk, gateway and positions together; a worker
-hosts one role under its own root supervisor and reaches the other roles
-through the bus (posbus.actors.remote):
+A worker hosts one role under its own root supervisor and reaches the other
+roles through the bus (posbus.actors.remote): `RiskWorker` (the
+RiskSupervisor, service "risk"), `GatewayWorker` (the GatewayActor of one
+account, "gateway.ACCOUNT") and `PositionsWorker` (the PositionActors of
+shard I/N, "positions.I"). Execution signals are journaled on both sides:
+the gateway journals each one on its ``published/SENDER`` stream before it
+publishes it (journal seq == bus seq), a positions worker journals each one
+it keeps before the position hears of it, and repairs gaps from the
+gateway's records (the ZeroMQ guide's Clone pattern).
 
-- `RiskWorker`: the RiskSupervisor. Serves "risk" (risk.check, risk.halt,
-  risk.resume, risk.inspect), hears exposures on ``xp|``, publishes its risk
-  events on ``rk|EVENT|`` and asks the positions to re-send their exposures
-  (``rk|resync|``) when it (re)starts or misses exposure frames.
-- `GatewayWorker`: the GatewayActor of one account. Serves "gateway.ACCOUNT"
-  (gateway.submit, gateway.cancel, gateway.replay, gateway.incarnations,
-  gateway.inspect), hears
-  market data (``md|``) and publishes every execution signal it delivers on
-  ``ex|ACCOUNT|SYMBOL|``, journaling it first on its ``published/SENDER``
-  stream with the publisher's sequence number (journal seq == bus seq), so
-  any subscriber can repair a gap from it.
-- `PositionsWorker`: the PositionActors of shard I/N (crc32 of
-  account+symbol, posbus.actors.sharding). Serves "positions.I"
-  (positions.order, positions.cancel, positions.list, positions.orders,
-  positions.inspect), hears market data and the account's execution signals,
-  keeps the ones it owns, journals each one on its own journal before the
-  position hears of it (write-ahead on the receiving side) and repairs gaps
-  from the gateway (ZeroMQ guide's Clone pattern: subscribe, fetch the
-  gateway's records, drop what is at or below their sequence). At start it
-  fetches every record the gateway published, so a restarted positions
-  worker rebuilds its positions from the fills even with an in-memory journal;
-  at start and when a new gateway incarnation first speaks, it also fetches
-  what earlier incarnations published and it did not apply (the gateway's
-  journal keeps every incarnation's stream).
-
-Every worker has an admin socket (status, actors, inspect, metrics, restart,
-snapshot, log-level). Threads: the actors' own pykka threads, the I/O thread
-(WorkerIO: every bus socket; event and tick hooks), the control thread
-(commands, signal application, gap repair: anything that may wait for an
-actor), the admin thread (admin handlers) and the caller's (start/stop).
-The root supervisor escalating sets `escalated`; the process then exits
-non-zero.
+Threads: the actors' own pykka threads, the I/O thread (WorkerIO: every bus
+socket; event and tick hooks), the control thread (commands, signal
+application, gap repair: anything that may wait for an actor, which the I/O
+thread must never do), the admin thread (admin handlers) and the caller's
+(start/stop). The root supervisor escalating sets `escalated`; the process
+then exits non-zero. Topics and recovery: docs/architecture.md, "Workers".
 """
 
 from __future__ import annotations

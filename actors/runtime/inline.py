@@ -1,38 +1,19 @@
 """The inline runtime: posbus actors on the caller's thread, driven by one FIFO scheduler.
 
-The live engine (`posbus.actors.node.Node`) starts every actor in its own pykka
-thread. This runtime hosts the very same actor classes (PositionActor,
-RiskSupervisor, GatewayActor are pykka ThreadingActors) without starting
-them: it calls their `on_start`, `on_receive` and `on_stop` itself, on the
-thread that drives it. The actors cannot tell the difference; only the
-scheduling is different, and it is deterministic: the same calls always
-deliver the same messages in the same order.
-
-Scheduling:
-
-- `InlineRef.tell` appends the message to the target's mailbox and rings the
-  scheduler's doorbell queue; nothing runs until `InlineScheduler.run`.
-- `InlineScheduler.run` delivers queued messages, oldest first, until no
-  message is left (messages sent while it runs are delivered in the same
-  call).
-- `InlineRef.ask` runs at once, inside the asking actor's `on_receive`: it
-  first delivers every message already queued for the target (so, as in
-  pykka, a sender's tells are handled before its ask), then the asked message,
-  and returns the result. This is safe only when the target never asks back
-  into an actor that is asking it (the risk supervisor never calls a
-  position); a re-entrant ask raises `ActorFailed` instead of deadlocking.
-- `InlineScheduler.deliver_input` is the hot path's shortcut for an input
-  from outside the actors: when nothing is queued it would be next in line
-  anyway, so it is delivered at once, without the queue.
-
-The actors' own pykka `actor_ref` is never started: an actor that stops
-itself through it (a PositionActor given `on_closed`) is not supported, so
-the hosts leave `on_closed` unset; `InlineRef.stop` stops an actor.
+It hosts the actor classes `posbus.actors.node.Node` runs in pykka threads
+(PositionActor, RiskSupervisor, GatewayActor) without starting them: it calls
+their `on_start`, `on_receive` and `on_stop` itself, on the thread that drives
+it. The actors cannot tell the difference; the scheduling is deterministic:
+the same calls always deliver the same messages in the same order.
+`InlineRef.tell` queues, `InlineScheduler.run` delivers oldest first until
+nothing is left, `InlineRef.ask` runs at once, after the target's queued
+messages (a re-entrant ask raises `ActorFailed`). The actors' own pykka
+`actor_ref` is never started, so the hosts leave `on_closed` unset.
 
 This module must never start a thread, read a clock or swallow an actor's
-failure: an exception escaping an actor stops the run with `ActorFailed`
-(nothing restarts an actor here; a backtest that fails must say so, not go
-on with a different engine).
+failure: an exception escaping an actor stops the run with `ActorFailed`, and
+nothing restarts an actor here. The scheduling rules: docs/architecture.md,
+"Inline runtime and InlineNode".
 """
 
 from __future__ import annotations

@@ -1,28 +1,14 @@
 """InlineNode: the actors of a Node, wired the same way, on the inline runtime.
 
-`posbus.actors.node.Node` is the live in-process engine: every actor in its
-own pykka thread under OTP supervisors. `InlineNode` hosts the same actors,
-built by the same `ActorFactory` (risk supervisor, one gateway, a position
-per account+symbol started on demand, write-ahead delivery through one
-Outbox) on an `InlineScheduler`, on the caller's thread, and offers the same
-inputs (`signal`, `cancel`, `market`, `tick`) and the same barrier
-(`settle`). Backtests run on it; the parity tests drive a Node and an
-InlineNode with the same inputs and compare.
-
-What differs from Node, on purpose:
-
-- No snapshots unless a store is given (`snapshots`): a backtest's journal
-  lives in memory for one run.
-- A corrupt stream fails the run (`ActorFailed`) rather than halting it.
-
-- No supervision: an actor failure stops the run (`ActorFailed`), it is not
-  restarted. A backtest must not quietly go on with a rebuilt actor.
-- A position whose trade is closed keeps running (Node stops it and starts it
-  again on its next intent, rebuilding the same state from its journal). The
-  risk view is the same either way: a restarted position reports its
-  exposure, with the latest mark, before its first order.
-- Market updates reach the gateway first and then the symbol's positions, in
-  that order, every time (the threads of Node may interleave them).
+`InlineNode` hosts the actors `posbus.actors.node.Node` runs (risk supervisor,
+one gateway, a position per account+symbol started on demand, write-ahead
+delivery through one Outbox), built by the same `ActorFactory`, on an
+`InlineScheduler` on the caller's thread, and offers the same inputs
+(`signal`, `cancel`, `market`, `tick`) and the same barrier (`settle`).
+Backtests run on it; the parity tests drive a Node and an InlineNode with the
+same inputs and compare. It must never restart a failed actor: a failure
+stops the run (`ActorFailed`). What else differs from Node, on purpose:
+docs/architecture.md, "Inline runtime and InlineNode".
 
 Single-threaded: every method must be called from the thread that built it.
 """
