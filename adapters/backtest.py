@@ -1,32 +1,13 @@
 """The backtest engine: replay market data through the live engine's actors, deterministically.
 
-The same position, order and risk code as live: an `InlineNode` hosts the
-same PositionActor, RiskSupervisor and GatewayActor classes a `Node` runs,
-with the same configuration (`Config.node_config()`), and the strategy sends
-the same `OrderIntent`s a live strategy sends (`posbus.actors.strategy`).
-Only two things differ, as they must:
-
-- the data source: a replay of files (`posbus.adapters.market.replay`),
-  with a `ReplayClock` set to each update's timestamp;
-- the exchange: the simulated exchange (fees, slippage, rejects, partial
-  fills and latency from `[exchange]`), behind `BacktestExchange`, which
-  makes orders reach it `latency_ns` after they were sent.
-
-The run, one event at a time, in time order:
-
-1. Every request to the exchange whose arrival time is at or before the next
-   market update is delivered first (at its arrival time); its answers go to
-   the gateway, and the fills they carry reach the strategy (`on_fill`).
-2. Equity is sampled at each `[backtest] equity_interval_s` boundary passed
-   (the equity after every event up to the boundary), and the risk
-   supervisor gets a timer tick once per second of replay time (cool-down
-   expiry, trading-day rollover), as the live node's timer does.
-3. The market update goes to the gateway, then to the symbol's positions;
-   the engine settles (every message handled); then the strategy sees the
-   update (`on_market`) and its intents are signalled and settled.
-
-After the last update, requests still on their way are delivered, and the
-equity is sampled one last time.
+An `InlineNode` hosts the same PositionActor, RiskSupervisor and GatewayActor
+classes a `Node` runs, with the same configuration (`Config.node_config()`),
+and the strategy sends the same `OrderIntent`s a live strategy sends
+(`posbus.actors.strategy`). Only two things differ: the data source (a replay
+of files, `posbus.adapters.market.replay`, with a `ReplayClock` set to each
+update's timestamp) and the exchange (the simulated exchange behind
+`BacktestExchange`, which makes orders reach it `latency_ns` after they were
+sent). The order of a run's events: docs/architecture.md, "Backtest engine".
 
 Deterministic: one thread, a FIFO scheduler, the replay clock, a seeded
 exchange and sorted iteration everywhere, so the same data, config, strategy

@@ -6,31 +6,13 @@
 positions.I +10+I). Nothing is computed for Prometheus alone: each scrape
 reads the same admin handlers `posbus admin` answers with (`metrics`,
 `actors`, `status`, and the risk or gateway actor's `inspect`), so the
-endpoint and the admin socket always agree.
-
-Exposed (every sample labelled ``worker``):
-
-- ``posbus_messages_received_total`` / ``posbus_messages_sent_total``
-  {kind}: bus messages by kind (rates: PromQL ``rate()``);
-- ``posbus_bus_events_total`` {counter}: decode_errors, gaps, conflated,
-  rejects, forged_signals, ...;
-- ``posbus_latency_seconds`` {quantile} (0.5, 0.99, 0.999) over the
-  worker's latency sample (event timestamp to handling), and
-  ``posbus_latency_observations_total``;
-- ``posbus_mailbox_depth`` / ``posbus_actor_restarts_total`` /
-  ``posbus_actor_alive`` {actor}, ``posbus_restarts_total`` (all actors);
-- ``posbus_risk_state`` {state} (1 for the current state, risk worker);
-- ``posbus_breaker_state`` {state} (gateway on a network exchange);
-- journal lag: ``posbus_journal_published_seq`` (gateway: its last
-  published execution signal) and ``posbus_journal_applied_seq`` {sender}
-  (positions: how far it applied each gateway incarnation); their difference
-  is the lag. ``posbus_journal_streams``.
-- ``posbus_up`` 1 while the worker answers.
+endpoint and the admin socket always agree. Every sample is labelled
+``worker``; the metric names are in `collect` and in the README's reference.
 
 Threads: prometheus-client's HTTP server thread runs `collect`; the admin
 handlers it calls are the ones the admin thread calls, safe from any thread
-but the I/O thread. A handler that fails is logged and its metrics omitted
-from that scrape; the endpoint keeps serving.
+but the I/O thread. A failing handler must never stop the endpoint: it is
+logged and its metrics are omitted from that scrape.
 """
 
 from __future__ import annotations

@@ -1,54 +1,19 @@
 """CcxtGateway: the exchange client of a GatewayActor, backed by ccxt (any exchange id).
 
-Design: the network never blocks the actor's mailbox.
-    The client owns one asyncio event loop, run by its own daemon thread
-    ("the I/O loop"), with one `ccxt.async_support` exchange instance. The
-    gateway actor calls `submit`, `cancel`, `track` and `reconcile` from its
-    own thread; each call only schedules a coroutine on the loop
-    (`call_soon_threadsafe`) and returns at once. What the exchange answers
-    comes back to the actor as messages told to its inbox (`attach`):
-    `ExchangeReports` (acks, fills, cancels, rejects), `BreakerChanged`,
-    `ReconcileDue` and `ReconcileSnapshot`. The actor journals them and
-    tells the positions, so everything that changes state still happens in
-    the actor's thread, in order, write-ahead. Messages told while the actor
-    is down (a supervisor restart) are kept and handed to the next
-    incarnation when it attaches. ("async for market data feeds, sync for
-    per-order state updates": the per-order state is still updated by one
-    actor in order; only the waiting moved to the loop.)
+Threads: the client owns one asyncio event loop, run by its own daemon thread
+("the I/O loop"), with one `ccxt.async_support` exchange instance. The gateway
+actor calls `submit`, `cancel`, `track` and `reconcile` from its own thread;
+each call only schedules a coroutine on the loop (`call_soon_threadsafe`) and
+returns at once. Answers come back as messages told to the actor's inbox
+(`attach`): `ExchangeReports`, `BreakerChanged`, `ReconcileDue` and
+`ReconcileSnapshot`. The actor journals them, so every state change still
+happens in its thread, in order, write-ahead.
 
-Error layering (posbus.adapters.exchange.ccxt_errors): transient failures
-(network, timeout, 5xx, throttling, maintenance) are retried with
-exponential backoff and full jitter through `backoff` (bounded tries and
-delays, Retry-After honoured, posbus.adapters.exchange.retry) and count
-towards the circuit breaker (posbus.adapters.exchange.circuit_breaker); permanent
-ones (invalid order, insufficient funds, bad symbol, auth) fail on the first
-try with the exchange's own message. While the breaker is open, new orders
-are rejected at once (no request leaves), cancels and lookups wait, and when
-the cool-off has passed one probe request decides whether it closes.
-
-Never double-submit: every order carries its client order id, journaled by
-the position before the gateway hears of it. When a send fails in a way that
-leaves its outcome unknown (timeout, dropped connection, 5xx), the order is
-looked up by client order id before anything else; it is sent again only
-when a lookup made after its signed request can no longer execute (its
-recvWindow has passed) says the exchange has no such order. A duplicate
-client order id refused by the exchange means the order exists: it is looked
-up, never re-sent. Cancels are idempotent: cancelling an order that is
-already closed reports how it closed.
-
-Fills of resting orders are found by polling the open orders of the symbols
-with working orders (REST; exchanges' user-data websockets are not used
-yet). Market data: `watch_ticker` through ccxt.pro when the exchange has it
-(`market_data = "auto"` or "websocket"), else REST polling of `fetch_ticker`.
-Reconciliation is requested by the actor (start-up, breaker closed,
-reconnect, every `reconcile_interval_s`): balances first, then open orders,
-trades after each symbol's cursor and lookups, all in one snapshot.
-
-Money is exact: ccxt is told to hand numbers over as strings
-(`exchange.number = str`) and they become Decimal here.
-
-Credentials are never logged: ccxt's own request log (which prints headers)
-goes to a logger pinned at INFO, and `inspect` shows them redacted.
+Transient failures are retried with backoff and count towards the circuit
+breaker; permanent ones fail on the first try. Money is exact (ccxt hands
+numbers over as strings: `exchange.number = str`). Credentials are never
+logged. Errors, order safety, fills and market data: docs/architecture.md,
+"ccxt gateway".
 
 This module must never block an actor's thread on the network, and never
 send an order that a lookup has not proven absent when its first send may

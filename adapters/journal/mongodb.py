@@ -1,55 +1,21 @@
 """The MongoDB journal (through pymongo): the production backend.
 
-Collections (in `database`): `journal_records` {stream, seq, payload, checksum}
-with a unique index on (stream, seq), so a replayed write is detected, never
-stored twice; `journal_streams` {_id: stream, last_seq}, the highest
-acknowledged seq, updated with each batch, so a record lost at a stream's tail
-is detected (like SQLite's `streams` table); `journal_snapshots` {stream, seq,
-payload, checksum}, unique on (stream, seq), keeping the newest
-`keep_snapshots` per stream; `journal_leases`, the writer lease.
-
-One writer per database: a writer holds the lease document {_id: "writer",
-owner (uuid4/pid@host), token, expires_at} from open to close, renewed every
-`lease_renew_s` by a heartbeat thread and valid `lease_ttl_s` from each
-renewal. Expiry is in the server's time (read from `hello` just before each
-lease write; a reading one round trip old only shortens the lease), not the
-host's, so writers on hosts whose clocks disagree judge expiry by one clock.
-Opening while another owner's lease is unexpired raises JournalLocked naming
-the database and the owner; taking over an expired lease increments the
-fencing `token`. Every batch is one transaction that first updates the lease
-document matching {owner, token}: no match (another took over) aborts it
-with JournalFenced, and a takeover racing the batch is serialised with it
-on that document (a write conflict or a wait), so a fenced-out writer never
-stores a record after the takeover. On a server without transactions (a
-standalone mongod) the fence is checked and renewed immediately before each
-batch instead; the remaining window is a writer stalled for longer than
-`lease_ttl_s` between that check and its write reaching the server, whose
-write may then land after a takeover (a replica set closes it). A worker
-restarted after a crash waits out its predecessor's lease (`lease_wait_s`).
-
-Writes are group-committed (posbus.adapters.journal.group_commit): the records
-of a batch go in one ordered `insert_many`, the stream heads and snapshots in
-one `bulk_write` each, all in the batch's transaction, committed with a
-journaled write concern (`j: true`, `w` configurable; "majority" on a replica
-set). A batch is written as soon as the writer is free (or after
-`batch_delay_s`, at most 5 s) and on close, and `append` returns only when its
-batch is acknowledged.
-
-Failures:
-- connection errors, timeouts, a lost primary, write-concern errors are
-  transient: the batch is retried with exponential backoff and full jitter
-  (the `backoff` package) for up to `retry_max_time_s`, then the callers get
-  JournalUnavailable;
-- a retry finds part of its batch already stored (the reply was lost, not the
-  write): a record stored with the same bytes is success, with other bytes it
-  is JournalCorrupt (a second writer on the stream); so nothing is lost and
-  nothing is doubled;
-- a lost lease fails the batch and every later write with JournalFenced;
-- any other write error fails the batch (JournalUnavailable).
+Collections (in `database`): `journal_records` (unique on stream + seq, so a
+replayed write is detected, never stored twice), `journal_streams` (each
+stream's highest acknowledged seq, so a record lost at the tail is detected),
+`journal_snapshots` (the newest `keep_snapshots` per stream) and
+`journal_leases` (the writer lease). One writer per database: a writer holds
+a fenced lease from open to close; opening while another owner's lease is
+unexpired raises JournalLocked, and a writer that lost its lease fails with
+JournalFenced. Writes are group-committed (posbus.adapters.journal.group_commit),
+one batch per transaction with a journaled write concern (`j: true`); on a
+server without transactions the fence is checked and renewed just before
+each batch instead.
 
 Threads: callers append, the writer thread writes batches, the heartbeat
 thread renews the lease; a read-only store (`writer=False`) has neither and
-writes nothing (no lease, no index).
+writes nothing (no lease, no index). The lease, fencing and failures:
+docs/architecture.md, "MongoDB journal".
 
 Checksums are stored as written and verified by the readers, never recomputed
 here. This module must never acknowledge an append before MongoDB has

@@ -1,30 +1,20 @@
 """The SQLite journal: the embedded default backend (one file under the run directory).
 
-Durability: WAL mode with `synchronous=FULL`, so every commit fsyncs the WAL
-before it returns and an acknowledged append survives a power loss, not only a
-process crash (`NORMAL` syncs only at checkpoints and may lose the last
-commits on power loss; it is not offered). Appends are group-committed
+Durability: WAL mode with `synchronous=FULL`, so an acknowledged append
+survives a power loss, not only a process crash. Appends are group-committed
 (posbus.adapters.journal.group_commit): one transaction, one fsync, for
-everything queued while the previous commit ran.
-
-Tables: `records(stream, seq, payload, checksum)` with primary key (stream,
-seq), `streams(stream, last_seq)` (the highest acknowledged seq, updated in
-the same transaction, so a record missing at the tail is detected), and
-`snapshots(stream, seq, payload, checksum)` keeping the newest
-`keep_snapshots` per stream. Checksums are stored as written and verified by
-the readers (recovery, `posbus journal verify`), never recomputed here.
-
-Readers use their own pooled connections (WAL readers never block the writer);
-a read returns records in chunks so a million-record replay holds no long
-transaction. SQLite errors that mean a damaged file surface as JournalCorrupt
-naming the stream and the sequence number where reading stopped.
+everything queued while the previous commit ran. Tables: `records`,
+`streams` (each stream's highest acknowledged seq, written in the same
+transaction, so a record missing at the tail is detected) and `snapshots`
+(the newest `keep_snapshots` per stream). Checksums are stored as written and
+verified by the readers, never recomputed here.
 
 One writer per file: a writer holds an exclusive `flock` on the sidecar
-`NAME.sqlite.lock` (0600, holding the writer's pid) from open to `close()`;
-the OS drops it when the process dies, kill -9 included, so no lock goes
-stale. A second writer is refused with JournalLocked naming the file and the
-holder's pid. A read-only store (`writer=False`: `posbus journal`) takes no
-lock, opens the file with `mode=ro` and refuses writes.
+`NAME.sqlite.lock` from open to `close()`, and a second writer is refused
+with JournalLocked naming the file and the holder's pid. A read-only store
+(`writer=False`: `posbus journal`) takes no lock and opens the file with
+`mode=ro`. Readers, corruption and the lock: docs/architecture.md, "SQLite
+journal".
 
 This module must never acknowledge an append before its commit is durable,
 and never overwrite a stored record.

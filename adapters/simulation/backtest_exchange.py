@@ -1,27 +1,15 @@
 """The simulated exchange as a backtest sees it: requests reach it after the latency.
 
 `SimulatedExchange` answers every call at once and only stamps its answers
-`ts + latency_ns`. In a backtest that would let an order fill against the
+`ts + latency_ns`; in a backtest that would let an order fill against the
 quote it was decided on even when later quotes arrived within the latency.
-`BacktestExchange` wraps it and moves time properly:
-
-- `submit` and `cancel` are queued; the request reaches the exchange at
-  `ts_ns + latency_ns` (the exchange's config) and is matched there against
-  the latest quote at that moment. The backtest releases it (`release_next`)
-  before any market update stamped at or after that time, so a request that
-  arrives exactly when a new quote does is matched against the quote before
-  it. With latency 0 it is matched against the quote it was decided on.
-- Its answers (ack, fills, reject) are then handed to the gateway at once,
-  stamped with the arrival time, as a pushed `ExchangeReports` message.
-- Resting limit orders still fill on the first quote that crosses them, at
-  that quote's time (`on_market`).
-
-It also spares the hot path: the exchange only needs a quote when it must
-match something, so `on_market` records the touch and hands it on only when
-the symbol has resting orders; before any request is matched, the latest
-touch of its symbol is handed on. The exchange sees the same touch at every
-match as if it had been fed every quote (with no resting order a quote only
-sets the touch), so fills are identical.
+`BacktestExchange` queues `submit` and `cancel` until `ts_ns + latency_ns`,
+when the backtest releases them (`release_next`) and they are matched
+against the latest quote at that moment; their answers (ack, fills, reject),
+stamped with the arrival time, go to the gateway as a pushed
+`ExchangeReports` message. Resting limit orders still fill on the first
+quote that crosses them (`on_market`). The timing rules and why skipping
+quotes gives identical fills: docs/architecture.md, "Simulated venues".
 
 Single-threaded (the gateway's thread in a backtest, which is the only one).
 This module must never read a clock: time is the requests' and quotes' own.

@@ -1,47 +1,21 @@
 """A local Binance spot REST emulator: a test and chaos tool, never a trading venue.
 
 The ccxt gateway's tests and `posbus chaos --exchange emulator` run it on
-127.0.0.1 so that the gateway trades through real ccxt over real HTTP
-against an exchange whose faults they control and whose ledger they audit.
-It holds no real money and must never be pointed at by a production config.
+127.0.0.1 so that a real `ccxt.binance` trades with it over real HTTP,
+through its `urls` configuration (`BinanceEmulator.ccxt_urls()`; nothing in
+ccxt is patched), against an exchange whose faults they control and whose
+ledger they audit. It speaks the subset of the spot REST API that ccxt calls
+for the gateway's methods, and matches against a top of book per symbol that
+the test moves (`set_touch`). Faults are injected and the ledger inspected
+through a thread-safe control API. The endpoints, the Binance behaviours it
+reproduces and the faults: docs/architecture.md, "Simulated venues". Money
+is exact: every amount is a Decimal, rendered as Binance's plain decimal
+strings.
 
-A real `ccxt.binance` talks to it over HTTP through its `urls` configuration
-(`BinanceEmulator.ccxt_urls()`); nothing in ccxt is patched. It speaks the
-subset of the spot REST API that ccxt calls for the gateway's methods:
-
-    GET    /api/v3/ping, /api/v3/time, /api/v3/exchangeInfo     (load_markets)
-    GET    /api/v3/ticker/24hr, /api/v3/ticker/bookTicker, /api/v3/depth
-    POST   /api/v3/order            create_order (newOrderRespType FULL)
-    GET    /api/v3/order            fetch_order, by orderId or origClientOrderId
-    DELETE /api/v3/order            cancel_order
-    GET    /api/v3/openOrders       fetch_open_orders (with or without symbol)
-    GET    /api/v3/myTrades         fetch_my_trades, fetch_order_trades (orderId, fromId, startTime)
-    GET    /api/v3/account          fetch_balance
-
-Private endpoints check the API key header and the HMAC-SHA256 signature of
-the query string plus body, and refuse a request whose timestamp is outside
-its recvWindow when it is processed (so a request held up past its window is
-never executed, as on Binance). Errors are Binance's JSON (`{"code", "msg"}`).
-
-Matching is against a top of book per symbol that the test moves
-(`set_touch`): market
-orders and marketable limits fill at once as taker at the touch, other limits
-rest and fill as maker at their price when the touch crosses them. A new
-order whose client order id belongs to an order still open is refused
-("Duplicate order sent."), but an id of a closed order is accepted again,
-creating a second order, as on Binance: a blind resend can double an order.
-
-Fault injection, a thread-safe control API for tests: `set_latency`,
-`hang` (hold a request past the client's timeout, before or after it is
-processed), `fail` (any HTTP status with Binance's or an HTML body),
-`rate_limit` (429 with Retry-After; a request inside the ban gets 418),
-`drop_response` (process the request, then close the connection without an
-answer: the order exists but the client never hears of it),
-`set_partial_fills`, `set_duplicate_trades` (myTrades lists every trade
-twice), `set_maintenance`. Inspection: `orders`, `trades`, `requests`.
-
-Money is exact: every amount is a Decimal, rendered as Binance does (plain
-decimal strings). The trading path (gateways, workers, the launcher) must
+Threads: `start` serves HTTP from a `ThreadingHTTPServer` thread (a thread
+per request); the control API may be called from any thread, one lock
+guards the state. It holds no real money and must never be pointed at by a
+production config; the trading path (gateways, workers, the launcher) must
 never import this module: only tests, benchmarks and the chaos run do.
 """
 

@@ -1,48 +1,25 @@
 """The chaos run: a real stack under a seeded workload and seeded faults, then an audit.
 
-`run_chaos` writes a configuration (SYMBOLS symbols in `[symbols]`, two
-positions shards, SQLite journals, fast heartbeats), starts the stack with
-`posbus up --detach` (launcher, broker, risk, gateway, positions.0,
-positions.1) and trades against one of two exchanges (`exchange`):
+`run_chaos` writes a configuration (two positions shards, SQLite journals),
+starts the stack with `posbus up --detach` (launcher, broker, risk, gateway,
+positions.0, positions.1) and trades against one of two exchanges
+(`exchange`):
 
-- "emulator" (the default): the Binance spot emulator runs in this process
-  (posbus.adapters.simulation.chaos_venue: 127.0.0.1, an ephemeral port, one market
-  per symbol) and the gateway trades with it through real ccxt over HTTP
-  (`[exchange] kind = "ccxt"`); this process moves the emulator's prices
-  (a seeded random walk) and the gateway relays the venue's quotes on the
-  bus (no demo feed). The gateway is a fault target: `kill -9` loses
-  nothing at the exchange, and its restart reconciles with it. Exchange
-  faults (timeouts, 5xx, lost responses, duplicate trades, 429s,
-  maintenance) are injected through the emulator.
-- "simulated": the simulated exchange (rejects, partial fills) lives inside
-  the gateway process and `posbus up --demo` runs the demo feed for market
-  data. The gateway is no fault target there: killing it would wipe the
-  exchange itself (its orders and trade ledger), which no real gateway
-  crash does.
+- "emulator" (the default): the Binance emulator runs in this process
+  (posbus.adapters.simulation.chaos_venue) and the gateway trades with it
+  through real ccxt over HTTP; the gateway and the exchange are fault targets.
+- "simulated": the simulated exchange lives inside the gateway process and
+  the demo feed gives market data. The gateway is no fault target there:
+  killing it would wipe the exchange itself, which no real gateway crash does.
 
-For `duration_s` the run:
+For `duration_s` it sends orders and injects seeded faults, then lets the
+stack recover and audits (posbus.adapters.simulation.chaos_audit). The
+workload, the faults and the audit: docs/architecture.md, "Chaos run".
 
-- sends orders through the broker, as a strategy would: market orders and
-  limit orders resting near the mark (they fill later, possibly while a
-  worker is dead), buys and sells, so positions open, grow, close and flip;
-- at seeded random moments injects a fault chosen from the fault targets:
-  `kill -9` of a worker (the launcher restarts it; orders keep coming while
-  it is down), a journal stall (a worker's SQLite journal locked for a few
-  seconds: posbus.adapters.simulation.chaos_journal_stall) or an exchange fault.
-
-Then it clears the faults, stops orders and prices, waits until every
-worker serves and both shards have recovered, cancels whatever still rests
-and waits until no order works, and audits
-(posbus.adapters.simulation.chaos_audit): live positions == cold journal
-replay == the gateway's published fills (== the emulator's own trade
-ledger); no fill lost or doubled; no order sent twice or overfilled; no
-order filled beyond the risk limit on order notional (MAX_ORDER_NOTIONAL),
-so risk was asked before every order, also while its worker was down; every
-worker alive.
-
-Threads: everything runs on the caller's thread; the stack is other processes.
-This module must never leave a process behind: `ChaosStack.close` brings the
-stack down and SIGKILLs what refuses to stop.
+Threads: the run is on the caller's thread (with the emulator, chaos_venue
+adds the emulator's server threads and its price-walk thread); the stack is
+other processes. This module must never leave a process behind:
+`ChaosStack.close` brings the stack down and SIGKILLs what refuses to stop.
 """
 
 from __future__ import annotations

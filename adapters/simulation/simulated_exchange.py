@@ -2,30 +2,13 @@
 
 It serves `posbus demo`, the tests and `posbus backtest`, and answers with the
 same execution reports (`posbus.actors.model.exchange_reports`) a real exchange
-adapter produces, so the engine cannot tell the difference.
-
-The model, kept deliberately small:
-
-- The book is the latest touch per symbol, fed by `on_market`. There is no
-  depth: any order fills in full (possibly split into 2-3 partial fills).
-- Market orders fill as taker at the touch (ask for buys, bid for sells)
-  moved against the taker by `slippage_bps`.
-- Limit orders that cross the touch fill at once as taker, at the touch but
-  never through the limit. Others rest and fill as maker, at their limit
-  price, on the first quote that crosses them (buy: ask <= limit; sell:
-  bid >= limit).
-- Calls are processed in the order they are made. `latency_ns` only shifts
-  timestamps: every answer to `submit` or `cancel` is stamped with the
-  request's `ts_ns + latency_ns`; a resting order filled by a quote is stamped
-  with the quote's `ts_ns`.
-- Balances are per currency; a symbol is `BASE/QUOTE` (a ccxt settle suffix
-  like `BTC/USDT:USDT` is ignored). Fills move base and quote; fees are taken
-  from `fee_currency`. Funds are not checked, so balances may go negative:
-  pre-trade checks belong to risk, not to the exchange.
-
-Money is exact. Fill prices are rounded to `price_tick` with ROUND_HALF_EVEN
-(a price that would round to zero becomes one tick); fees are
-`qty * price * rate` rounded to 8 decimal places with ROUND_HALF_EVEN.
+adapter produces, so the engine cannot tell the difference. The book is the
+latest touch per symbol (`on_market`), with no depth: market orders and
+limits that cross the touch fill at once as taker, other limits rest and fill
+as maker at their limit price on the first quote that crosses them. Calls are
+processed in the order they are made; `latency_ns` only shifts timestamps.
+Funds are not checked: pre-trade checks belong to risk, not to the exchange.
+Prices, fees and balances: docs/architecture.md, "Simulated venues".
 
 Deterministic: all chance (random rejects, partial fills) comes from one
 `random.Random(seed)`, so the same config and the same calls give identical
