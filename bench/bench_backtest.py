@@ -4,33 +4,16 @@
     python bench/bench_backtest.py --ticks 200000 --rounds 1
     python bench/bench_backtest.py --nautilus-python /tmp/venv-nautilus/bin/python
 
-Workload: N quote ticks of one instrument (BTC/USDT, a seeded random walk,
-one tick every 10 ms, written once to a CSV file), and a strategy that flips
-its position every 1,000 ticks (buy 0.1, then market orders of 0.2 that
-take it to the other side). Both engines get the same friction: taker fee
-0.1 %, no slippage, no latency, no random rejects or partial fills, and risk
-limits that never refuse an order, so both execute every flip.
+Both engines replay the same seeded ticks of one instrument with the same
+strategy (a position flip every 1,000 ticks) and the same friction. posbus
+runs three times: exact risk (the default), exposure conflation, and
+streaming from the CSV. Reported per engine, the median and the best round
+of: run (ticks per second, data already in memory), load (seconds to read
+the CSV), end-to-end (ticks / (load + run)) and peak RSS (MiB). The
+workload and the method: docs/architecture.md, "Backtest benchmark".
 
-Every measurement runs in its own process (so peak RSS is its own), and the
-engines alternate within each round (so they share the machine's noise).
-Reported per engine: the median over the rounds (and the best round, the
-least disturbed by other load on the machine) of
-
-- run: ticks per second of the engine run alone, data already in memory as
-  the engine's tick objects (NautilusTrader: `BacktestEngine.run()` after
-  `add_data`; posbus: `Backtest.run` over a list of MarketUpdate);
-- load: seconds to read the CSV into those objects;
-- end-to-end: ticks / (load + run);
-- peak RSS of the process, in MiB.
-
-posbus runs twice: with exact risk (the default: the risk supervisor reads
-every mark from the market data and judges it exactly, `[positions]
-risk_marks = "market"`) and with exposure conflation (`risk_marks =
-"exposures"`, `exposure_interval_ms = 1000`: positions tell mark-only
-changes at most once a second of market time; fills and orders at once);
-plus a streaming run (exact risk) that reads the CSV while it replays (low
-RSS). NautilusTrader runs only when its separate
-venv exists (`--nautilus-python`; never a posbus dependency):
+NautilusTrader runs only when its separate venv exists (`--nautilus-python`);
+it must never become a posbus dependency:
 
     python3 -m venv /tmp/venv-nautilus
     /tmp/venv-nautilus/bin/pip install nautilus_trader==1.221.0

@@ -1,43 +1,22 @@
 """Restart benchmark: `kill -9` of a positions worker to serving again, snapshots vs full replay.
 
-A positions worker holding 1,000 positions whose journal has 1,000,000 events
-(1,000 per position) is killed with SIGKILL in a real stack (`posbus up
---detach`: launcher, broker, risk, gateway, positions.0; no demo). The clock
-starts just before the kill and stops at the `ready_ns` of the ready file
-the launcher's new positions.0 writes (RUN_DIR/ready/positions.0.json, new
-pid; polled every 5 ms in this process). That is the stack's own "serving"
-line: the worker writes it once every journaled position has recovered.
-Target: with snapshots under 2 s and at least 10x faster than full replay.
-
-Two variants, each in its own run directory, with the same journal: one
-file built once (each position: an order of 0.997, its submit and ack, then
-997 fills of 0.001 that fill it exactly, so no order is left working) and
-copied into both. The snapshots variant then gets one snapshot per position
-at all but the last 10 events (recovery = snapshot + 10 events); the full
-replay variant has none (recovery = 1,000 events per position). Nothing else
-differs. `[storage] snapshot_interval_s = 0` and SIGKILL mean no snapshot is
-taken while the bench runs, so every restart does the same work; each
-variant is killed 3 times (after its first start and after each restart) and
-the medians are printed.
-
-Every restart also prints where its time goes: kill -> new process started
-(the launcher notices the exit within its 0.1 s poll, then waits its 0.2 s
-minimum backoff; `[launcher] period_s = 1` so each restart is the first of
-its window and gets that minimum), process start -> ready (interpreter,
-imports, journal open, bus and actor start, recovery), and the sum of the
-worker's own "stream recovered" `duration_ms` lines for the 1,000 positions
-(read from RUN_DIR/logs/positions.0.log after the kill).
-
-Prices are small (0.12 per unit) so the 1,000 positions stay far inside the
-default risk limits: the risk worker has nothing to act on.
-
-Run:
-
     python bench/bench_restart.py            # 1,000 positions x 1,000 events (a few minutes)
     python bench/bench_restart.py --quick    # 100 positions x 1,000 events
 
-Every process it starts is stopped on exit, on error too (`posbus down`, then
-SIGKILL of what is left in its run directories).
+A positions worker whose journal holds 1,000 events per position is killed
+with SIGKILL in a real stack (`posbus up --detach`: launcher, broker, risk,
+gateway, positions.0; no demo). The clock runs from just before the kill to
+the `ready_ns` in the ready file the launcher's new positions.0 writes once
+every journaled position has recovered. Two variants share one journal: a
+snapshot per position 10 events before its end, or none (full replay).
+Target: with snapshots under 2 s and at least 10x faster than full replay.
+Each variant is killed 3 times; the medians are printed, with each restart's
+breakdown. The journal, the timing and the breakdown: docs/architecture.md,
+"Restart benchmark".
+
+It must never leave a process behind: every process it starts is stopped on
+exit, on error too (`posbus down`, then SIGKILL of what is left in its run
+directories).
 """
 
 from __future__ import annotations
