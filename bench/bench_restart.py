@@ -340,7 +340,8 @@ def run_variant(
         stack.wait_recovered(stack.worker_pid(), positions)
         print(f"{name}: stack up in {first_up:.1f} s (first start included)", flush=True)
         for k in range(kills):
-            time.sleep(1.5)  # past [launcher] period_s: the next restart waits the minimum backoff
+            # Past [launcher] period_s: each kill is a first exit, restarted at once.
+            time.sleep(1.5)
             restart = stack.kill_and_time()
             restarts.append(restart)
             print(
