@@ -11,6 +11,13 @@ cooldowns, halts, orders) over several accounts, symbols and groups, with
 limits tight enough that Warning and CoolDown are common; the engine is driven
 through its public methods only, and after every step its transitions,
 decisions, state, cooldown and metrics must be the model's.
+
+Two rules need a desk near a cap, which random sequences rarely build, so
+each has a small property of its own that starts from such a desk (same
+engine, model, book and comparison): an order that hedges a group already
+beyond `max_group_exposure` (it lowers |net|, so it passes the group check),
+and an order in Warning whose leverage lies between the Warning cap
+(`max_leverage * warning_leverage_factor`) and the full one.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from risk_reference import (
     RefPosition,
@@ -282,3 +289,80 @@ def test_an_engine_restored_from_its_snapshot_goes_on_answering_as_the_model(
             engine = RiskEngine.from_dict(engine.to_dict())
         _move_book(book, step)
         _run(engine, model, book, step)
+
+
+# -- desks near a cap ------------------------------------------------------------
+# Orders from account "b" at fresh marks, at most 10000 of notional: never
+# risk-reducing, never beyond max_order_notional; a small tick between them
+# keeps the rate limit mostly out of the way (marks stay fresh for a few).
+_near_order = st.tuples(
+    st.just("order"),
+    st.tuples(st.just("b"), st.sampled_from(SYMBOLS)),
+    st.sampled_from([Side.BUY, Side.SELL]),
+    st.builds(D, st.integers(1, 60)),
+    st.one_of(st.none(), st.builds(D, st.integers(100, 150))),
+)
+_near_steps = st.lists(
+    st.one_of(_near_order, st.tuples(st.just("tick"), st.integers(0, S // 2))),
+    min_size=1,
+    max_size=8,
+)
+# Flat positions of "b" register ETH and SOL (SOL: group crypto, correlation -0.8).
+_REGISTER = [("fill", ("b", symbol), D(0), D(0), D(0), "same", D(100), 0) for symbol in SYMBOLS[1:]]
+
+
+def _fill_a_btc(qty: Decimal, mark: int, realized: int) -> tuple[Any, ...]:
+    """Account a holds qty BTC (group crypto, correlation 1) filled at mark."""
+    return ("fill", ("a", "BTC"), qty, D(realized), D(0), "new", D(mark), 0)
+
+
+def _replay(steps: list[tuple[Any, ...]]) -> None:
+    engine = RiskEngine(LIMITS, D(10_000), T0)
+    model = RiskReference(LIMITS, D(10_000), T0)
+    book = _Book()
+    for step in steps:
+        _move_book(book, step)
+        _run(engine, model, book, step)
+
+
+# BTC notional 20100..45000 (beyond max_group_exposure), long or short, and a
+# realized gain that keeps equity high: no Warning, leverage far below its cap.
+_over_limit_group = st.builds(
+    _fill_a_btc,
+    st.builds(lambda q, sign: D(q * sign), st.integers(201, 300), st.sampled_from([1, -1])),
+    st.integers(100, 150),
+    st.integers(40_000, 50_000),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_over_limit_group, _near_steps)
+@example(  # a sale of 10 BTC: crypto 30000 -> 29000, still beyond 20000 but lower
+    _fill_a_btc(D(300), 100, 50_000), [("order", ("b", "BTC"), Side.SELL, D(10), None)]
+)
+def test_an_order_that_lowers_a_group_exposure_beyond_its_cap_is_judged_as_the_model_judges_it(
+    over: tuple[Any, ...], steps: list[tuple[Any, ...]]
+) -> None:
+    _replay([over, *_REGISTER, *steps])
+
+
+# BTC notional 5000..22500 and a realized loss of up to 140: Warning (by daily
+# loss, drawdown or leverage, never CoolDown) with equity near 10000, so an
+# order's projected leverage often falls between the Warning cap (1.5) and 3.
+_warning_desk = st.builds(
+    _fill_a_btc,
+    st.builds(lambda q, sign: D(q * sign), st.integers(50, 150), st.sampled_from([1, -1])),
+    st.integers(100, 150),
+    st.integers(-140, 0),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_warning_desk, _near_steps)
+@example(  # Warning by loss (100): gross 10000 + 6000 = 16000 > 1.5 * 9900, < 3 * 9900
+    _fill_a_btc(D(100), 100, -100), [("order", ("b", "ETH"), Side.BUY, D(60), None)]
+)
+def test_in_warning_new_risk_is_capped_at_the_lowered_leverage_as_in_the_model(
+    desk: tuple[Any, ...], steps: list[tuple[Any, ...]]
+) -> None:
+    _replay([desk, *_REGISTER, *steps])
