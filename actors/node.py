@@ -3,7 +3,7 @@
 A node hosts the risk supervisor, one gateway per account and a position
 actor per account+symbol (started on demand), wired through a journal, and is
 the in-process engine the demo and the tests drive. The worker processes of
-`posbus up` (posbus.actors.worker) host the same actors, one role each, built
+`posbus up` (posbus.actors.worker and its role modules) host the same actors, one role each, built
 by the same `ActorFactory`.
 
 Supervision tree (Erlang/OTP semantics, posbus.actors.supervision):

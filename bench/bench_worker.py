@@ -40,8 +40,9 @@ import msgpack
 import zmq
 
 from posbus.actors.control import Inspect
+from posbus.actors.positions_worker import PositionsWorker
 from posbus.actors.sharding import Shard
-from posbus.actors.worker import PositionsWorker, WorkerSettings
+from posbus.actors.worker import WorkerSettings
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.journal.memory import MemoryJournal

@@ -207,12 +207,10 @@ def _io_alive(worker: Any) -> bool:
 def _build(  # noqa: PLR0917 - private, called once
     role: str, name: str, config: Any, run_dir: Any, shard: Any, account: str
 ) -> Any:
-    from posbus.actors.worker import (
-        GatewayWorker,
-        PositionsWorker,
-        RiskWorker,
-        WorkerSettings,
-    )
+    from posbus.actors.gateway_worker import GatewayWorker
+    from posbus.actors.positions_worker import PositionsWorker
+    from posbus.actors.risk_worker import RiskWorker
+    from posbus.actors.worker import WorkerSettings
     from posbus.adapters import launcher_bus
     from posbus.adapters.clock import WallClock
 

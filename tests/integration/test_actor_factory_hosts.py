@@ -27,8 +27,8 @@ from posbus.actors.model.side import Side
 from posbus.actors.node import Node
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.risk_supervisor import RISK_STREAM, RiskSupervisor
+from posbus.actors.risk_worker import RiskWorker
 from posbus.actors.runtime.inline_node import InlineNode
-from posbus.actors.worker import RiskWorker
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange

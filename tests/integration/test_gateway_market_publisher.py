@@ -22,7 +22,8 @@ import zmq
 from inprocess_workers import in_process_bus
 from stack_harness import wait_for
 
-from posbus.actors.worker import GatewayWorker, PositionsWorker
+from posbus.actors.gateway_worker import GatewayWorker
+from posbus.actors.positions_worker import PositionsWorker
 from posbus.bus.client import CommandClient
 from posbus.bus.messages import MarketUpdate
 from posbus.bus.subscriber import Received, Subscriber
@@ -128,7 +129,7 @@ def test_execution_seqs_stay_contiguous_and_journaled_while_the_gateway_relays_q
     assert {e.sender for e in quotes} == {gateway.io.market_sender}
     assert len(quotes) >= ORDERS * QUOTES_PER_ORDER
     # Downstream: no signal taken for lost, nothing repaired or refused.
-    assert positions.gaps_repaired == 0
-    assert positions.gaps_unrepaired == 0
-    assert positions.applied.get(gateway.io.sender) == journaled
+    assert positions.feed.gaps_repaired == 0
+    assert positions.feed.gaps_unrepaired == 0
+    assert positions.feed.applied.get(gateway.io.sender) == journaled
     assert watcher.gaps == 0

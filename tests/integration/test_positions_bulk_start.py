@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from posbus.actors.positions_worker import PositionsWorker
 from posbus.actors.sharding import Shard
 from posbus.actors.supervision.handle import HandleState
-from posbus.actors.worker import PositionsWorker, WorkerError, WorkerSettings
+from posbus.actors.worker import WorkerError, WorkerSettings
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.journal.memory import MemoryJournal

@@ -18,7 +18,7 @@ import zmq
 from inprocess_workers import hear_quotes, in_process_bus, order
 from stack_harness import wait_for
 
-from posbus.actors.worker import ORDERS_LIMIT_MAX
+from posbus.actors.positions_commands import ORDERS_LIMIT_MAX
 from posbus.bus.client import CommandClient
 from posbus.bus.errors import CommandFailed
 from posbus.bus.publisher import Publisher

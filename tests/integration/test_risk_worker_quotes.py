@@ -16,7 +16,7 @@ from stack_harness import wait_for
 
 from posbus.actors.control import ExposureChanged, Inspect
 from posbus.actors.model.risk import PositionExposure
-from posbus.actors.worker import RiskWorker
+from posbus.actors.risk_worker import RiskWorker
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.bus.envelope import Envelope
 from posbus.bus.messages import MarketUpdate

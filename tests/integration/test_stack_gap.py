@@ -23,7 +23,9 @@ import zmq
 from inprocess_workers import hear_quotes, in_process_bus, order, quote
 from stack_harness import wait_for
 
-from posbus.actors.worker import APPLIED_PREFIX, GatewayWorker, PositionsWorker
+from posbus.actors.execution_feed import APPLIED_PREFIX
+from posbus.actors.gateway_worker import GatewayWorker
+from posbus.actors.positions_worker import PositionsWorker
 from posbus.actors.worker_io import WorkerIO
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
@@ -117,8 +119,8 @@ def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any
 
     # 0.1 (the lost fill, repaired) + 0.2 (delivered) = 0.3
     assert wait_for("both fills applied", qty) == Decimal("0.3")
-    assert positions.gaps_repaired == 1
-    assert positions.gaps_unrepaired == 0
+    assert positions.feed.gaps_repaired == 1
+    assert positions.feed.gaps_unrepaired == 0
 
 
 def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, Any]) -> None:
@@ -139,9 +141,9 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     release = threading.Event()
     positions.io.control(lambda: release.wait(30))
     order = {"account": "default", "symbol": "BTC/USDT", "side": "buy"}
-    positions.order(order | {"qty": "0.1"})
+    positions.commands.order(order | {"qty": "0.1"})
     wait_for("the first fill lost", lambda: gateway.lost == 1)
-    positions.order(order | {"qty": "0.2"})
+    positions.commands.order(order | {"qty": "0.2"})
     published = gateway.journal.last_seq
 
     def both_orders_done() -> bool:
@@ -156,7 +158,7 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     wait_for("the orders filled", lambda: _filled(gateway) == Decimal("0.3"))
     release.set()
     last = published(gateway.published_stream)
-    wait_for("everything applied", lambda: positions.applied.get(gateway.io.sender) == last)
+    wait_for("everything applied", lambda: positions.feed.applied.get(gateway.io.sender) == last)
     stream = "position/default/BTC/USDT"
     received = [
         decode(r.payload).message
@@ -205,7 +207,7 @@ def test_what_a_dead_gateway_published_last_is_fetched_from_its_journal(
     wait_for("the new gateway hears quotes", lambda: (quote(market), True)[1])
     order(client, "0.4")
     assert wait_for("every fill applied", lambda: _qty(positions) == Decimal("0.7"), 15)
-    assert positions.applied[first] == gateway_last(again, first)
+    assert positions.feed.applied[first] == gateway_last(again, first)
 
 
 def _qty(positions: PositionsWorker) -> Decimal:
@@ -261,7 +263,7 @@ def test_a_restarted_shard_knows_what_it_applied_before_its_bus_starts(
     io_start = WorkerIO.start
 
     def start(io: WorkerIO, timeout_s: float = 10.0) -> None:
-        known_at_bus_start.append(dict(positions.applied))
+        known_at_bus_start.append(dict(positions.feed.applied))
         io_start(io, timeout_s)
 
     monkeypatch.setattr(WorkerIO, "start", start)

@@ -22,15 +22,12 @@ from typing import Any
 
 from stack_harness import wait_for
 
+from posbus.actors.gateway_worker import GatewayWorker
 from posbus.actors.journal import Journal
+from posbus.actors.positions_worker import PositionsWorker
+from posbus.actors.risk_worker import RiskWorker
 from posbus.actors.sharding import Shard
-from posbus.actors.worker import (
-    GatewayWorker,
-    PositionsWorker,
-    RiskWorker,
-    Worker,
-    WorkerSettings,
-)
+from posbus.actors.worker import Worker, WorkerSettings
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.journal.memory import MemoryJournal

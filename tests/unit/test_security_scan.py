@@ -99,9 +99,14 @@ def test_scan_covers_every_package_folder() -> None:
     files = package_files()
     folders = {p.relative_to(ROOT).parts[0] for p in files}
     assert folders == set(PACKAGE_DIRS)
-    # The codec and the worker are the trust boundary: they must be among the scanned files.
+    # The codec and the workers are the trust boundary: they must be among the scanned files.
     names = {p.relative_to(ROOT).as_posix() for p in files}
-    assert {"bus/codec.py", "actors/worker.py", "adapters/launcher.py"} <= names
+    assert {
+        "bus/codec.py",
+        "actors/worker.py",
+        "actors/execution_feed.py",
+        "adapters/launcher.py",
+    } <= names
 
 
 def test_package_has_no_pickle_eval_exec_unsafe_yaml_or_shell() -> None:
