@@ -62,3 +62,9 @@ def journal_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[
 def durable_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     """SQLite and MongoDB in turn."""
     yield from _backend(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def mongo(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """The MongoDB backend alone, on a database of its own, dropped afterwards."""
+    yield from _backend("mongodb", request, tmp_path)

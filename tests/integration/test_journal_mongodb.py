@@ -12,21 +12,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from journal_backends import Backend, MongoServer, drop_mongodb, fast_commit, mongodb_backend
+from journal_backends import Backend, MongoServer, fast_commit
 from tcp_proxy import TcpProxy
 
 from posbus.actors.journal import JournalUnavailable
 from posbus.adapters.journal.mongodb import RECORDS, MongoJournal
-
-
-@pytest.fixture
-def mongo(mongodb_server: MongoServer) -> Iterator[Backend]:
-    backend = mongodb_backend(mongodb_server.uri)
-    try:
-        yield backend
-    finally:
-        backend.close_all()
-        drop_mongodb(backend)
 
 
 @pytest.fixture

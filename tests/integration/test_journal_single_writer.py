@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from journal_backends import Backend, MongoServer, drop_mongodb, fast_commit, mongodb_backend
+from journal_backends import Backend, MongoServer, fast_commit
 
 from posbus.actors.delivery import Outbox
 from posbus.actors.journal import (
@@ -193,16 +193,6 @@ class LeaseClock:
 
     def __call__(self) -> datetime:
         return self.now
-
-
-@pytest.fixture
-def mongo(mongodb_server: MongoServer) -> Iterator[Backend]:
-    backend = mongodb_backend(mongodb_server.uri)
-    try:
-        yield backend
-    finally:
-        backend.close_all()
-        drop_mongodb(backend)
 
 
 @pytest.fixture
