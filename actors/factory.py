@@ -144,7 +144,7 @@ class ActorFactory:
             "snapshots": self.snapshots,
             "on_corrupt": self._position_corrupt,
         }
-        return ActorRecipe(PositionActor, stream, kwargs, self.corrupt_streams().get(stream))
+        return ActorRecipe(PositionActor, stream, kwargs, self.corruption(stream))
 
     def risk(
         self,
@@ -203,6 +203,11 @@ class ActorFactory:
         """The position streams found corrupt so far, with what was found."""
         with self._lock:
             return dict(self._corrupt)
+
+    def corruption(self, stream: str) -> JournalCorrupt | None:
+        """What was found wrong with `stream`, or None while it is sound."""
+        with self._lock:
+            return self._corrupt.get(stream)
 
     def _position_corrupt(self, stream: str, error: JournalCorrupt) -> None:
         with self._lock:

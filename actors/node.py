@@ -3,8 +3,8 @@
 A node hosts the risk supervisor, one gateway per account and a position
 actor per account+symbol (started on demand), wired through a journal, and is
 the in-process engine the demo and the tests drive. The worker processes of
-`posbus up` (posbus.actors.worker and its role modules) host the same actors, one role each, built
-by the same `ActorFactory`.
+`posbus up` (posbus.actors.worker and its role modules) host the same actors,
+one role each, built by the same `ActorFactory`.
 
 Supervision tree (Erlang/OTP semantics, posbus.actors.supervision):
 
@@ -308,7 +308,7 @@ class Node:
             return None
         with self._lock:
             handle = self._positions.get(stream)
-        if stream in self.factory.corrupt_streams():
+        if self.factory.corruption(stream) is not None:
             return None  # the record waits in the journal for an operator's repair
         if handle is None or handle.state is HandleState.TERMINATED:
             account, symbol = stream.split("/", 2)[1:]
@@ -372,7 +372,7 @@ class Node:
         return self.outbox.deliver(position_stream(account, symbol), request, handle)
 
     def _refuse_corrupt(self, account: str, symbol: str) -> None:
-        error = self.factory.corrupt_streams().get(position_stream(account, symbol))
+        error = self.factory.corruption(position_stream(account, symbol))
         if error is not None:
             raise error
 

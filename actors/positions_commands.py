@@ -215,7 +215,7 @@ class PositionsCommands:
         }
 
     def _refuse_corrupt(self, stream: str) -> None:
-        error = self._factory.corrupt_streams().get(stream)
+        error = self._factory.corruption(stream)
         if error is not None:
             raise WorkerError(
                 f"{stream} is down: {error}; the account is halted until the journal is repaired"

@@ -329,7 +329,7 @@ class PositionsWorker(Worker):
         if not self.shard.owns(account, symbol):
             return
         stream = position_stream(account, symbol)
-        if stream in self.factory.corrupt_streams():
+        if self.factory.corruption(stream) is not None:
             # Kept for the operator's repair: journaled, told to no one.
             self.outbox.deliver(stream, message, None)
             self.io.metrics.count("signals_held_for_corrupt_streams")
