@@ -31,11 +31,10 @@ import pykka
 from posbus.actors.journal import Journal, JournalStore
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.node import Node
-from posbus.actors.signal_source import RandomSignalSource
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
 from posbus.adapters.journal.backend import describe, open_backend
-from posbus.adapters.simulation.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.demo_sources import demo_sources
 from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 from posbus.bus.codec import decode
 from posbus.bus.messages import Message, RiskEvent
@@ -81,20 +80,7 @@ class Demo:
             sender=DEMO_SENDER,
         )
         demo = config.demo
-        self.market = RandomWalkMarket(
-            {name: s.price for name, s in config.symbols.items()},
-            seed=demo.seed,
-            volatility=demo.volatility,
-            tick=config.exchange.price_tick,
-        )
-        self.signals = RandomSignalSource(
-            self.market.symbols,
-            account=config.account,
-            seed=demo.seed + 1,
-            order_qty={name: s.order_qty for name, s in config.symbols.items()},
-            open_probability=demo.open_probability,
-            close_probability=demo.close_probability,
-        )
+        self.market, self.signals = demo_sources(config)
         self._rng = random.Random(demo.seed + 2)  # noqa: S311 - fault injection, not crypto
         self._stop = threading.Event()
         self.crashes: Counter[str] = Counter()

@@ -15,11 +15,10 @@ import time
 from typing import Any
 
 from posbus.actors.sharding import Shard, shard_of
-from posbus.actors.signal_source import RandomSignalSource
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
-from posbus.adapters.simulation.random_walk import RandomWalkMarket
+from posbus.adapters.simulation.demo_sources import demo_sources
 from posbus.bus.curve import CurveClient
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.messages import Command, CommandArg
@@ -46,20 +45,7 @@ class Feed:
         self.config = config
         self.clock = WallClock()
         self.started_ns = time.time_ns()
-        self.market = RandomWalkMarket(
-            {s: c.price for s, c in config.symbols.items()},
-            seed=demo.seed,
-            volatility=demo.volatility,
-            tick=config.exchange.price_tick,
-        )
-        self.signals = RandomSignalSource(
-            self.market.symbols,
-            account=config.account,
-            seed=demo.seed + 1,
-            order_qty={s: c.order_qty for s, c in config.symbols.items()},
-            open_probability=demo.open_probability,
-            close_probability=demo.close_probability,
-        )
+        self.market, self.signals = demo_sources(config)
         self.steps = 0
         self.intents = 0
         self.escalated = None
