@@ -138,10 +138,13 @@ def test_a_positions_worker_killed_shows_as_not_serving_then_restarted(stack: St
     try:
         before = next_frame_where("every worker up", lambda f: _worker(f, victim)["serving"])
         pid = _worker(before, victim)["pid"]
-        os.kill(pid, signal.SIGKILL)
+        # Stopped, it answers nothing until it is killed: top must see it down
+        # however fast the launcher would restart a dead worker.
+        os.kill(pid, signal.SIGSTOP)
         down = next_frame_where(
             f"{victim} not serving", lambda f: not _worker(f, victim)["serving"]
         )
+        os.kill(pid, signal.SIGKILL)
         row = _worker(down, victim)
         assert row["state"] in ("alive", "DOWN"), row
         assert row["msgs_in_per_s"] is None and row["journal_lag"] is None, row
