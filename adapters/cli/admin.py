@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from posbus.adapters.cli.command import EXIT_FAILURE, EXIT_OK, SubParsers, UsageError, add_command
 from posbus.adapters.cli.stack_options import add_stack_options
@@ -71,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"unexpected argument {item!r}; use KEY=VALUE")
     client = StackClient(args.config, args.run_dir)
     try:
+        _check_worker(client, args.worker)
         reply = client.admin(args.worker, args.command, body, timeout=args.timeout)
     finally:
         client.close()
@@ -80,3 +82,19 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     print(json.dumps(reply.result, indent=2, sort_keys=True))
     return EXIT_OK
+
+
+def _check_worker(client: Any, name: str) -> None:
+    """UsageError when the stack's launcher runs here and has no worker `name`.
+
+    A worker started by hand (`posbus worker`, another host's layout) has no
+    launcher's run.json to check against; its admin socket is simply tried.
+    """
+    from posbus.adapters.launcher_layout import pid_alive
+
+    data = client.run_dir.read_run()
+    if data is None or not pid_alive(int(data.get("launcher_pid", 0))):
+        return
+    workers = sorted(data.get("workers", {}))
+    if name not in workers:
+        raise UsageError(f"no worker {name!r} in this stack; its workers: {', '.join(workers)}")

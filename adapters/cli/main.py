@@ -5,16 +5,19 @@ Builds an argparse parser from a registry of command modules (each provides
 to the chosen command's handler on the main thread. To add a command, write a
 module with a `register` function and add it to `COMMANDS`.
 
-Exit codes: 0 success, 1 the command failed, 2 bad usage or bad input. Errors
-are printed on stderr, one line, `posbus: error: ...`; stdout carries only
-results. This module must never swallow an error it does not understand:
-anything that is not a posbus or command error propagates with its traceback.
+Exit codes: 0 success, 1 the command failed, 2 bad usage or bad input (a
+missing or invalid config file included). Errors are printed on stderr, one
+line, `posbus: error: ...`; stdout carries only results; a reader that goes
+away (`| head`) ends the command quietly with 0. This module must never
+swallow an error it does not understand: anything that is not a posbus or
+command error propagates with its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -39,6 +42,7 @@ from posbus.adapters.cli import (
 )
 from posbus.adapters.cli.command import (
     EXIT_FAILURE,
+    EXIT_OK,
     EXIT_USAGE,
     CommandError,
     HelpFormatter,
@@ -114,6 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args)
+        # Inside the try: a closed pipe shows here, not in the interpreter's exit flush.
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`posbus orders | head -3`): what it wanted it got.
+        _silence_stdout()
+        return EXIT_OK
     except UsageError as exc:
         command_parser: argparse.ArgumentParser = args.command_parser
         command_parser.print_usage(sys.stderr)
@@ -124,8 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except PosbusError as exc:
         print(f"posbus: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        return EXIT_USAGE if _is_config_error(exc) else EXIT_FAILURE
     return code
+
+
+def _is_config_error(exc: PosbusError) -> bool:
+    """A missing or invalid config file is bad input: nothing was done (exit 2)."""
+    # Imported here: the config module pulls in the actors, too slow for `posbus --help`.
+    from posbus.adapters.config import ConfigError
+
+    return isinstance(exc, ConfigError)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's exit flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _exit_code(exc: SystemExit) -> int:

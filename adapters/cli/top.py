@@ -23,12 +23,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from posbus.adapters.cli.command import EXIT_OK, SubParsers, UsageError, add_command
+from posbus.adapters.cli.quit_key import QuitKey
 from posbus.adapters.cli.stack_options import add_stack_options
 
 if TYPE_CHECKING:
@@ -49,12 +50,12 @@ exports:
 - each gateway's circuit breaker state ("-": no network exchange);
 - the positions and their P&L.
 
-Ctrl-C (or SIGTERM) quits. --frames N stops after N frames, --once after one. --json
-prints each frame as one JSON line instead of the tables (decimal values as
-strings). A worker that does not answer within --admin-timeout is shown as
-not serving and asked nothing more in that frame: a dead or hung worker
-delays a frame by at most about twice --admin-timeout. Exit code 2 when no
-stack is running, as `posbus status`.
+q (on a terminal), Ctrl-C or SIGTERM quits. --frames N stops after N
+frames, --once after one. --json prints each frame as one JSON line instead
+of the tables (decimal values as strings). A worker that does not answer
+within --admin-timeout is shown as not serving and asked nothing more in that
+frame: a dead or hung worker delays a frame by at most about twice
+--admin-timeout. Exit code 2 when no stack is running, as `posbus status`.
 """
 
 _EXAMPLES = """\
@@ -107,7 +108,7 @@ def register(subparsers: SubParsers) -> None:
         "--frames",
         type=int,
         metavar="N",
-        help="stop after N frames (default: until Ctrl-C)",
+        help="stop after N frames (default: until q or Ctrl-C)",
     )
     parser.add_argument(
         "--json",
@@ -476,16 +477,29 @@ def _positions_table(positions: list[dict[str, Any]]) -> Any:
 
 
 def frames(
-    client: Any, count: int | None, interval: float, admin_timeout: float
+    client: Any,
+    count: int | None,
+    interval: float,
+    admin_timeout: float,
+    pause: Callable[[float], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """`count` frames (None: endless), one every `interval` seconds from frame start to start."""
+    """`count` frames (None: endless), one every `interval` seconds from frame start to start.
+
+    `pause(seconds)` waits between frames and ends the stream when it returns
+    True (the `q` key); None waits with `time.sleep`.
+    """
     shown = 0
     while count is None or shown < count:
         started = time.monotonic()
         yield gather(client, admin_timeout)
         shown += 1
-        if count is None or shown < count:
-            time.sleep(max(0.0, interval - (time.monotonic() - started)))
+        if count is not None and shown >= count:
+            return
+        wait_s = max(0.0, interval - (time.monotonic() - started))
+        if pause is None:
+            time.sleep(wait_s)
+        elif pause(wait_s):
+            return
 
 
 def _frame_count(args: argparse.Namespace) -> int | None:
@@ -510,12 +524,13 @@ def run(args: argparse.Namespace) -> int:
     # in the background, where the shell has SIGINT ignored).
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     client = StackClient(args.config, args.run_dir)
-    stream = frames(client, count, args.interval, args.admin_timeout)
     try:
-        if args.json:
-            _print_json(stream)
-        else:
-            _print_tables(stream, live=count != 1)
+        with QuitKey() as keys:
+            stream = frames(client, count, args.interval, args.admin_timeout, keys.pause)
+            if args.json:
+                _print_json(stream)
+            else:
+                _print_tables(stream, live=count != 1)
     except KeyboardInterrupt:
         pass
     except BrokenPipeError:

@@ -186,6 +186,42 @@ def test_table_frames_name_every_worker_and_the_risk_state(stack: Stack) -> None
     assert "positions.1 positions" in " ".join(wide.stdout.split())
 
 
+def test_q_on_the_terminal_quits_the_live_view(stack: Stack) -> None:
+    leader, follower = os.openpty()
+    process = subprocess.Popen(
+        _top_command(stack, "--interval", "0.2"),
+        stdin=follower,
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(follower)
+    shown = queue.Queue[bytes]()
+
+    def drain() -> None:
+        # Read the terminal until the process closes it, so `top` never blocks on a full pty.
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                return
+            if not chunk:
+                return
+            shown.put(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    seen = b""
+    while b"positions.1" not in seen:
+        seen += shown.get()
+    os.write(leader, b"q")
+    assert process.wait() == 0
+    assert process.stderr is not None
+    assert process.stderr.read() == b""
+    reader.join()
+    os.close(leader)
+
+
 def test_without_a_running_stack_top_exits_2_like_status(tmp_path: Path) -> None:
     s = Stack(tmp_path)
     status = s.cli("status", check=False)
