@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 from posbus.adapters.cli.command import EXIT_OK, SubParsers, add_command
 from posbus.adapters.cli.stack_options import add_stack_options
+from posbus.adapters.cli.time_text import moment_text
 
 
 def register(subparsers: SubParsers) -> None:
@@ -58,14 +60,20 @@ def run_risk(args: argparse.Namespace) -> int:
         print(json.dumps(state, indent=2, sort_keys=True))
         return EXIT_OK
     print(f"state {state.get('state')}  halt reason {state.get('halt_reason') or '-'}")
+    now_ns = time.time_ns()
     for key, value in sorted(dict(state.get("metrics", {})).items()):
-        print(f"  {key:<28} {value}")
+        print(f"  {key:<28} {_shown(key, value, now_ns)}")
     return EXIT_OK
 
 
-def _switch(args: argparse.Namespace, name: str, body: dict[str, str | int]) -> int:
-    import time
+def _shown(key: str, value: object, now_ns: int) -> object:
+    """A metric as printed: timestamps (`*_ns` keys) in ISO 8601 UTC."""
+    if key.endswith("_ns") and value not in (None, ""):
+        return moment_text(int(str(value)), now_ns)
+    return value
 
+
+def _switch(args: argparse.Namespace, name: str, body: dict[str, str | int]) -> int:
     from posbus.adapters.launcher_client import StackClient
 
     client = StackClient(args.config, args.run_dir)
