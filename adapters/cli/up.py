@@ -12,7 +12,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from posbus.adapters.cli.command import EXIT_OK, CommandError, SubParsers, add_command
+from posbus.adapters.cli.command import (
+    EXIT_OK,
+    EXIT_USAGE,
+    CommandError,
+    SubParsers,
+    add_command,
+)
 from posbus.adapters.cli.stack_options import add_stack_options, run_dir_of
 
 if TYPE_CHECKING:
@@ -40,6 +46,12 @@ exits 1 at once with "a stack is already running in DIR (pid N)". The lock
 goes with the launcher's process, even when it is killed with SIGKILL.
 SIGTERM or Ctrl-C while the workers are still starting stops those already
 started and exits 1.
+
+With --demo each demo starts with empty journals (its own positions and
+risk day): the previous demo's are kept in RUN_DIR/journal.previous. A demo
+whose launcher was killed is recovered instead, as any stack is. A demo never
+touches a real stack's journals (SQLite backend; with MongoDB a demo stack
+continues the journals it finds).
 
 RUN_DIR is --run-dir, else $POSBUS_RUN_DIR, else run_dir of the config
 (relative to the current directory). Everything written in it (journals,
@@ -101,11 +113,26 @@ def run(args: argparse.Namespace) -> int:
     except StackRunning as exc:
         raise CommandError(str(exc)) from exc
     try:
+        if args.demo and args.lock_fd is None and config.storage.backend == "sqlite":
+            _begin_demo(run_dir)
         if args.detach:
             return _detach(args, run_dir, len(specs), lock.fd)
         return _foreground(args, config, run_dir, specs)
     finally:
         lock.release()
+
+
+def _begin_demo(run_dir: RunDir) -> None:
+    """Empty journals for a new demo; a crashed demo's are kept for recovery."""
+    from posbus.actors.model.errors import PosbusError
+    from posbus.adapters.demo_stack_journals import begin_demo_journals
+
+    try:
+        kept = begin_demo_journals(run_dir, crashed=run_dir.read_run() is not None)
+    except PosbusError as exc:
+        raise CommandError(str(exc), EXIT_USAGE) from exc
+    if kept is not None:
+        print(f"posbus: a new demo; the previous demo's journals are in {kept}", flush=True)
 
 
 def _foreground(args: argparse.Namespace, config: Any, run_dir: RunDir, specs: list[Any]) -> int:

@@ -267,7 +267,9 @@ def test_a_damaged_position_stream_halts_the_account_on_up(
     finally:
         s.close()
 
-    # The halt is journaled: it survives a restart of the whole stack.
+    # The halt is journaled: it survives a restart of the whole stack (without
+    # --demo: after a clean stop, `up --demo` would start a new demo).
+    s.demo = False
     s.up()
     try:
         assert s.json("risk")["state"] == "Halted"
