@@ -7,21 +7,17 @@
   qty (total opened), pnl (fees included) and fees.
 - `summary.json`: the summary (`backtest_summary.summarize`), keys sorted.
 - `report.html`: one self-contained page: the headline metrics, an equity
-  chart and a drawdown chart (matplotlib PNGs embedded as base64), the risk
-  events and the trades.
+  chart and a drawdown chart (inline SVG, adapters/backtest_chart.py), the
+  risk events and the trades.
 
 Deterministic: the same result writes the same bytes (timestamps come from
-the replay, never the wall clock; the PNGs carry no date). Charts need
-matplotlib (the `report` extra); without it the report says so and the other
-files are still written. Charts are drawn with the Agg backend: no display.
+the replay, never the wall clock).
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import html
-import io
 import json
 from collections.abc import Sequence
 from decimal import Decimal
@@ -31,6 +27,7 @@ from typing import Any
 from posbus.actors.model.round_trip import RoundTrip
 from posbus.actors.model.side import Side
 from posbus.adapters.backtest import BacktestResult
+from posbus.adapters.backtest_chart import svg_chart
 from posbus.adapters.backtest_summary import iso_ns, money
 
 HTML_TRADES_SHOWN = 500
@@ -120,52 +117,25 @@ def drawdown_series(equity: Sequence[Decimal]) -> list[float]:
     return out
 
 
-def render_charts(result: BacktestResult) -> tuple[bytes, bytes] | None:
-    """(equity PNG, drawdown PNG), or None when matplotlib is not installed."""
-    try:
-        import matplotlib  # noqa: PLC0415 -- optional dependency
-
-        matplotlib.use("Agg")
-        import matplotlib.dates as mdates  # noqa: PLC0415
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-    except ImportError:
-        return None
-    from datetime import UTC, datetime  # noqa: PLC0415
-
-    times = [datetime.fromtimestamp(ts / 1e9, UTC) for ts, _ in result.equity]
-    values = [float(v) for _, v in result.equity]
-    drawdown = [100 * d for d in drawdown_series([v for _, v in result.equity])]
-    start = float(result.starting_equity)
-
-    def finish(fig: Any, ax: Any) -> bytes:
-        locator = mdates.AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.grid(True, alpha=0.3)
-        # Fixed margins (not tight_layout) so both charts share one x scale on the page.
-        fig.subplots_adjust(left=0.09, right=0.98, top=0.88, bottom=0.16)
-        buffer = io.BytesIO()
-        # No "Software" or date chunks: the same result gives the same bytes.
-        fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
-        plt.close(fig)
-        return buffer.getvalue()
-
-    with plt.rc_context({"font.size": 10}):
-        fig, ax = plt.subplots(figsize=(10, 3.6))
-        ax.plot(times, values, color="#1f5fa8", linewidth=1.4, label="equity")
-        ax.axhline(start, color="#888888", linewidth=0.8, linestyle="--", label="starting equity")
-        ax.set_title("Equity (quote currency)")
-        ax.legend(loc="best", frameon=False)
-        ax.ticklabel_format(axis="y", style="plain", useOffset=False)
-        equity_png = finish(fig, ax)
-
-        fig, ax = plt.subplots(figsize=(10, 2.6))
-        ax.fill_between(times, drawdown, 0, color="#c0392b", alpha=0.35, linewidth=0)
-        ax.plot(times, drawdown, color="#c0392b", linewidth=1.0)
-        ax.set_title("Drawdown from the running peak (%)")
-        ax.set_ylim(top=0)
-        drawdown_png = finish(fig, ax)
-    return equity_png, drawdown_png
+def render_charts(result: BacktestResult) -> tuple[str, str]:
+    """(equity chart, drawdown chart) as inline SVG elements."""
+    equity = [(ts, float(v)) for ts, v in result.equity]
+    drawdown = drawdown_series([v for _, v in result.equity])
+    equity_svg = svg_chart(
+        equity,
+        title="Equity (quote currency); dashed: starting equity",
+        height=360,
+        color="#1f5fa8",
+        reference=float(result.starting_equity),
+    )
+    drawdown_svg = svg_chart(
+        [(ts, 100 * d) for (ts, _), d in zip(result.equity, drawdown, strict=True)],
+        title="Drawdown from the running peak (%)",
+        height=260,
+        color="#c0392b",
+        fill_to_zero=True,
+    )
+    return equity_svg, drawdown_svg
 
 
 # -- html ------------------------------------------------------------------------------
@@ -182,7 +152,7 @@ h1 { font-size: 1.5em; margin-bottom: 0.2em; }
 table { border-collapse: collapse; font-size: 0.85em; margin-bottom: 1.5em; }
 th, td { border-bottom: 1px solid #eee; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f6f6f6; } td.l, th.l { text-align: left; }
-img { max-width: 100%; }
+.chart svg { width: 100%; height: auto; display: block; margin: 0.5em 0; }
 """
 
 
@@ -244,14 +214,7 @@ def render_html(result: BacktestResult, summary: dict[str, Any]) -> str:
             _card("risk events", str(s["risk"]["events"]), "neg" if s["risk"]["events"] else ""),
         ]
     )
-    charts = render_charts(result)
-    if charts is None:
-        chart_html = "<p><em>Charts need matplotlib: pip install 'posbus[report]'.</em></p>"
-    else:
-        chart_html = "".join(
-            f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-            for alt, png in zip(("equity chart", "drawdown chart"), charts, strict=True)
-        )
+    chart_html = "".join(f'<div class="chart">{svg}</div>' for svg in render_charts(result))
     events = s["risk_events"][:HTML_RISK_EVENTS_SHOWN]
     events_html = (
         _table(

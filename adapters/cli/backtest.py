@@ -65,7 +65,7 @@ Metrics (--json keys; all from the sampled equity curve in equity.csv):
 and others: final_equity, realized_pnl, fills, orders, risk, journal_sha256...
 
 --report DIR writes equity.csv, trades.csv, summary.json and report.html
-(equity and drawdown charts; matplotlib, the 'report' extra). A progress bar
+(equity and drawdown charts as inline SVG). A progress bar
 with ticks/s and ETA shows on a terminal (not with --quiet or --json).
 """
 
