@@ -1,0 +1,329 @@
+"""Orders through ccxt: placement with proof before any resend, lookups, cancels (deferred too).
+
+An order whose send may have reached the exchange (a timeout, a dropped
+connection, a 5xx, a duplicate client order id) is in doubt: it is looked up
+by client order id, and sent again only when a lookup made after its signed
+request can no longer execute (its recvWindow has passed) finds nothing. An
+in-doubt order that cannot be settled stays unresolved until the venue
+answers again (`resume`); a cancel of an order whose outcome is not known
+yet waits for it.
+
+Everything here runs on the gateway's I/O loop; results go to the actor as
+execution reports. It must never send an order that a lookup has not proven
+absent when its first send may have reached the exchange, and never reject
+such an order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from decimal import Decimal
+from typing import Any
+
+import ccxt
+
+from posbus.actors.model.clock import Clock
+from posbus.actors.model.errors import ExchangeRejected, ExchangeUnavailable, PosbusError
+from posbus.actors.model.exchange_events import TradeView
+from posbus.actors.model.exchange_reports import (
+    ExecutionReport,
+    Liquidity,
+    NewOrder,
+    OrderAccepted,
+    OrderCancelled,
+    OrderRejected,
+    OrderView,
+)
+from posbus.adapters.exchange.ccxt_actor_inbox import ActorInbox
+from posbus.adapters.exchange.ccxt_call_guard import BreakerOpen, CallGuard, log_fields
+from posbus.adapters.exchange.ccxt_config import GatewayConfig
+from posbus.adapters.exchange.ccxt_convert import ns_of_ms, order_view, trade_view, trades_in_order
+from posbus.adapters.exchange.ccxt_errors import (
+    is_duplicate_order,
+    is_order_not_found,
+    may_have_executed,
+    to_posbus_error,
+)
+from posbus.adapters.exchange.ccxt_loop import GatewayLoop
+from posbus.adapters.exchange.ccxt_order_book import OrderBook, Placement
+
+logger = logging.getLogger(__name__)
+
+# Added to the recvWindow: a request's timestamp is taken a little before it leaves.
+_PROOF_MARGIN_S = 0.2
+
+
+class CcxtOrders:
+    """Placement, lookup and cancel of one gateway's orders (I/O loop only).
+
+    Args:
+        config: the retry policy and the recvWindow (the proof window).
+        clock: stamps the reports.
+        guard: the breaker and retries around the ccxt client.
+        book: the gateway's orders.
+        inbox: where the execution reports go.
+        loop: the I/O loop (its time, and tasks for deferred cancels).
+        counts: the gateway's counters.
+    """
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        *,
+        clock: Clock,
+        guard: CallGuard,
+        book: OrderBook,
+        inbox: ActorInbox,
+        loop: GatewayLoop,
+        counts: Counter[str],
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._guard = guard
+        self._book = book
+        self._inbox = inbox
+        self._loop = loop
+        self._counts = counts
+
+    # -- placement -------------------------------------------------------------------
+
+    async def submit(self, order: NewOrder, in_doubt: bool) -> None:
+        """Place `order` unless its client order id is known; `in_doubt`: look it up first."""
+        if self._book.knows(order.client_order_id):
+            self._counts["duplicate_submits_ignored"] += 1
+            return
+        pending = Placement(order, in_doubt)
+        if in_doubt:
+            # Sent by an earlier incarnation at an unknown time: count the window from now.
+            pending.proof_after = self._loop.time() + self._proof_window_s()
+        await self._place(pending)
+
+    def resume(self) -> None:
+        """Retry what waited for the exchange: unresolved orders, then deferred cancels."""
+        book = self._book
+        for cid, pending in list(book.unresolved.items()):
+            if cid not in book.inflight:
+                del book.unresolved[cid]
+                self._loop.spawn_local(self._place(pending))
+        for cid, (symbol, ts_ns) in list(book.deferred_cancels.items()):
+            if not book.outcome_unknown(cid):
+                del book.deferred_cancels[cid]
+                self._loop.spawn_local(self.cancel(cid, symbol, ts_ns))
+
+    async def _place(self, pending: Placement) -> None:
+        book = self._book
+        cid = pending.order.client_order_id
+        book.inflight.add(cid)
+        try:
+            placed = await self._guard.retry(lambda: self._place_once(pending), "create_order")
+        except PosbusError as error:
+            book.unresolved.pop(cid, None)
+            if pending.in_doubt:
+                # It may be at the exchange: never reject it, resolve it later.
+                book.unresolved[cid] = pending
+                self._counts["orders_unresolved"] += 1
+                logger.warning(
+                    "order outcome unknown; will look it up again",
+                    extra={"client_order_id": cid, **log_fields(error)},
+                )
+                return
+            self._counts["orders_rejected"] += 1
+            book.deferred_cancels.pop(cid, None)  # nothing left to cancel
+            book.forget(cid)
+            # The exchange's own words (ExchangeRejected keeps them apart from its prefix).
+            reason = f"{type(error).__name__}: {getattr(error, 'reason', error.message)}"
+            self._inbox.report([OrderRejected(cid, reason, self._clock.now_ns())])
+            return
+        finally:
+            book.inflight.discard(cid)
+        book.unresolved.pop(cid, None)
+        await self.apply_order(placed, liquidity="taker", ack=True)
+        deferred = book.deferred_cancels.pop(cid, None)
+        if deferred is not None:
+            self._loop.spawn_local(self.cancel(cid, *deferred))
+
+    async def _place_once(self, pending: Placement) -> Any:
+        """One attempt: look up first when in doubt, else (or when proven absent) send."""
+        order = pending.order
+        cid = order.client_order_id
+        if pending.in_doubt:
+            found = await self.lookup(cid, order.symbol)
+            if found is None and self._loop.time() < pending.proof_after:
+                # Not yet proof: the request may still be executing. Wait out its window.
+                await asyncio.sleep(pending.proof_after - self._loop.time())
+                found = await self.lookup(cid, order.symbol)
+            if found is not None:
+                self._counts["orders_found_by_lookup"] += 1
+                return found
+            # Proven absent: the earlier send never executed and never will.
+            pending.in_doubt = False
+            self._counts["orders_proven_absent"] += 1
+        await self._load_markets()
+        amount, price = self._checked_amounts(order)
+        kind = "market" if price is None else "limit"
+        sent_at = self._loop.time()
+        ex = self._guard.exchange
+        try:
+            return await self._guard.call(
+                "create_order",
+                lambda: ex.create_order(
+                    order.symbol,
+                    kind,
+                    order.side.value.lower(),
+                    amount,
+                    price,
+                    {"clientOrderId": cid},
+                ),
+                order_id=cid,
+                symbol=order.symbol,
+            )
+        except PosbusError as error:
+            cause = error.__cause__
+            if isinstance(cause, ccxt.BaseError) and is_duplicate_order(cause):
+                # An open order has this id: it is ours, sent before. Look it up.
+                pending.in_doubt = True
+                pending.proof_after = sent_at + self._proof_window_s()
+                raise ExchangeUnavailable(
+                    "duplicate client order id: looking the order up", order_id=cid
+                ) from cause
+            if isinstance(error, BreakerOpen):
+                raise  # refused before anything left
+            if not isinstance(cause, ccxt.BaseError) or may_have_executed(cause):
+                pending.in_doubt = True
+                pending.proof_after = sent_at + self._proof_window_s()
+            raise
+
+    def _proof_window_s(self) -> float:
+        return self._config.recv_window_ms / 1000 + _PROOF_MARGIN_S
+
+    def _checked_amounts(self, order: NewOrder) -> tuple[str, str | None]:
+        """Amount and price as the exchange takes them; a value it would round is refused."""
+        ex = self._guard.exchange
+        try:
+            amount = ex.amount_to_precision(order.symbol, str(order.qty))
+            price = (
+                None
+                if order.limit_price is None
+                else ex.price_to_precision(order.symbol, str(order.limit_price))
+            )
+        except ccxt.BaseError as exc:
+            raise to_posbus_error(exc, order_id=order.client_order_id, symbol=order.symbol) from exc
+        if Decimal(amount) != order.qty:
+            raise _rejected(f"qty {order.qty} is not a multiple of the lot size", order)
+        if price is not None and Decimal(price) != order.limit_price:
+            raise _rejected(f"limit price {order.limit_price} is not a multiple of the tick", order)
+        return amount, price
+
+    async def _load_markets(self) -> None:
+        ex = self._guard.exchange
+        if not ex.markets:
+            await self._guard.call("load_markets", ex.load_markets)
+
+    # -- what the exchange says of one order -----------------------------------------
+
+    async def lookup(self, cid: str, symbol: str) -> Any | None:
+        """The exchange's order with this client order id, or None when it says there is none."""
+        ex = self._guard.exchange
+        try:
+            return await self._guard.call(
+                "fetch_order",
+                lambda: ex.fetch_order(None, symbol, {"clientOrderId": cid}),
+                order_id=cid,
+                symbol=symbol,
+            )
+        except PosbusError as error:
+            if isinstance(error.__cause__, ccxt.BaseError) and is_order_not_found(error.__cause__):
+                return None
+            raise
+
+    async def order_trades(self, view: OrderView) -> list[TradeView]:
+        """The trades of one order (the symbol's history filtered when the venue has no call)."""
+        ex = self._guard.exchange
+        symbol = view.symbol
+        if ex.has.get("fetchOrderTrades"):
+            listed = await self._guard.retrying(
+                "fetch_order_trades",
+                lambda: ex.fetch_order_trades(view.exchange_order_id, symbol),
+                order_id=view.client_order_id,
+                symbol=symbol,
+            )
+        else:
+            listed = [
+                t
+                for t in await self._guard.retrying(
+                    "fetch_my_trades", lambda: ex.fetch_my_trades(symbol), symbol=symbol
+                )
+                if str(t.get("order")) == view.exchange_order_id
+            ]
+        return [trade_view(t, view.client_order_id, None, self._clock.now_ns()) for t in listed]
+
+    async def apply_order(self, placed: Any, *, liquidity: Liquidity, ack: bool) -> None:
+        """Report what an order dict says (ack, new fills, end) and track it while open."""
+        view = order_view(placed, self._book.account)
+        cid = view.client_order_id
+        ts = ns_of_ms(placed.get("timestamp"), self._clock.now_ns())
+        reports: list[ExecutionReport] = []
+        if ack:
+            reports.append(OrderAccepted(cid, view.exchange_order_id, view.symbol, ts))
+        working = self._book.working_of(view)
+        if view.filled_qty > working.reported_filled:
+            trades = trades_in_order(placed, view, liquidity, self._clock.now_ns())
+            if sum((t.qty for t in trades), Decimal(0)) != view.filled_qty:
+                trades = await self.order_trades(view)
+            reports.extend(self._book.fills(trades, working))
+        reports.extend(self._book.settle(view, working, ts))
+        self._inbox.report(reports)
+
+    # -- cancels -----------------------------------------------------------------------
+
+    async def cancel(self, cid: str, symbol: str, ts_ns: int) -> None:
+        """Cancel by client order id; deferred while its outcome is unknown or the venue is down."""
+        book = self._book
+        if book.outcome_unknown(cid):
+            # Its outcome is not known yet: cancel once it is.
+            book.deferred_cancels[cid] = (symbol, ts_ns)
+            return
+        book.deferred_cancels.pop(cid, None)
+        ex = self._guard.exchange
+        try:
+            answer = await self._guard.retrying(
+                "cancel_order",
+                lambda: ex.cancel_order(None, symbol, {"clientOrderId": cid}),
+                order_id=cid,
+                symbol=symbol,
+            )
+        except PosbusError as error:
+            cause = error.__cause__
+            if isinstance(cause, ccxt.BaseError) and is_order_not_found(cause):
+                await self._cancel_of_closed(cid, symbol)
+            elif error.transient:
+                book.deferred_cancels[cid] = (symbol, ts_ns)
+                self._counts["cancels_deferred"] += 1
+            else:
+                # A refused cancel is not an order event: the order stays CancelRequested.
+                self._counts["cancels_refused"] += 1
+                logger.warning("cancel refused", extra=log_fields(error))
+            return
+        self._counts["cancels"] += 1
+        view = order_view(answer, book.account)
+        working = book.working.pop(cid, None)
+        reports: list[ExecutionReport] = []
+        if working is not None and view.filled_qty > working.reported_filled:
+            reports.extend(book.fills(await self.order_trades(view), working))
+        reports.append(OrderCancelled(cid, self._clock.now_ns(), "cancelled by client"))
+        book.forget(cid)
+        self._inbox.report(reports)
+
+    async def _cancel_of_closed(self, cid: str, symbol: str) -> None:
+        """Cancel of an order the exchange no longer has open: say how it ended (idempotent)."""
+        found = await self.lookup(cid, symbol)
+        if found is None:
+            self._inbox.report([OrderRejected(cid, "unknown order", self._clock.now_ns())])
+            return
+        await self.apply_order(found, liquidity="maker", ack=False)
+
+
+def _rejected(reason: str, order: NewOrder) -> PosbusError:
+    return ExchangeRejected(reason, order_id=order.client_order_id, symbol=order.symbol)
