@@ -260,6 +260,7 @@ class CcxtGateway:
         self._guard.last_error = repr(error)
 
     async def _resume(self) -> None:
+        # Its own task: the breaker closes inside a request, whose caller finishes first.
         self._orders.resume()
 
     def _publish_status(self) -> None:
