@@ -58,7 +58,9 @@ def _text(name: str) -> str | None:
 
 
 def _texts() -> dict[str, str]:
-    texts = {name: _text(name) for name in _tracked()}
+    # This file names the very patterns it looks for.
+    itself = Path(__file__).resolve().relative_to(ROOT).as_posix()
+    texts = {name: _text(name) for name in _tracked() if name != itself}
     return {name: text for name, text in texts.items() if text is not None}
 
 
