@@ -2,8 +2,8 @@
 
 A positions worker's I/O thread must never wait for an actor, and an actor
 that is behind must not work through quotes that newer ones have already
-made stale (DESIGN.md: keep only the latest market_update per symbol when a
-consumer falls behind). The subscriber conflates within one drain; a slot
+made stale (keep only the latest market_update per symbol when a consumer
+falls behind). The subscriber conflates within one drain; a slot
 conflates across drains, inside the actor's mailbox: the producer puts each
 quote in the actor's slot and tells the actor the slot only when the slot
 was empty; the actor takes the newest quote when it gets to that message.

@@ -11,8 +11,8 @@ them are created, used and closed by this thread only (docs/bus.md).
 Other threads (actor threads mostly) reach the bus through the thread-safe
 `Link` methods (`publish`, `send`, `request`, `call_soon`): each enqueues the
 work and wakes the I/O thread through a pipe registered in its poller.
-Received events are handed to the owner as one list per drain (batching:
-PERFORMANCE.md). Received commands are handled on the worker's one control
+Received events are handed to the owner as one list per drain (batching
+amortises the per-message cost). Received commands are handled on the worker's one control
 thread (`control`), in arrival order, and every one is answered with a Reply
 or a typed error reply; the admin socket has its own thread and socket.
 

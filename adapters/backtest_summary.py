@@ -2,8 +2,8 @@
 
 `summarize` turns a `BacktestResult` into what `posbus backtest --json`
 prints and `summary.json` holds. The metric conventions are those of
-`posbus.actors.model.metrics` (stated in `posbus backtest --help` and the
-README). Ledger values (equity, P&L, fees, prices, quantities) are exact
+`posbus.actors.model.metrics` (stated in `posbus backtest --help` and
+docs/backtest.md). Ledger values (equity, P&L, fees, prices, quantities) are exact
 decimal strings; ratios are JSON numbers rounded to 6 decimal places;
 timestamps are ISO 8601 UTC with nanoseconds. Keys are sorted when written,
 and nothing depends on the wall clock, so the same run gives the same bytes.

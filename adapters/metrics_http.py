@@ -7,7 +7,7 @@ positions.I +10+I). Nothing is computed for Prometheus alone: each scrape
 reads the same admin handlers `posbus admin` answers with (`metrics`,
 `actors`, `status`, and the risk or gateway actor's `inspect`), so the
 endpoint and the admin socket always agree. Every sample is labelled
-``worker``; the metric names are in `collect` and in the README's reference.
+``worker``; the metric names are in `collect` and in docs/operations.md.
 
 Threads: prometheus-client's HTTP server thread runs `collect`; the admin
 handlers it calls are the ones the admin thread calls, safe from any thread

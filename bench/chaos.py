@@ -1,4 +1,4 @@
-"""The long chaos run: `posbus chaos` with the figures the README's "Reliability" section quotes.
+"""The long chaos run: `posbus chaos` with the figures docs/reliability.md quotes.
 
 Run: `python bench/chaos.py [--exchange emulator] [--duration 600] [--seed 7] [--fault-interval 3]`.
 Brings a whole stack up, drives seeded orders over 50 symbols while prices

@@ -2,7 +2,7 @@
 
 The topic comes first so ZeroMQ's SUB prefix filter routes by kind and
 symbol (``md|BTC/USDT|``), and everything travels in a single frame
-(``send_multipart`` costs 5x a plain send in pyzmq, PERFORMANCE.md). Topic
+(``send_multipart`` costs 5x a plain send in pyzmq). Topic
 codes: ``md`` market_update by symbol, ``ex`` execution_signal by
 account+symbol, ``rk`` risk_event by event, ``xp`` exposure updates by
 account+symbol. Pure functions; no sockets.

@@ -2,7 +2,7 @@
 
 Pure: no clocks, no I/O. Ratios are floats (they are not ledger values);
 equity and P&L stay Decimal. Definitions (also in `posbus backtest --help`
-and the README):
+and docs/backtest.md):
 
 - Period returns: the first equity sample, the equity at each period close
   (the last sample at or before each multiple of the period since the Unix

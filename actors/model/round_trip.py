@@ -3,7 +3,7 @@
 A round trip opens when a fill takes the position of an account+symbol away
 from flat and closes when a fill brings it back to flat, or flips it (the
 flipping fill closes one round trip and opens the next). Its P&L follows the
-position accounting exactly (README, "Accounting conventions"): the price
+position accounting exactly (docs/accounting.md): the price
 P&L of every reducing fill against the average entry price, the rounding the
 average entry booked, minus every fee paid while it was open, opening fees
 included, with a flipping fill's fee split pro rata as the position splits

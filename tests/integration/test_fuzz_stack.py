@@ -343,7 +343,7 @@ def test_bad_admin_requests_get_error_replies_counters_and_change_nothing(
 
     run()
     if worker != "broker":
-        # The broker process's admin server does not count into its metrics (see README, Security).
+        # The broker process's admin server does not count into its metrics (docs/security.md).
         counts_after = counters(stack, worker)
         for counter, n in expected.items():
             assert counts_after[counter] - counts_before[counter] == n, counter

@@ -8,8 +8,8 @@ of the samples are compared (medians): RSS growth under 5 % per worker,
 mailbox depth no more than 200 above where it started, p99 no more than 4x
 its start + 0.5 s. The margins are for a shared 2-core CI machine: growth
 that a leak or a backlog causes over a minute clears them, scheduling noise
-does not. The 10-minute version is `python bench/soak.py` (README,
-"Reliability").
+does not. The 10-minute version is `python bench/soak.py`
+(docs/reliability.md).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_order_is_filled_and_shows_in_positions_and_admin_inspect(stack: Stack) 
     assert position["fills"] == 1
     state = stack.admin("positions.0", "inspect", "position/default/BTC/USDT")
     assert Decimal(state["qty"]) == Decimal("0.1")
-    # Fees are charged in realized P&L when a fill is applied (README, accounting rule 3):
+    # Fees are charged in realized P&L when a fill is applied (docs/accounting.md):
     # one opening fill, so realized = -fee exactly.
     assert Decimal(state["realized_pnl"]) == -Decimal(state["fees"])
     orders = stack.json("orders")["orders"]

@@ -32,11 +32,7 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 # Markdown names that these files still carry; an entry goes once its file drops the name.
 KNOWN_DANGLING_NAMES: dict[str, set[str]] = {
-    "actors/quote_slot.py": {"DESIGN.md"},
-    "actors/worker_io.py": {"PERFORMANCE.md"},
-    "bus/topics.py": {"PERFORMANCE.md"},
     "docs/bus.md": {"PERFORMANCE.md"},
-    "tests/unit/test_security_scan.py": {"DESIGN.md"},
 }
 
 

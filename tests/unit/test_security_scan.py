@@ -1,7 +1,7 @@
 """The package never deserialises by executing: a static (ast) scan of actors/, bus/, adapters/.
 
-Decoding untrusted bytes must never run code (docs/wire-format.md, DESIGN.md
-"Security"). These tests read every source file of the package and fail
+Decoding untrusted bytes must never run code (docs/wire-format.md,
+docs/security.md). These tests read every source file of the package and fail
 on: an import of pickle, marshal, shelve, dill, cloudpickle or jsonpickle; a
 call of the builtins eval, exec, compile or __import__; yaml.load (or
 unsafe_load / full_load) without SafeLoader; and a subprocess/os call with
