@@ -1,10 +1,10 @@
-"""Field constraints of the wire schema, and the decimal text form.
+"""The field types of the wire schema, each declared once, and the decimal text form.
 
-Every message constructor calls these checks, so a message that exists in
-memory is one the wire accepts; the decoder relies on that and only converts
-the fields whose wire form differs from their Python form (decimals, enums).
-Checks compare exact types (`type(v) is int`): a bool is not an int and a
-float is never money. Each failure is a WireError naming the field.
+A message field's annotation is its constraint: `Id`, `Text`, `Uint63`,
+`Positive`... are `typing.Annotated` aliases carrying a `msgspec.Meta` (or,
+for decimals, a `DecimalRule`), which the decoder enforces on untrusted
+bytes and bus/schema.py enforces on in-process construction. Limits
+(lengths, ranges, nesting) live here and nowhere else.
 
 Pure: no I/O, no clocks.
 """
@@ -12,8 +12,12 @@ Pure: no I/O, no clocks.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any
+
+from msgspec import Meta
 
 from posbus.bus.wire_error import WireError
 
@@ -32,17 +36,121 @@ MAX_DECIMAL_LEN = 64
 # Entries of a risk event's values or a command's args; items of an args list.
 MAX_MAP_ENTRIES = 256
 MAX_LIST_ITEMS = 4096
+# Items of any array or map inside a reply's result.
+MAX_CONTAINER_ITEMS = 65_536
 # Nesting of a reply's result: the result map itself is depth 1.
 MAX_RESULT_DEPTH = 8
 
+# -- strings and integers: msgspec enforces these on decode ----------------------
+
+Id = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=MAX_ID_LEN,
+        description=f"a non-empty str of at most {MAX_ID_LEN} chars",
+    ),
+]
+Text = Annotated[
+    str, Meta(max_length=MAX_TEXT_LEN, description=f"a str of at most {MAX_TEXT_LEN} chars")
+]
+# A timestamp (ns since the epoch) or a sequence number.
+Uint63 = Annotated[int, Meta(ge=0, le=INT64_MAX, description="an int in 0..2**63-1")]
+Int64 = Annotated[int, Meta(ge=INT64_MIN, le=INT64_MAX, description="an int64")]
+
+# -- decimals ------------------------------------------------------------------------
+
 # ASCII digits only: Decimal() alone would also take "1_000", " 1", "1e9",
 # "NaN", "Infinity" and non-ASCII digits, none of which another language's
-# parser is sure to read the same way.
-_DECIMAL_TEXT = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?")
+# parser is sure to read the same way. msgspec applies a pattern with
+# re.search, hence the anchors; \Z, unlike $, refuses a trailing newline.
+_DIGITS = r"(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+_DECIMAL_TEXT = re.compile(f"-?{_DIGITS}")
 _match_decimal = _DECIMAL_TEXT.fullmatch
+_ZERO = Decimal(0)  # a Decimal constant: an int would be converted on every check
 
-# Decimal against a Decimal constant: an int would be converted on every check.
-_ZERO = Decimal(0)
+
+@dataclass(frozen=True, slots=True)
+class DecimalRule:
+    """How a Decimal field travels: as plain decimal text matching `pattern`, with a sign rule.
+
+    `description` completes "must be ..." in errors; `accepts` is the
+    in-process check of a value, the same rule as the pattern: a finite
+    Decimal (exactly: not a float, an int or a subclass) on the right side of 0.
+    """
+
+    description: str
+    pattern: str
+    accepts: Callable[[object], bool]
+
+
+def _finite(value: object) -> bool:
+    return type(value) is Decimal and value.is_finite()
+
+
+def _positive(value: object) -> bool:
+    return type(value) is Decimal and value.is_finite() and value > _ZERO
+
+
+def _non_negative(value: object) -> bool:
+    return type(value) is Decimal and value.is_finite() and value >= _ZERO
+
+
+POSITIVE = DecimalRule(
+    "a finite Decimal > 0",
+    rf"^(?!0(?:\.0+)?\Z){_DIGITS}\Z",  # not signed, not all zeros
+    _positive,
+)
+NON_NEGATIVE = DecimalRule(
+    "a finite Decimal >= 0",
+    rf"^(?:-?0(?:\.0+)?|{_DIGITS})\Z",  # "-0" is zero, as Decimal reads it
+    _non_negative,
+)
+FINITE = DecimalRule("a finite Decimal", rf"^-?{_DIGITS}\Z", _finite)
+
+# A quantity or a price; a displayed size, which may be zero on an empty book
+# side; a fee (negative for a rebate) or any signed amount.
+Positive = Annotated[Decimal, POSITIVE]
+NonNegative = Annotated[Decimal, NON_NEGATIVE]
+Signed = Annotated[Decimal, FINITE]
+
+# Exact numbers that stay text in Python, such as a risk event's values.
+DecimalText = Annotated[
+    str,
+    Meta(
+        pattern=FINITE.pattern,
+        max_length=MAX_DECIMAL_LEN,
+        description=f"a plain decimal str of at most {MAX_DECIMAL_LEN} chars",
+    ),
+]
+
+
+def wire_text(rule: DecimalRule) -> Any:
+    """The msgspec type of a decimal field on the wire: a str matching the rule's pattern."""
+    return Annotated[
+        str,
+        Meta(
+            pattern=rule.pattern,
+            max_length=MAX_DECIMAL_LEN,
+            description=f"{rule.description} as a plain decimal str of at most "
+            f"{MAX_DECIMAL_LEN} chars",
+        ),
+    ]
+
+
+# -- maps ---------------------------------------------------------------------------
+
+DecimalStrings = Annotated[
+    dict[Id, DecimalText],
+    Meta(max_length=MAX_MAP_ENTRIES, description=f"a map of at most {MAX_MAP_ENTRIES} entries"),
+]
+CommandArg = Text | Int64 | bool | None | Annotated[list[Text], Meta(max_length=MAX_LIST_ITEMS)]
+CommandArgs = Annotated[
+    dict[Id, CommandArg],
+    Meta(max_length=MAX_MAP_ENTRIES, description=f"a map of at most {MAX_MAP_ENTRIES} entries"),
+]
+# A reply's result: its keys are typed here, its values by check_result.
+Result = dict[Id, Any]
 
 
 def show(value: object) -> str:
@@ -53,69 +161,6 @@ def show(value: object) -> str:
 
 def _fail(where: str, problem: str, value: object) -> WireError:
     return WireError(f"{where}: {problem}, got {show(value)}", field=where)
-
-
-# -- strings ------------------------------------------------------------------
-
-
-def check_id(value: object, where: str) -> None:
-    """An identifier: a non-empty str of at most MAX_ID_LEN characters."""
-    if type(value) is not str or not 0 < len(value) <= MAX_ID_LEN:
-        raise _fail(where, f"must be a non-empty str of at most {MAX_ID_LEN} chars", value)
-
-
-def check_optional_id(value: object, where: str) -> None:
-    """None or an identifier (see check_id)."""
-    if value is not None:
-        check_id(value, where)
-
-
-def check_text(value: object, where: str) -> None:
-    """Free text: a str, possibly empty, of at most MAX_TEXT_LEN characters."""
-    if type(value) is not str or len(value) > MAX_TEXT_LEN:
-        raise _fail(where, f"must be a str of at most {MAX_TEXT_LEN} chars", value)
-
-
-# -- integers and booleans ----------------------------------------------------
-
-
-def check_non_negative_int64(value: object, where: str) -> None:
-    """A timestamp (ns since the epoch) or a sequence number: an int in 0..2**63-1, not a bool."""
-    if type(value) is not int or not 0 <= value <= INT64_MAX:
-        raise _fail(where, "must be an int in 0..2**63-1", value)
-
-
-def check_bool(value: object, where: str) -> None:
-    """A real bool: 0 and 1 are not booleans on this wire."""
-    if type(value) is not bool:
-        raise _fail(where, "must be a bool", value)
-
-
-def check_member(value: object, cls: type, where: str) -> None:
-    """A member of the enum `cls` (Side, Liquidity); a plain str is refused."""
-    if not isinstance(value, cls):
-        raise _fail(where, f"must be a {cls.__name__}", value)
-
-
-# -- decimals -----------------------------------------------------------------
-
-
-def check_positive(value: object, where: str) -> None:
-    """A finite Decimal > 0: a quantity or a price."""
-    if type(value) is not Decimal or not value.is_finite() or value <= _ZERO:
-        raise _fail(where, "must be a finite Decimal > 0", value)
-
-
-def check_non_negative(value: object, where: str) -> None:
-    """A finite Decimal >= 0: a displayed size, which may be zero on an empty book side."""
-    if type(value) is not Decimal or not value.is_finite() or value < _ZERO:
-        raise _fail(where, "must be a finite Decimal >= 0", value)
-
-
-def check_finite(value: object, where: str) -> None:
-    """A finite Decimal of any sign: a fee (negative for a rebate)."""
-    if type(value) is not Decimal or not value.is_finite():
-        raise _fail(where, "must be a finite Decimal", value)
 
 
 def format_decimal(value: Decimal, where: str) -> str:
@@ -167,54 +212,26 @@ def is_decimal_text(value: str) -> bool:
     return len(value) <= MAX_DECIMAL_LEN and _match_decimal(value) is not None
 
 
-# -- maps ---------------------------------------------------------------------
-
-
-def _check_map(value: object, where: str) -> dict[Any, Any]:
-    if type(value) is not dict or len(value) > MAX_MAP_ENTRIES:
-        raise _fail(where, f"must be a map of at most {MAX_MAP_ENTRIES} entries", value)
-    for key in value:
-        check_id(key, f"{where} key")
-    return value
-
-
-def check_decimal_strings(value: object, where: str) -> None:
-    """A map of identifier -> decimal text: the numbers of a risk event, exact."""
-    for key, item in _check_map(value, where).items():
-        if type(item) is not str or not is_decimal_text(item):
-            raise _fail(f"{where}[{key!r}]", "must be a plain decimal str", item)
-
-
-def check_command_args(value: object, where: str) -> None:
-    """A map of identifier -> str | int64 | bool | None | list[str]: a command's arguments."""
-    for key, item in _check_map(value, where).items():
-        item_where = f"{where}[{key!r}]"
-        kind = type(item)
-        if item is None or kind is bool:
-            continue
-        if kind is str:
-            check_text(item, item_where)
-        elif kind is int:
-            if not INT64_MIN <= item <= INT64_MAX:
-                raise _fail(item_where, "must be an int64", item)
-        elif kind is list:
-            if len(item) > MAX_LIST_ITEMS:
-                raise _fail(item_where, f"must be a list of at most {MAX_LIST_ITEMS} items", item)
-            for index, element in enumerate(item):
-                check_text(element, f"{item_where}[{index}]")
-        else:
-            raise _fail(item_where, "must be a str, int, bool, None or list of str", item)
+# -- a reply's result: JSON-like values, which no static type describes ------------
 
 
 def check_result(value: object, where: str) -> None:
     """A reply's result: a JSON-like map (str, int64, bool, None, list, map with str keys).
 
     No floats: numbers that are money travel as decimal strings. Nesting is
-    bounded by MAX_RESULT_DEPTH, the result map itself being depth 1.
+    bounded by MAX_RESULT_DEPTH, the result map itself being depth 1, and
+    every array or map by MAX_CONTAINER_ITEMS.
     """
     if type(value) is not dict:
         raise _fail(where, "must be a map", value)
     _check_json(value, where, 1)
+
+
+def _check_container(value: list[Any] | dict[Any, Any], where: str, depth: int) -> None:
+    if depth > MAX_RESULT_DEPTH:
+        raise WireError(f"{where}: nested deeper than {MAX_RESULT_DEPTH}", field=where)
+    if len(value) > MAX_CONTAINER_ITEMS:
+        raise _fail(where, f"must hold at most {MAX_CONTAINER_ITEMS} items", value)
 
 
 def _check_json(value: object, where: str, depth: int) -> None:
@@ -227,27 +244,14 @@ def _check_json(value: object, where: str, depth: int) -> None:
         if not INT64_MIN <= value <= INT64_MAX:
             raise _fail(where, "must be an int64", value)
     elif type(value) is list:
-        if depth > MAX_RESULT_DEPTH:
-            raise WireError(f"{where}: nested deeper than {MAX_RESULT_DEPTH}", field=where)
+        _check_container(value, where, depth)
         for index, element in enumerate(value):
             _check_json(element, f"{where}[{index}]", depth + 1)
     elif type(value) is dict:
-        if depth > MAX_RESULT_DEPTH:
-            raise WireError(f"{where}: nested deeper than {MAX_RESULT_DEPTH}", field=where)
+        _check_container(value, where, depth)
         for key, element in value.items():
-            check_id(key, f"{where} key")
+            if type(key) is not str or not 0 < len(key) <= MAX_ID_LEN:
+                raise _fail(f"{where} key", f"must be an id of at most {MAX_ID_LEN} chars", key)
             _check_json(element, f"{where}[{key!r}]", depth + 1)
     else:
         raise _fail(where, "must be a str, int, bool, None, list or map", value)
-
-
-_ERROR_KEYS = frozenset({"type", "message", "transient"})
-
-
-def check_reply_error(value: object, where: str) -> None:
-    """A failed reply's error: exactly {"type": id, "message": text, "transient": bool}."""
-    if type(value) is not dict or value.keys() != _ERROR_KEYS:
-        raise _fail(where, "must be a map with exactly the keys type, message, transient", value)
-    check_id(value["type"], f"{where}['type']")
-    check_text(value["message"], f"{where}['message']")
-    check_bool(value["transient"], f"{where}['transient']")

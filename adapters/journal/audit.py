@@ -14,12 +14,13 @@ exponent). This module must never write to the journal.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from posbus.actors.journal import JournalCorrupt, JournalRecord, JournalStore, Snapshot
 from posbus.actors.recovery import SNAPSHOT_SCHEMA
@@ -216,13 +217,13 @@ def _export_record(record: JournalRecord) -> dict[str, Any]:
 
 
 def jsonable(value: Any) -> Any:
-    """A message (dataclass) as plain JSON values: decimals as exact text, enums as values."""
+    """A message (msgspec Struct) as plain JSON values: decimals as exact text, enums as values."""
     if isinstance(value, Decimal):
         return format_decimal(value)
     if isinstance(value, enum.Enum):
         return value.value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, msgspec.Struct):
+        return {name: jsonable(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 import signal
 import tempfile
-from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 from stack_harness import wait_for, where
 
 from posbus.actors.model.side import Side
