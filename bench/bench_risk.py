@@ -1,4 +1,4 @@
-"""Pre-trade check latency against the number of open positions.
+"""Pre-trade check and mark update latency against the number of open positions.
 
 Sets up a RiskEngine with 10, 1,000 and 10,000 open positions, times
 `check_order` (20,000 calls, median of 5 repeats, ns per call) and prints the
@@ -7,17 +7,24 @@ baseline in the same run it times a naive check that loops over every
 position to recompute gross, group and total exposure and the stalest mark
 before deciding; it gets fewer calls at large sizes so the run stays short.
 
-Orders go to the same 10 symbols at every size, so the comparison measures the
-algorithm, not cache misses on a bigger dict. All orders pass every check (the
-limits are wide), so the whole path runs.
+Then it times the two ways marks reach the engine, ns per mark: a position's
+exposure at a new mark (`update_position`, the same quantity and realized P&L
+objects, as a position actor sends them) and a market mark inside its band
+(`update_mark`, with one read every 100 marks pricing the positions).
 
-Run: /tmp/venv/bin/python bench/bench_risk.py
+Orders and marks go to the same 10 symbols at every size, so the comparison
+measures the algorithm, not cache misses on a bigger dict. All orders pass
+every check (the limits are wide), so the whole path runs.
+
+Run: .venv/bin/python bench/bench_risk.py (`--quick`: fewer calls and
+repeats, 10 and 1,000 positions; a smoke run, not a measurement)
 """
 
 from __future__ import annotations
 
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
@@ -159,7 +166,80 @@ def time_naive(engine: RiskEngine, n: int) -> float:
     return statistics.median(samples)
 
 
+def _mark(i: int) -> Decimal:
+    """The i-th mark of a walk a few cents around the positions' own."""
+    return Decimal("100.25") + Decimal(i % 7).scaleb(-2)
+
+
+def mark_exposures(engine: RiskEngine, count: int, base_ts: int) -> list[PositionExposure]:
+    """Exposures of the first symbols' positions at marks one cent apart, each reusing
+    its stored quantity and realized P&L objects."""
+    out = []
+    for i in range(count):
+        held = engine.position("acct", f"S{i % ORDER_SYMBOLS}")
+        assert held is not None
+        mark = _mark(i)
+        out.append(
+            PositionExposure(
+                account="acct",
+                symbol=held.symbol,
+                qty=held.qty,
+                mark=mark,
+                mark_ts_ns=base_ts + i * 1_000,
+                realized_pnl=held.realized_pnl,
+                unrealized_pnl=held.qty * (mark - Decimal("100")),
+                group=held.group,
+                correlation=held.correlation,
+            )
+        )
+    return out
+
+
+def time_position_marks(n: int) -> float:
+    """Median ns per `update_position` carrying a new mark."""
+    engine = build_engine(n)
+    samples = []
+    for r in range(REPEATS):
+        exposures = mark_exposures(engine, CALLS, T0 + (r + 1) * NS)
+        update = engine.update_position
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter_ns()
+            for exp in exposures:
+                update(exp, exp.mark_ts_ns)  # type: ignore[arg-type]
+            samples.append((time.perf_counter_ns() - start) / len(exposures))
+        finally:
+            gc.enable()
+    return statistics.median(samples)
+
+
+def time_market_marks(n: int) -> float:
+    """Median ns per `update_mark` inside the band, with a read every 100 marks."""
+    engine = build_engine(n)
+    samples = []
+    for r in range(REPEATS):
+        base = T0 + (r + 1) * NS
+        marks = [(f"S{i % ORDER_SYMBOLS}", _mark(i), base + i * 1_000) for i in range(CALLS)]
+        update = engine.update_mark
+        gc.collect()
+        gc.disable()
+        try:
+            start = time.perf_counter_ns()
+            for i, (symbol, mark, ts) in enumerate(marks):
+                update(symbol, mark, ts)
+                if i % 100 == 99:
+                    engine.metrics()
+            samples.append((time.perf_counter_ns() - start) / len(marks))
+        finally:
+            gc.enable()
+    return statistics.median(samples)
+
+
 def main() -> None:
+    global CALLS, REPEATS, SIZES  # `--quick` shrinks the run, once, here
+    if "--quick" in sys.argv[1:]:
+        CALLS, REPEATS, SIZES = 2_000, 3, (10, 1_000)
     print(f"risk pre-trade check, ns per call (median of {REPEATS} repeats)")
     engines = {n: build_engine(n) for n in SIZES}
     engine_ns = time_engines(engines)
@@ -173,6 +253,10 @@ def main() -> None:
         f"engine ratio {SIZES[-1]:,} / {SIZES[0]:,} positions: {ratio:.3f}"
         f" (target < 1.2: {verdict})"
     )
+    print(f"marks, ns per mark (median of {REPEATS} repeats)")
+    print(f"{'positions':>10} {'update_position':>16} {'update_mark':>12}")
+    for n in SIZES:
+        print(f"{n:>10,} {time_position_marks(n):>16,.0f} {time_market_marks(n):>12,.0f}")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 
 from posbus.actors.model.errors import OrderValidationError
@@ -46,7 +46,7 @@ class OrderRequest:
         return self.qty if self.side is Side.BUY else -self.qty
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class RiskDecision:
     """The answer of a pre-trade check, immutable.
 
@@ -61,5 +61,32 @@ class RiskDecision:
     approved: bool
     reason: str
     check: str
-    values: dict[str, str] = field(default_factory=dict)
-    risk_reducing: bool = False
+    values: dict[str, str]
+    risk_reducing: bool
+
+    def __init__(
+        self,
+        approved: bool,
+        reason: str,
+        check: str,
+        values: dict[str, str] | None = None,
+        risk_reducing: bool = False,
+    ) -> None:
+        # Written out (not generated): every order gets one, and the slots' own
+        # setters cost half of the frozen dataclass's object.__setattr__.
+        _set_approved(self, approved)
+        _set_reason(self, reason)
+        _set_check(self, check)
+        _set_values(self, {} if values is None else values)
+        _set_risk_reducing(self, risk_reducing)
+
+
+# The slots' setters, which `RiskDecision.__init__` writes the fields with (they
+# bypass the frozen __setattr__, as object.__setattr__ does).
+_slots = vars(RiskDecision)
+_set_approved = _slots["approved"].__set__
+_set_reason = _slots["reason"].__set__
+_set_check = _slots["check"].__set__
+_set_values = _slots["values"].__set__
+_set_risk_reducing = _slots["risk_reducing"].__set__
+del _slots

@@ -1,0 +1,289 @@
+"""The exposure book: every position the risk engine knows, and their aggregates.
+
+Equity (starting equity + realized + unrealized P&L), gross notional, the
+correlation-weighted net exposure per group and in total, and the number of
+open positions are kept by deltas: replacing one exposure subtracts what the
+old one added and adds the new one's share, O(1) in the number of positions
+(O(log n) with the mark ages, `risk_mark_ages`). Each figure is computed into
+locals before anything is assigned, so a trapped decimal signal (`EXACT`)
+leaves the book unchanged. x + (new - old) is (x + new) - old exactly, with
+the same exponent and sign of zero, so the order of updates never shows.
+
+Pure: no clock, no thread, no I/O; run by the risk engine's owner only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from posbus.actors.model.risk_arithmetic import ZERO, add, mul, sub
+from posbus.actors.model.risk_exposure import PositionExposure
+from posbus.actors.model.risk_mark_ages import MarkAges
+
+
+@dataclass(slots=True)
+class SymbolInfo:
+    """The latest mark of a symbol (any account, or the market) and its correlation group.
+
+    Owned by the book, which updates it in place; the engine writes market marks on it.
+    """
+
+    mark: Decimal | None
+    mark_ts_ns: int | None
+    group: str
+    correlation: Decimal
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "mark": None if self.mark is None else str(self.mark),
+            "mark_ts_ns": self.mark_ts_ns,
+            "group": self.group,
+            "correlation": str(self.correlation),
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> SymbolInfo:
+        return cls(
+            mark=None if raw["mark"] is None else Decimal(raw["mark"]),
+            mark_ts_ns=None if raw["mark_ts_ns"] is None else int(raw["mark_ts_ns"]),
+            group=str(raw["group"]),
+            correlation=Decimal(raw["correlation"]),
+        )
+
+
+class ExposureBook:
+    """The stored exposures of one desk and every aggregate over them, kept by deltas."""
+
+    def __init__(self, starting_equity: Decimal) -> None:
+        self._starting_equity = starting_equity
+        self._positions: dict[tuple[str, str], PositionExposure] = {}
+        # (gross, net) each stored exposure adds to the sums: replacing it subtracts these.
+        self._contributions: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+        self._ages = MarkAges(self._positions)
+        # Every pre-trade check asks: bound once, not forwarded per call.
+        self.oldest_open = self._ages.oldest_open
+        """The open position with the stalest (or no) mark (`MarkAges.oldest_open`)."""
+        self._symbols: dict[str, SymbolInfo] = {}
+        # Each symbol's positions (in the order they were first told), and how
+        # many of them are open, for pricing them at a market mark.
+        self._by_symbol: dict[str, list[tuple[str, str]]] = {}
+        self._open_symbols: dict[str, int] = {}
+        self._realized = ZERO
+        # starting equity + realized P&L: equity is this plus the unrealized P&L.
+        self._booked_equity = starting_equity
+        self._unrealized = ZERO
+        self.gross = ZERO
+        """Sum of |qty * mark| over the marked positions."""
+        self.total_net = ZERO
+        """Sum of qty * mark * correlation over the marked positions (signed)."""
+        self._group_net: dict[str, Decimal] = {}
+        self._group_members: dict[str, int] = {}
+        self.open_count = 0
+        """How many positions have qty != 0."""
+
+    # -- reading ----------------------------------------------------------------
+
+    def equity(self) -> Decimal:
+        """Starting equity + realized P&L (fees included) + unrealized P&L."""
+        return add(self._booked_equity, self._unrealized)
+
+    def group_net(self, group: str) -> Decimal:
+        """The signed net exposure of `group` (0 for a group no position names)."""
+        return self._group_net.get(group, ZERO)
+
+    def group_nets(self) -> list[tuple[str, Decimal]]:
+        """(group, signed net) for every group a position names, sorted by group."""
+        return sorted(self._group_net.items())
+
+    def position(self, key: tuple[str, str]) -> PositionExposure | None:
+        return self._positions.get(key)
+
+    def positions(self) -> list[PositionExposure]:
+        """Every stored exposure, flat ones included, in the order first told (O(n))."""
+        return list(self._positions.values())
+
+    def symbol(self, symbol: str) -> SymbolInfo | None:
+        """What the book knows of `symbol`; None when no exposure registered it."""
+        return self._symbols.get(symbol)
+
+    def symbol_positions(self, symbol: str) -> Iterator[PositionExposure]:
+        """The exposures of `symbol`, every account, in the order first told."""
+        positions = self._positions
+        for key in self._by_symbol.get(symbol, ()):
+            yield positions[key]
+
+    def open_symbol_count(self) -> int:
+        """How many symbols have at least one open position."""
+        return len(self._open_symbols)
+
+    # -- changing ---------------------------------------------------------------
+
+    def apply(self, exp: PositionExposure) -> None:
+        """Replace the exposure of exp's account+symbol and update every aggregate by its delta.
+
+        Also records exp's mark as its symbol's latest when it is (by mark
+        time), and the group and correlation exp reports.
+        """
+        key = (exp.account, exp.symbol)
+        old = self._positions.get(key)
+        mark = exp.mark
+        if mark is None:
+            # Unmarked positions stay out of the sums and block new risk instead
+            # (the `missing_data` check), so no guessed price enters an aggregate.
+            new_gross = new_net = ZERO
+        else:
+            notional = mul(exp.qty, mark)
+            new_gross = notional.copy_abs()
+            new_net = mul(notional, exp.correlation)
+        group = exp.group
+        group_net = self._group_net
+        unrealized = add(self._unrealized, exp.unrealized_pnl)
+        # Truth of a Decimal, not `!= 0`: no int to convert on every mark.
+        is_open = 1 if exp.qty else 0
+        was_open = 0
+        left: tuple[str, Decimal] | None = None  # the group old leaves, and its net after
+        if old is None:
+            realized = add(self._realized, exp.realized_pnl)
+            gross = add(self.gross, new_gross)
+            total = add(self.total_net, new_net)
+            net_after = add(group_net.get(group, ZERO), new_net)
+        else:
+            if exp.realized_pnl is old.realized_pnl:
+                # A mark change: r + p - p is r, with r's exponent (p's is already in it).
+                realized = self._realized
+            else:
+                realized = sub(add(self._realized, exp.realized_pnl), old.realized_pnl)
+            unrealized = sub(unrealized, old.unrealized_pnl)
+            was_open = 1 if old.qty else 0
+            old_gross, old_net = self._contributions[key]
+            gross = add(self.gross, sub(new_gross, old_gross))
+            net_change = sub(new_net, old_net)
+            total = add(self.total_net, net_change)
+            if old.group == group:
+                net_after = add(group_net[group], net_change)
+            else:
+                net_after = add(group_net.get(group, ZERO), new_net)
+                left = (old.group, sub(group_net[old.group], old_net))
+        booked = (
+            self._booked_equity
+            if realized is self._realized
+            else add(self._starting_equity, realized)
+        )
+
+        self._positions[key] = exp
+        self._contributions[key] = (new_gross, new_net)
+        self._realized, self._booked_equity, self._unrealized = realized, booked, unrealized
+        open_count = self.open_count + is_open - was_open
+        self.gross, self.total_net, self.open_count = gross, total, open_count
+        group_net[group] = net_after
+        if old is None or left is not None:
+            self._join_group(group, left)
+        if old is None or is_open != was_open:
+            self._index(key, exp, old)
+        self._note_symbol(exp)
+        self._ages.record(key, exp, open_count)
+
+    def reprice(self, symbol: str) -> None:
+        """Price every position of `symbol` at its latest mark, as its owner would report it.
+
+        Each gets the same quantity and realized P&L, its unrealized P&L moved
+        by qty * the mark's move, and is applied like any other exposure. Each
+        takes the next update seq even when its mark did not change, as if told
+        the mark: the stale-mark check names the same position among equally
+        old ones. An open position without a mark of its own stays unmarked
+        (its P&L is unknown: the position's own word will tell).
+        """
+        info = self._symbols[symbol]
+        mark = info.mark
+        mark_ts = info.mark_ts_ns
+        if mark is None or mark_ts is None:
+            return
+        positions = self._positions
+        for key in self._by_symbol[symbol]:
+            exp = positions[key]
+            if exp.mark_ts_ns == mark_ts and exp.mark == mark:
+                self._ages.touch(key)
+                continue
+            if exp.mark is None:
+                if exp.qty:
+                    continue
+                unrealized = ZERO
+            elif exp.qty:
+                unrealized = add(exp.unrealized_pnl, mul(exp.qty, sub(mark, exp.mark)))
+            else:
+                unrealized = exp.unrealized_pnl
+            self.apply(
+                PositionExposure(
+                    exp.account,
+                    symbol,
+                    exp.qty,
+                    mark,
+                    mark_ts,
+                    exp.realized_pnl,
+                    unrealized,
+                    exp.group,
+                    exp.correlation,
+                )
+            )
+
+    # -- snapshot ---------------------------------------------------------------
+
+    def symbols_to_dict(self) -> dict[str, dict[str, Any]]:
+        """Every symbol's latest mark, group and correlation, as plain values."""
+        return {symbol: info.to_dict() for symbol, info in self._symbols.items()}
+
+    def restore_symbols(self, raw: dict[str, Any]) -> None:
+        """Replace what the book knows of every symbol by `symbols_to_dict` output."""
+        self._symbols = {str(symbol): SymbolInfo.from_dict(info) for symbol, info in raw.items()}
+
+    # -- internals --------------------------------------------------------------
+
+    def _index(
+        self, key: tuple[str, str], exp: PositionExposure, old: PositionExposure | None
+    ) -> None:
+        """Keep the positions of each symbol, and how many of them are open."""
+        if old is None:
+            self._by_symbol.setdefault(exp.symbol, []).append(key)
+        opened = (exp.qty != 0) - (old is not None and old.qty != 0)
+        if opened:
+            holders = self._open_symbols.get(exp.symbol, 0) + opened
+            if holders:
+                self._open_symbols[exp.symbol] = holders
+            else:
+                del self._open_symbols[exp.symbol]
+
+    def _join_group(self, group: str, left: tuple[str, Decimal] | None) -> None:
+        """A position entered `group`: new, or moved from `left` (the group it left, and
+        that group's net after it left)."""
+        self._group_members[group] = self._group_members.get(group, 0) + 1
+        if left is None:
+            return
+        group, net = left
+        members = self._group_members[group] - 1
+        if members:
+            self._group_members[group] = members
+            self._group_net[group] = net
+        else:
+            # The last member left: its net is exactly zero, and a group that
+            # no position names must not linger in metrics and snapshots.
+            del self._group_members[group]
+            del self._group_net[group]
+
+    def _note_symbol(self, exp: PositionExposure) -> None:
+        """Record exp's mark as its symbol's latest if it is (by mark time, from any
+        account), and the group and correlation exp reports."""
+        info = self._symbols.get(exp.symbol)
+        if info is None:
+            self._symbols[exp.symbol] = SymbolInfo(
+                exp.mark, exp.mark_ts_ns, exp.group, exp.correlation
+            )
+            return
+        mark_ts = exp.mark_ts_ns
+        if mark_ts is not None and (info.mark_ts_ns is None or mark_ts >= info.mark_ts_ns):
+            info.mark = exp.mark
+            info.mark_ts_ns = mark_ts
+        info.group = exp.group
+        info.correlation = exp.correlation

@@ -1,0 +1,230 @@
+"""The pre-trade checks, one small function each, named by what they refuse.
+
+`RiskEngine.check_order` runs them in the order its docstring gives; each
+returns the refusal (a `RiskDecision`) or None to let the order on. They
+read figures the engine passes in and change nothing. Amounts are compared
+in the engine's exact context (`risk_arithmetic.EXACT`, set by the engine):
+caps are inclusive, a value AT its cap passes. The order-rate check, which
+keeps the approvals, is `risk_order_rate`.
+
+Pure: no clock, no thread, no I/O.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from posbus.actors.model.risk_arithmetic import fmt, ratio
+from posbus.actors.model.risk_book import SymbolInfo
+from posbus.actors.model.risk_limits import RiskLimits
+from posbus.actors.model.risk_mark_ages import NO_MARK_TS, MarkAge
+from posbus.actors.model.risk_request import OrderRequest, RiskDecision
+from posbus.actors.model.risk_state import RiskState
+
+
+def refuse(check: str, reason: str, values: dict[str, str]) -> RiskDecision:
+    """The refusal of a check that adds risk (a risk-reducing order never gets here)."""
+    return RiskDecision(
+        approved=False, reason=reason, check=check, values=values, risk_reducing=False
+    )
+
+
+def risk_reducing(position_qty: Decimal, req: OrderRequest) -> bool:
+    """The order lowers |qty| of its position without flipping it past zero."""
+    return (
+        position_qty != 0
+        and (position_qty > 0) != (req.signed_qty > 0)
+        and req.qty <= abs(position_qty)
+    )
+
+
+def trading_restricted(
+    state: RiskState,
+    halt_reason: str,
+    cooldown_until: int | None,
+    position_qty: Decimal,
+    signed_qty: Decimal,
+) -> RiskDecision | None:
+    """halted / cooldown: only risk-reducing orders pass while either lasts."""
+    if state is RiskState.HALTED:
+        return refuse(
+            "halted",
+            f"trading halted ({halt_reason}): risk-reducing orders only",
+            {"position_qty": fmt(position_qty), "order_qty": fmt(signed_qty)},
+        )
+    if state is RiskState.COOLDOWN:
+        return refuse(
+            "cooldown",
+            f"cooldown until {cooldown_until} ns: risk-reducing orders only",
+            {
+                "position_qty": fmt(position_qty),
+                "order_qty": fmt(signed_qty),
+                "cooldown_until_ns": str(cooldown_until),
+            },
+        )
+    return None
+
+
+def unregistered(symbol: str) -> RiskDecision:
+    """missing_data: no exposure registered `symbol`: its group and correlation are unknown."""
+    return refuse(
+        "missing_data",
+        f"no exposure registered for {symbol}: group and correlation unknown",
+        {},
+    )
+
+
+def order_price(req: OrderRequest, info: SymbolInfo, stale_ns: int) -> Decimal | RiskDecision:
+    """The price the order is judged at: its limit, or its symbol's fresh mark.
+
+    missing_data: a market order has no mark to price it. stale_mark: the
+    market order's mark is older than `stale_ns`.
+    """
+    if req.price is not None:
+        return req.price
+    if info.mark is None or info.mark_ts_ns is None:
+        return refuse("missing_data", f"market order on {req.symbol} without a mark", {})
+    age = req.ts_ns - info.mark_ts_ns
+    if age > stale_ns:
+        return refuse(
+            "stale_mark",
+            f"mark of {req.symbol} is {age} ns old, beyond {stale_ns} ns",
+            {"mark_ts_ns": str(info.mark_ts_ns), "age_ns": str(age)},
+        )
+    return info.mark
+
+
+def open_marks_fresh(oldest: MarkAge | None, ts_ns: int, stale_ns: int) -> RiskDecision | None:
+    """missing_data / stale_mark: every open position is marked, none older than `stale_ns`.
+
+    `oldest` is the open position with the stalest mark: its value is
+    unknown, so it counts at its worst case and no new risk passes.
+    """
+    if oldest is None:
+        return None
+    mark_ts, _, account, symbol = oldest
+    if mark_ts == NO_MARK_TS:
+        return refuse("missing_data", f"open position {account}/{symbol} has no mark", {})
+    age = ts_ns - mark_ts
+    if age > stale_ns:
+        return refuse(
+            "stale_mark",
+            f"open position {account}/{symbol} has a mark {age} ns old, beyond {stale_ns} ns",
+            {"mark_ts_ns": str(mark_ts), "age_ns": str(age)},
+        )
+    return None
+
+
+def equity_positive(equity: Decimal) -> RiskDecision | None:
+    """leverage: with equity <= 0 leverage is unbounded, so no new risk."""
+    if equity <= 0:
+        return refuse("leverage", "equity is not positive: no new risk", {"equity": fmt(equity)})
+    return None
+
+
+def daily_loss(
+    breached: bool, day_start: Decimal, equity: Decimal, limits: RiskLimits
+) -> RiskDecision | None:
+    """daily_loss: the daily loss limit is still reached (until a new day or a recovery)."""
+    if not breached:
+        return None
+    loss = day_start - equity
+    limit = limits.daily_loss_limit
+    return refuse(
+        "daily_loss",
+        f"daily loss {fmt(loss)} at or beyond limit {fmt(limit)}",
+        {"daily_loss": fmt(loss), "limit": fmt(limit)},
+    )
+
+
+def drawdown(
+    breached: bool, peak: Decimal, equity: Decimal, limits: RiskLimits
+) -> RiskDecision | None:
+    """drawdown: the drawdown limit is still reached (until equity recovers)."""
+    if not breached:
+        return None
+    shown = ratio(peak - equity, peak)
+    return refuse(
+        "drawdown",
+        f"drawdown {shown} at or beyond limit {fmt(limits.max_drawdown)}",
+        {
+            "drawdown": shown,
+            "peak_equity": fmt(peak),
+            "equity": fmt(equity),
+            "limit": fmt(limits.max_drawdown),
+        },
+    )
+
+
+def order_notional(notional: Decimal, limits: RiskLimits) -> RiskDecision | None:
+    """order_notional: qty * price of one order is at most `max_order_notional`."""
+    limit = limits.max_order_notional
+    if notional > limit:
+        return refuse(
+            "order_notional",
+            f"order notional {fmt(notional)} beyond {fmt(limit)}",
+            {"notional": fmt(notional), "limit": fmt(limit)},
+        )
+    return None
+
+
+def leverage_cap(limits: RiskLimits, state: RiskState) -> Decimal:
+    """The leverage cap for new risk: lowered by `warning_leverage_factor` in Warning."""
+    if state is RiskState.WARNING:
+        return limits.max_leverage * limits.warning_leverage_factor
+    return limits.max_leverage
+
+
+def leverage(gross_after: Decimal, equity: Decimal, cap: Decimal) -> RiskDecision | None:
+    """leverage: gross + the order's whole notional is at most cap * equity.
+
+    The whole notional is added, even for an order that flips a position:
+    conservative.
+    """
+    if gross_after > cap * equity:
+        shown = ratio(gross_after, equity)
+        return refuse(
+            "leverage",
+            f"projected leverage {shown} beyond cap {fmt(cap)}",
+            {
+                "projected_gross": fmt(gross_after),
+                "equity": fmt(equity),
+                "projected_leverage": shown,
+                "cap": fmt(cap),
+            },
+        )
+    return None
+
+
+def group_exposure(
+    group: str, now: Decimal, after: Decimal, limits: RiskLimits
+) -> RiskDecision | None:
+    """group_exposure: |net| of the order's group is within its cap, or not growing.
+
+    An order that lowers an over-limit exposure (a hedge) passes.
+    """
+    limit = limits.max_group_exposure
+    if abs(after) > limit and abs(after) > abs(now):
+        return refuse(
+            "group_exposure",
+            f"group {group} exposure {fmt(after)} beyond {fmt(limit)}",
+            {
+                "group": group,
+                "exposure": fmt(now),
+                "projected_exposure": fmt(after),
+                "limit": fmt(limit),
+            },
+        )
+    return None
+
+
+def total_exposure(now: Decimal, after: Decimal, limits: RiskLimits) -> RiskDecision | None:
+    """total_exposure: |net| over every group is within its cap, or not growing."""
+    limit = limits.max_total_exposure
+    if abs(after) > limit and abs(after) > abs(now):
+        return refuse(
+            "total_exposure",
+            f"total exposure {fmt(after)} beyond {fmt(limit)}",
+            {"exposure": fmt(now), "projected_exposure": fmt(after), "limit": fmt(limit)},
+        )
+    return None
