@@ -75,6 +75,8 @@ class ExposureBook:
         # starting equity + realized P&L: equity is this plus the unrealized P&L.
         self._booked_equity = starting_equity
         self._unrealized = ZERO
+        self.equity = starting_equity
+        """Starting equity + realized P&L (fees included) + unrealized P&L."""
         self.gross = ZERO
         """Sum of |qty * mark| over the marked positions."""
         self.total_net = ZERO
@@ -85,10 +87,6 @@ class ExposureBook:
         """How many positions have qty != 0."""
 
     # -- reading ----------------------------------------------------------------
-
-    def equity(self) -> Decimal:
-        """Starting equity + realized P&L (fees included) + unrealized P&L."""
-        return add(self._booked_equity, self._unrealized)
 
     def group_net(self, group: str) -> Decimal:
         """The signed net exposure of `group` (0 for a group no position names)."""
@@ -142,8 +140,7 @@ class ExposureBook:
         group_net = self._group_net
         unrealized = add(self._unrealized, exp.unrealized_pnl)
         # Truth of a Decimal, not `!= 0`: no int to convert on every mark.
-        is_open = 1 if exp.qty else 0
-        was_open = 0
+        is_open, was_open = (1 if exp.qty else 0), 0
         left: tuple[str, Decimal] | None = None  # the group old leaves, and its net after
         if old is None:
             realized = add(self._realized, exp.realized_pnl)
@@ -172,10 +169,11 @@ class ExposureBook:
             if realized is self._realized
             else add(self._starting_equity, realized)
         )
+        equity = add(booked, unrealized)
 
-        self._positions[key] = exp
-        self._contributions[key] = (new_gross, new_net)
+        self._positions[key], self._contributions[key] = exp, (new_gross, new_net)
         self._realized, self._booked_equity, self._unrealized = realized, booked, unrealized
+        self.equity = equity
         open_count = self.open_count + is_open - was_open
         self.gross, self.total_net, self.open_count = gross, total, open_count
         group_net[group] = net_after

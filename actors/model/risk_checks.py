@@ -4,8 +4,9 @@
 returns the refusal (a `RiskDecision`) or None to let the order on. They
 read figures the engine passes in and change nothing. Amounts are compared
 in the engine's exact context (`risk_arithmetic.EXACT`, set by the engine):
-caps are inclusive, a value AT its cap passes. The order-rate check, which
-keeps the approvals, is `risk_order_rate`.
+the arithmetic is explicit in the engine's exact context (`risk_arithmetic`),
+and caps are inclusive: a value AT its cap passes. The order-rate check,
+which keeps the approvals, is `risk_order_rate`.
 
 Pure: no clock, no thread, no I/O.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from posbus.actors.model.risk_arithmetic import fmt, ratio
+from posbus.actors.model.risk_arithmetic import fmt, mul, ratio, sub
 from posbus.actors.model.risk_book import SymbolInfo
 from posbus.actors.model.risk_limits import RiskLimits
 from posbus.actors.model.risk_mark_ages import NO_MARK_TS, MarkAge
@@ -29,12 +30,12 @@ def refuse(check: str, reason: str, values: dict[str, str]) -> RiskDecision:
     )
 
 
-def risk_reducing(position_qty: Decimal, req: OrderRequest) -> bool:
-    """The order lowers |qty| of its position without flipping it past zero."""
+def risk_reducing(position_qty: Decimal, signed_qty: Decimal) -> bool:
+    """An order of `signed_qty` lowers |qty| of its position without flipping it past zero."""
     return (
         position_qty != 0
-        and (position_qty > 0) != (req.signed_qty > 0)
-        and req.qty <= abs(position_qty)
+        and (position_qty > 0) != (signed_qty > 0)
+        and signed_qty.copy_abs() <= position_qty.copy_abs()
     )
 
 
@@ -128,7 +129,7 @@ def daily_loss(
     """daily_loss: the daily loss limit is still reached (until a new day or a recovery)."""
     if not breached:
         return None
-    loss = day_start - equity
+    loss = sub(day_start, equity)
     limit = limits.daily_loss_limit
     return refuse(
         "daily_loss",
@@ -143,7 +144,7 @@ def drawdown(
     """drawdown: the drawdown limit is still reached (until equity recovers)."""
     if not breached:
         return None
-    shown = ratio(peak - equity, peak)
+    shown = ratio(sub(peak, equity), peak)
     return refuse(
         "drawdown",
         f"drawdown {shown} at or beyond limit {fmt(limits.max_drawdown)}",
@@ -171,7 +172,7 @@ def order_notional(notional: Decimal, limits: RiskLimits) -> RiskDecision | None
 def leverage_cap(limits: RiskLimits, state: RiskState) -> Decimal:
     """The leverage cap for new risk: lowered by `warning_leverage_factor` in Warning."""
     if state is RiskState.WARNING:
-        return limits.max_leverage * limits.warning_leverage_factor
+        return mul(limits.max_leverage, limits.warning_leverage_factor)
     return limits.max_leverage
 
 
@@ -181,7 +182,7 @@ def leverage(gross_after: Decimal, equity: Decimal, cap: Decimal) -> RiskDecisio
     The whole notional is added, even for an order that flips a position:
     conservative.
     """
-    if gross_after > cap * equity:
+    if gross_after > mul(cap, equity):
         shown = ratio(gross_after, equity)
         return refuse(
             "leverage",
@@ -204,7 +205,7 @@ def group_exposure(
     An order that lowers an over-limit exposure (a hedge) passes.
     """
     limit = limits.max_group_exposure
-    if abs(after) > limit and abs(after) > abs(now):
+    if after.copy_abs() > limit and after.copy_abs() > now.copy_abs():
         return refuse(
             "group_exposure",
             f"group {group} exposure {fmt(after)} beyond {fmt(limit)}",
@@ -221,7 +222,7 @@ def group_exposure(
 def total_exposure(now: Decimal, after: Decimal, limits: RiskLimits) -> RiskDecision | None:
     """total_exposure: |net| over every group is within its cap, or not growing."""
     limit = limits.max_total_exposure
-    if abs(after) > limit and abs(after) > abs(now):
+    if after.copy_abs() > limit and after.copy_abs() > now.copy_abs():
         return refuse(
             "total_exposure",
             f"total exposure {fmt(after)} beyond {fmt(limit)}",

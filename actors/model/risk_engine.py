@@ -17,11 +17,11 @@ decisions (docs/architecture.md, "Risk engine").
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal, localcontext
+from decimal import Decimal
 from typing import Any
 
 from posbus.actors.model.errors import InvalidState
-from posbus.actors.model.risk_arithmetic import EXACT, NS_PER_S, ZERO, fmt
+from posbus.actors.model.risk_arithmetic import NS_PER_S, ZERO, add, fmt, mul
 from posbus.actors.model.risk_book import ExposureBook, SymbolInfo
 from posbus.actors.model.risk_checks import (
     daily_loss,
@@ -293,9 +293,9 @@ class RiskEngine:
         See the class docstring for the checks, their order and boundaries.
         An approved order is recorded for the rate limit.
         """
-        self._marks.catch_up()
-        with localcontext(EXACT):
-            return self._check(req)
+        if self._marks.dirty:
+            self._marks.catch_up()
+        return self._check(req)
 
     def _check(self, req: OrderRequest) -> RiskDecision:
         """The checks of the class docstring, in its order; the first refusal wins."""
@@ -303,7 +303,7 @@ class RiskEngine:
         held = book.position((req.account, req.symbol))
         qty = held.qty if held is not None else ZERO
         signed = req.signed_qty
-        if risk_reducing(qty, req):
+        if risk_reducing(qty, signed):
             values = {"position_qty": fmt(qty), "order_qty": fmt(signed)}
             return self._rate.admit(req, values, reducing=True)
         refusal = trading_restricted(
@@ -320,7 +320,7 @@ class RiskEngine:
         refusal = open_marks_fresh(book.oldest_open(), req.ts_ns, self._stale_ns)
         if refusal is not None:
             return refusal
-        equity = book.equity()
+        equity = book.equity
         refusal = (
             equity_positive(equity)
             or daily_loss(machine.daily_breached, machine.day_start, equity, limits)
@@ -335,18 +335,18 @@ class RiskEngine:
     ) -> RiskDecision:
         """The checks on what the order adds at `price`, then the rate limit."""
         book, limits = self._book, self._limits
-        notional = req.qty * price
+        notional = mul(req.qty, price)
         refusal = order_notional(notional, limits)
         if refusal is not None:
             return refusal
-        gross_after = book.gross + notional
+        gross_after = add(book.gross, notional)
         refusal = leverage(gross_after, equity, leverage_cap(limits, self._machine.state))
         if refusal is not None:
             return refusal
-        delta = req.signed_qty * price * info.correlation
+        delta = mul(mul(req.signed_qty, price), info.correlation)
         group_now = book.group_net(info.group)
-        group_after = group_now + delta
-        total_after = book.total_net + delta
+        group_after = add(group_now, delta)
+        total_after = add(book.total_net, delta)
         refusal = group_exposure(info.group, group_now, group_after, limits) or total_exposure(
             book.total_net, total_after, limits
         )

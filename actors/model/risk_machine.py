@@ -97,7 +97,7 @@ class RiskMachine:
         self.last_ts_ns = now
         if now >= self.day_end_ns:
             self.set_day(self.day_of(now))
-            self.set_day_start(self._book.equity())
+            self.set_day_start(self._book.equity)
             events.append("trading day rollover")
         if self.cooldown_until is not None and now >= self.cooldown_until:
             self.cooldown_until = None
@@ -122,7 +122,7 @@ class RiskMachine:
         state, or for a breach crossed, which is news even while restricted.
         `resuming`: the kill switch is released after the breaches are named.
         """
-        equity = self._book.equity()
+        equity = self._book.equity
         if new_peak and equity > self.peak:
             self.set_peak(equity)
         daily = equity <= self.daily_floor
@@ -165,7 +165,7 @@ class RiskMachine:
     def values(self) -> dict[str, str]:
         """The figures behind the state, as decimal strings (transitions and metrics)."""
         book = self._book
-        equity = book.equity()
+        equity = book.equity
         values = {
             "equity": fmt(equity),
             "peak_equity": fmt(self.peak),

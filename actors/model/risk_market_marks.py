@@ -87,7 +87,7 @@ class MarketMarks:
         if mark is None:
             return ANY_BAND
         machine = self._machine
-        equity = self._book.equity()
+        equity = self._book.equity
         if (
             equity > machine.peak
             or (equity <= machine.daily_floor) is not machine.daily_breached

@@ -42,8 +42,11 @@ class OrderRequest:
 
     @property
     def signed_qty(self) -> Decimal:
-        """The quantity this order adds to the position: positive buys, negative sells."""
-        return self.qty if self.side is Side.BUY else -self.qty
+        """The quantity this order adds to the position: positive buys, negative sells.
+
+        Exact whatever the decimal context (a sign flip, never rounded).
+        """
+        return self.qty if self.side is Side.BUY else self.qty.copy_negate()
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -1,10 +1,11 @@
 """The risk engine against a reference model, over random exposure sequences.
 
-The engine keeps its aggregates by deltas and takes a shortcut for a mark
-change (the stored exposure's realized P&L object, group and openness) with a
-lazy heap of mark times. `risk_reference.RiskReference` recomputes everything
-naively from the raw positions (qty, average entry, realized P&L, fees, mark,
-group, correlation) by the documented rules. Both get the same random
+The engine keeps its aggregates by deltas in its exposure book (a realized
+P&L told again as the same object leaves the realized sum as it was) and
+finds the stalest mark with a lazy heap of mark times.
+`risk_reference.RiskReference` recomputes everything naively from the raw
+positions (qty, average entry, realized P&L, fees, mark, group, correlation)
+by the documented rules. Both get the same random
 sequences (mark changes, quantity and realized P&L changes, group moves, flat
 positions, unmarked ones, marks moving back in time, days rolling over,
 cooldowns, halts, orders) over several accounts, symbols and groups, with
@@ -130,7 +131,7 @@ _steps = st.lists(_step, min_size=10, max_size=80)
 class _Book:
     """The positions the sequence drives, as their owners hold them: each field's object
     is reused until it changes, as a position actor reuses its quantity and realized
-    P&L between fills (the engine's mark shortcut depends on it)."""
+    P&L between fills (the exposure book keeps its realized sum as it is then)."""
 
     def __init__(self) -> None:
         self.now = T0
@@ -239,7 +240,7 @@ def _move_book(book: _Book, step: tuple[Any, ...]) -> None:
             held["realized"] = realized
             held["fees"] += fee
             held["net"] = held["realized"] - held["fees"]
-        elif how == "equal":  # an equal but new object (another exponent): the general path
+        elif how == "equal":  # an equal but new object (another exponent): summed again
             held["net"] = held["net"].quantize(D("0.0001"))
         held["avg"] = mark  # filled at the mark: no unrealized P&L yet
         held["mark"] = mark
