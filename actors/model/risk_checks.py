@@ -1,7 +1,8 @@
 """The pre-trade checks, one small function each, named by what they refuse.
 
-`RiskEngine.check_order` runs them in the order its docstring gives; each
-returns the refusal (a `RiskDecision`) or None to let the order on. They
+`PreTradeChecks.run` (for `RiskEngine.check_order`) runs them in the order
+the engine's docstring gives; each returns the refusal (a `RiskDecision`)
+or None to let the order on. They
 read figures the engine passes in and change nothing. Amounts are compared
 in the engine's exact context (`risk_arithmetic.EXACT`, set by the engine):
 the arithmetic is explicit in the engine's exact context (`risk_arithmetic`),
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from posbus.actors.model.risk_arithmetic import fmt, mul, ratio, sub
-from posbus.actors.model.risk_book import SymbolInfo
+from posbus.actors.model.risk_arithmetic import NS_PER_S, ZERO, add, fmt, mul, ratio, sub
+from posbus.actors.model.risk_book import ExposureBook, SymbolInfo
 from posbus.actors.model.risk_limits import RiskLimits
+from posbus.actors.model.risk_machine import RiskMachine
 from posbus.actors.model.risk_mark_ages import NO_MARK_TS, MarkAge
+from posbus.actors.model.risk_order_rate import OrderRateWindow
 from posbus.actors.model.risk_request import OrderRequest, RiskDecision
 from posbus.actors.model.risk_state import RiskState
 
@@ -229,3 +232,83 @@ def total_exposure(now: Decimal, after: Decimal, limits: RiskLimits) -> RiskDeci
             {"exposure": fmt(now), "projected_exposure": fmt(after), "limit": fmt(limit)},
         )
     return None
+
+
+class PreTradeChecks:
+    """The pre-trade checks of one engine, run in order over its book and state.
+
+    Reads the book and the machine, changes neither; only the rate window
+    records the orders it approves.
+    """
+
+    def __init__(
+        self, limits: RiskLimits, book: ExposureBook, machine: RiskMachine, rate: OrderRateWindow
+    ) -> None:
+        self._limits = limits
+        self._stale_ns = limits.stale_after_s * NS_PER_S
+        self._book = book
+        self._machine = machine
+        self._rate = rate
+
+    def run(self, req: OrderRequest) -> RiskDecision:
+        """The checks in `RiskEngine`'s order; the first refusal wins, an approval is recorded."""
+        book, machine, limits = self._book, self._machine, self._limits
+        held = book.position((req.account, req.symbol))
+        qty = held.qty if held is not None else ZERO
+        signed = req.signed_qty
+        if risk_reducing(qty, signed):
+            values = {"position_qty": fmt(qty), "order_qty": fmt(signed)}
+            return self._rate.admit(req, values, reducing=True)
+        refusal = trading_restricted(
+            machine.state, machine.halt_reason, machine.cooldown_until, qty, signed
+        )
+        if refusal is not None:
+            return refusal
+        info = book.symbol(req.symbol)
+        if info is None:
+            return unregistered(req.symbol)
+        price = order_price(req, info, self._stale_ns)
+        if isinstance(price, RiskDecision):
+            return price
+        refusal = open_marks_fresh(book.oldest_open(), req.ts_ns, self._stale_ns)
+        if refusal is not None:
+            return refusal
+        equity = book.equity
+        refusal = (
+            equity_positive(equity)
+            or daily_loss(machine.daily_breached, machine.day_start, equity, limits)
+            or drawdown(machine.drawdown_breached, machine.peak, equity, limits)
+        )
+        if refusal is not None:
+            return refusal
+        return self._new_risk(req, info, price, equity)
+
+    def _new_risk(
+        self, req: OrderRequest, info: SymbolInfo, price: Decimal, equity: Decimal
+    ) -> RiskDecision:
+        """The checks on what the order adds at `price`, then the rate limit."""
+        book, limits = self._book, self._limits
+        notional = mul(req.qty, price)
+        refusal = order_notional(notional, limits)
+        if refusal is not None:
+            return refusal
+        gross_after = add(book.gross, notional)
+        refusal = leverage(gross_after, equity, leverage_cap(limits, self._machine.state))
+        if refusal is not None:
+            return refusal
+        delta = mul(mul(req.signed_qty, price), info.correlation)
+        group_now = book.group_net(info.group)
+        group_after = add(group_now, delta)
+        total_after = add(book.total_net, delta)
+        refusal = group_exposure(info.group, group_now, group_after, limits) or total_exposure(
+            book.total_net, total_after, limits
+        )
+        if refusal is not None:
+            return refusal
+        values = {
+            "notional": fmt(notional),
+            "projected_gross": fmt(gross_after),
+            "projected_group_exposure": fmt(group_after),
+            "projected_total_exposure": fmt(total_after),
+        }
+        return self._rate.admit(req, values, reducing=False)

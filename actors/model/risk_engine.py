@@ -8,8 +8,9 @@ a figure is either exact or the call raises `decimal.Inexact`.
 The engine ties together the exposure book (`risk_book`: every aggregate kept
 by deltas, so a pre-trade check costs O(1) in the number of open positions and
 a position update O(log n)), the state machine (`risk_machine`), the named
-pre-trade checks (`risk_checks`, `risk_order_rate`) and the marks taken from
-market data (`risk_market_marks`). Marks come with the positions' exposures
+pre-trade checks (`risk_checks`, run in order by `PreTradeChecks`; the rate
+window is `risk_order_rate`) and the marks taken from market data
+(`risk_market_marks`). Marks come with the positions' exposures
 (`update_position`) or from market data (`update_mark`); both give the same
 decisions (docs/architecture.md, "Risk engine").
 """
@@ -21,23 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from posbus.actors.model.errors import InvalidState
-from posbus.actors.model.risk_arithmetic import NS_PER_S, ZERO, add, fmt, mul
-from posbus.actors.model.risk_book import ExposureBook, SymbolInfo
-from posbus.actors.model.risk_checks import (
-    daily_loss,
-    drawdown,
-    equity_positive,
-    group_exposure,
-    leverage,
-    leverage_cap,
-    open_marks_fresh,
-    order_notional,
-    order_price,
-    risk_reducing,
-    total_exposure,
-    trading_restricted,
-    unregistered,
-)
+from posbus.actors.model.risk_arithmetic import fmt
+from posbus.actors.model.risk_book import ExposureBook
+from posbus.actors.model.risk_checks import PreTradeChecks
 from posbus.actors.model.risk_exposure import PositionExposure
 from posbus.actors.model.risk_limits import RiskLimits
 from posbus.actors.model.risk_machine import RiskMachine
@@ -120,12 +107,12 @@ class RiskEngine:
         if starting_equity <= 0:
             raise ValueError("starting_equity must be positive")
         self._limits = limits
-        self._stale_ns = limits.stale_after_s * NS_PER_S
         self._starting_equity = starting_equity
         self._book = ExposureBook(starting_equity)
         self._machine = RiskMachine(limits, self._book, starting_equity, ts_ns)
         self._marks = MarketMarks(self._book, self._machine)
         self._rate = OrderRateWindow(limits.max_orders_per_second)
+        self._checks = PreTradeChecks(limits, self._book, self._machine, self._rate)
 
     # -- inspection -------------------------------------------------------------
 
@@ -295,70 +282,7 @@ class RiskEngine:
         """
         if self._marks.dirty:
             self._marks.catch_up()
-        return self._check(req)
-
-    def _check(self, req: OrderRequest) -> RiskDecision:
-        """The checks of the class docstring, in its order; the first refusal wins."""
-        book, machine, limits = self._book, self._machine, self._limits
-        held = book.position((req.account, req.symbol))
-        qty = held.qty if held is not None else ZERO
-        signed = req.signed_qty
-        if risk_reducing(qty, signed):
-            values = {"position_qty": fmt(qty), "order_qty": fmt(signed)}
-            return self._rate.admit(req, values, reducing=True)
-        refusal = trading_restricted(
-            machine.state, machine.halt_reason, machine.cooldown_until, qty, signed
-        )
-        if refusal is not None:
-            return refusal
-        info = book.symbol(req.symbol)
-        if info is None:
-            return unregistered(req.symbol)
-        price = order_price(req, info, self._stale_ns)
-        if isinstance(price, RiskDecision):
-            return price
-        refusal = open_marks_fresh(book.oldest_open(), req.ts_ns, self._stale_ns)
-        if refusal is not None:
-            return refusal
-        equity = book.equity
-        refusal = (
-            equity_positive(equity)
-            or daily_loss(machine.daily_breached, machine.day_start, equity, limits)
-            or drawdown(machine.drawdown_breached, machine.peak, equity, limits)
-        )
-        if refusal is not None:
-            return refusal
-        return self._check_new_risk(req, info, price, equity)
-
-    def _check_new_risk(
-        self, req: OrderRequest, info: SymbolInfo, price: Decimal, equity: Decimal
-    ) -> RiskDecision:
-        """The checks on what the order adds at `price`, then the rate limit."""
-        book, limits = self._book, self._limits
-        notional = mul(req.qty, price)
-        refusal = order_notional(notional, limits)
-        if refusal is not None:
-            return refusal
-        gross_after = add(book.gross, notional)
-        refusal = leverage(gross_after, equity, leverage_cap(limits, self._machine.state))
-        if refusal is not None:
-            return refusal
-        delta = mul(mul(req.signed_qty, price), info.correlation)
-        group_now = book.group_net(info.group)
-        group_after = add(group_now, delta)
-        total_after = add(book.total_net, delta)
-        refusal = group_exposure(info.group, group_now, group_after, limits) or total_exposure(
-            book.total_net, total_after, limits
-        )
-        if refusal is not None:
-            return refusal
-        values = {
-            "notional": fmt(notional),
-            "projected_gross": fmt(gross_after),
-            "projected_group_exposure": fmt(group_after),
-            "projected_total_exposure": fmt(total_after),
-        }
-        return self._rate.admit(req, values, reducing=False)
+        return self._checks.run(req)
 
     # -- snapshot ---------------------------------------------------------------
 
@@ -399,7 +323,5 @@ class RiskEngine:
             engine._book.apply(PositionExposure.from_dict(raw))
         engine._book.restore_symbols(data["symbols"])
         engine._machine.restore(data)
-        engine._rate = OrderRateWindow(
-            engine._limits.max_orders_per_second, (int(ts) for ts in data["approved_ts_ns"])
-        )
+        engine._rate.restore(int(ts) for ts in data["approved_ts_ns"])
         return engine

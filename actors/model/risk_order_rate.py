@@ -20,9 +20,9 @@ from posbus.actors.model.risk_request import OrderRequest, RiskDecision
 class OrderRateWindow:
     """The approvals of the last second, oldest first."""
 
-    def __init__(self, limit: int, approved_ts_ns: Iterable[int] = ()) -> None:
+    def __init__(self, limit: int) -> None:
         self._limit = limit
-        self._approved: deque[int] = deque(approved_ts_ns)
+        self._approved: deque[int] = deque()
 
     def admit(self, req: OrderRequest, values: dict[str, str], *, reducing: bool) -> RiskDecision:
         """Approve `req` (recording it, with `values`) unless its second is full."""
@@ -47,3 +47,7 @@ class OrderRateWindow:
     def to_list(self) -> list[int]:
         """The approvals kept, for the engine's snapshot."""
         return list(self._approved)
+
+    def restore(self, approved_ts_ns: Iterable[int]) -> None:
+        """Take back the approvals `to_list` gave."""
+        self._approved = deque(approved_ts_ns)
