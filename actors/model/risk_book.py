@@ -28,7 +28,8 @@ from posbus.actors.model.risk_mark_ages import MarkAges
 class SymbolInfo:
     """The latest mark of a symbol (any account, or the market) and its correlation group.
 
-    Owned by the book, which updates it in place; the engine writes market marks on it.
+    Owned by the book, which updates it in place; market marks are written on it
+    by the engine's `MarketMarks`.
     """
 
     mark: Decimal | None
@@ -66,7 +67,8 @@ class ExposureBook:
         # Every pre-trade check asks: bound once, not forwarded per call.
         self.oldest_open = self._ages.oldest_open
         """The open position with the stalest (or no) mark (`MarkAges.oldest_open`)."""
-        self._symbols: dict[str, SymbolInfo] = {}
+        self.symbols: dict[str, SymbolInfo] = {}
+        """What the book knows of each symbol an exposure registered (read; written here)."""
         # Each symbol's positions (in the order they were first told), and how
         # many of them are open, for pricing them at a market mark.
         self._by_symbol: dict[str, list[tuple[str, str]]] = {}
@@ -102,10 +104,6 @@ class ExposureBook:
     def positions(self) -> list[PositionExposure]:
         """Every stored exposure, flat ones included, in the order first told (O(n))."""
         return list(self._positions.values())
-
-    def symbol(self, symbol: str) -> SymbolInfo | None:
-        """What the book knows of `symbol`; None when no exposure registered it."""
-        return self._symbols.get(symbol)
 
     def symbol_positions(self, symbol: str) -> Iterator[PositionExposure]:
         """The exposures of `symbol`, every account, in the order first told."""
@@ -194,7 +192,7 @@ class ExposureBook:
         old ones. An open position without a mark of its own stays unmarked
         (its P&L is unknown: the position's own word will tell).
         """
-        info = self._symbols[symbol]
+        info = self.symbols[symbol]
         mark = info.mark
         mark_ts = info.mark_ts_ns
         if mark is None or mark_ts is None:
@@ -231,11 +229,11 @@ class ExposureBook:
 
     def symbols_to_dict(self) -> dict[str, dict[str, Any]]:
         """Every symbol's latest mark, group and correlation, as plain values."""
-        return {symbol: info.to_dict() for symbol, info in self._symbols.items()}
+        return {symbol: info.to_dict() for symbol, info in self.symbols.items()}
 
     def restore_symbols(self, raw: dict[str, Any]) -> None:
         """Replace what the book knows of every symbol by `symbols_to_dict` output."""
-        self._symbols = {str(symbol): SymbolInfo.from_dict(info) for symbol, info in raw.items()}
+        self.symbols = {str(symbol): SymbolInfo.from_dict(info) for symbol, info in raw.items()}
 
     # -- internals --------------------------------------------------------------
 
@@ -273,9 +271,9 @@ class ExposureBook:
     def _note_symbol(self, exp: PositionExposure) -> None:
         """Record exp's mark as its symbol's latest if it is (by mark time, from any
         account), and the group and correlation exp reports."""
-        info = self._symbols.get(exp.symbol)
+        info = self.symbols.get(exp.symbol)
         if info is None:
-            self._symbols[exp.symbol] = SymbolInfo(
+            self.symbols[exp.symbol] = SymbolInfo(
                 exp.mark, exp.mark_ts_ns, exp.group, exp.correlation
             )
             return

@@ -264,7 +264,7 @@ class PreTradeChecks:
         )
         if refusal is not None:
             return refusal
-        info = book.symbol(req.symbol)
+        info = book.symbols.get(req.symbol)
         if info is None:
             return unregistered(req.symbol)
         price = order_price(req, info, self._stale_ns)

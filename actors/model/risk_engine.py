@@ -191,8 +191,8 @@ class RiskEngine:
         self._book.apply(exp)
         transitions = self._machine.judge(now, events)
         if marks.active:
-            info = self._book.symbol(exp.symbol)
-            if info is not None and (exp.mark_ts_ns != info.mark_ts_ns or exp.mark != info.mark):
+            info = self._book.symbols[exp.symbol]  # registered by the update
+            if exp.mark_ts_ns != info.mark_ts_ns or exp.mark != info.mark:
                 # The market's mark is newer (or the position's is, and its
                 # neighbours lag): every position of the symbol is priced at
                 # the one newest mark by the next catch-up.
@@ -215,7 +215,7 @@ class RiskEngine:
         """
         marks = self._marks
         marks.active = True
-        info = self._book.symbol(symbol)
+        info = self._book.symbols.get(symbol)
         if info is None or (info.mark_ts_ns is not None and ts_ns < info.mark_ts_ns):
             return None
         machine = self._machine

@@ -104,10 +104,6 @@ class RiskMachine:
             events.append("cooldown expired")
         return now
 
-    def calm_until(self, now: int) -> bool:
-        """True when moving to `now` rolls no day and ends no cooldown."""
-        return now < self.day_end_ns and (self.cooldown_until is None or now < self.cooldown_until)
-
     # -- judging ----------------------------------------------------------------
 
     def judge(

@@ -41,11 +41,16 @@ class MarketMarks:
         band = self.bands.get(symbol)
         if band is None:
             band = self.bands[symbol] = self._band(symbol)
-        if not (band[0] <= mark <= band[1] and self._machine.calm_until(now)):
+        machine = self._machine
+        if not (
+            band[0] <= mark <= band[1]
+            and now < machine.day_end_ns
+            and (machine.cooldown_until is None or now < machine.cooldown_until)
+        ):
             return False
         info.mark = mark
         info.mark_ts_ns = ts_ns
-        self._machine.last_ts_ns = now
+        machine.last_ts_ns = now
         dirty = self.dirty
         if symbol in dirty:  # kept in the order of each symbol's latest mark
             del dirty[symbol]

@@ -95,7 +95,7 @@ def test_repricing_moves_unrealized_pnl_by_qty_times_the_mark_move() -> None:
     book = ExposureBook(D(10_000))
     book.apply(_exposure("BTC", "2", "100", unrealized="5"))
     book.apply(_exposure("BTC", "-1", "100", account="b"))
-    info = book.symbol("BTC")
+    info = book.symbols.get("BTC")
     assert info is not None
     info.mark, info.mark_ts_ns = D("103.5"), T0 + 1
     book.reprice("BTC")
