@@ -8,6 +8,7 @@ old one added and adds the new one's share, O(1) in the number of positions
 locals before anything is assigned, so a trapped decimal signal (`EXACT`)
 leaves the book unchanged. x + (new - old) is (x + new) - old exactly, with
 the same exponent and sign of zero, so the order of updates never shows.
+It also keeps each symbol's latest mark, group and correlation (`SymbolInfo`).
 
 Pure: no clock, no thread, no I/O; run by the risk engine's owner only.
 """

@@ -1,15 +1,14 @@
 """The pre-trade checks, one small function each, named by what they refuse.
 
 `PreTradeChecks.run` (for `RiskEngine.check_order`) runs them in the order
-the engine's docstring gives; each returns the refusal (a `RiskDecision`)
-or None to let the order on. They
-read figures the engine passes in and change nothing. Amounts are compared
-in the engine's exact context (`risk_arithmetic.EXACT`, set by the engine):
-the arithmetic is explicit in the engine's exact context (`risk_arithmetic`),
-and caps are inclusive: a value AT its cap passes. The order-rate check,
-which keeps the approvals, is `risk_order_rate`.
+the engine's docstring gives; each returns the refusal (a `RiskDecision`) or
+None to let the order on. They read the figures they are given and change
+nothing. Their arithmetic is explicit in the engine's exact context
+(`risk_arithmetic.EXACT`), whatever the caller's context, and caps are
+inclusive: a value AT its cap passes. The order-rate check, which keeps the
+approvals, is `risk_order_rate`.
 
-Pure: no clock, no thread, no I/O.
+Pure: no clock, no thread, no I/O; run by the risk engine's owner only.
 """
 
 from __future__ import annotations
