@@ -91,8 +91,9 @@ class RiskEngine:
     9. group_exposure / total_exposure: |net + qty * price * correlation| <=
        the cap, or not larger than the current |net| (an order that lowers an
        over-limit exposure, a hedge, passes this check).
-    10. order_rate: at most `max_orders_per_second` approved orders with
-        ts in (ts_ns - 1 s, ts_ns]; refused orders do not count.
+    10. order_rate: no one-second window (e - 1 s, e] holds more than
+        `max_orders_per_second` approved orders, whatever order they arrive
+        in; refused orders do not count.
 
     Caps are inclusive: a value AT the cap passes, beyond it is refused.
     """

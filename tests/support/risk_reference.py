@@ -301,8 +301,10 @@ class RiskReference:
         return RefDecision(check == "", check, reducing)
 
     def _rate_reached(self, ts_ns: int) -> bool:
-        recent = [t for t in self.approvals if ts_ns - NS < t <= ts_ns]
-        return len(recent) >= self.limits.max_orders_per_second
+        # Every one-second window (end - 1 s, end] that would hold this order.
+        ends = [ts_ns] + [t for t in self.approvals if ts_ns <= t < ts_ns + NS]
+        busiest = max(sum(1 for t in self.approvals if end - NS < t <= end) for end in ends)
+        return busiest >= self.limits.max_orders_per_second
 
     def _first_refusal(
         self,
