@@ -130,7 +130,10 @@ def test_daily_loss_from_marks_forces_cooldown_that_refuses_new_exposure(
 
     refused = trade(node, intent(clock, BTC, Side.BUY, "0.1"))
     assert refused["status"] == "Rejected"
-    assert refused["reason"] == f"risk: cooldown until {until} ns: risk-reducing orders only"
+    # T0 (1,700,000,000 s: 2023-11-14 22:13:20 UTC) + the 60 s cool-down.
+    assert refused["reason"] == (
+        "risk: cooldown until 2023-11-14T22:14:20.000Z: risk-reducing orders only"
+    )
     # Closing out is what a cool-down is for.
     closing = trade(node, intent(clock, BTC, Side.SELL, "0.5", reduce_only=True))
     assert closing["status"] == "Filled"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from posbus.adapters.cli.time_text import iso_utc, moment_text
+from posbus.actors.model.timestamp_text import iso_utc
+from posbus.adapters.cli.time_text import moment_text
 
 # 2026-12-04T21:18:26Z = 1796419106 s since the epoch (hand-computed:
 # 20,791 days to 2026-12-04 x 86,400 s + 21 h 18 min 26 s).
