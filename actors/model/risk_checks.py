@@ -23,7 +23,7 @@ from posbus.actors.model.risk_mark_ages import NO_MARK_TS, MarkAge
 from posbus.actors.model.risk_order_rate import OrderRateWindow
 from posbus.actors.model.risk_request import OrderRequest, RiskDecision
 from posbus.actors.model.risk_state import RiskState
-from posbus.actors.model.timestamp_text import iso_utc
+from posbus.actors.model.timestamp_text import iso_utc_or_dash
 
 
 def refuse(check: str, reason: str, values: dict[str, str]) -> RiskDecision:
@@ -59,7 +59,7 @@ def trading_restricted(
     if state is RiskState.COOLDOWN:
         return refuse(
             "cooldown",
-            f"cooldown until {iso_utc(cooldown_until)}: risk-reducing orders only",
+            f"cooldown until {iso_utc_or_dash(cooldown_until)}: risk-reducing orders only",
             {
                 "position_qty": fmt(position_qty),
                 "order_qty": fmt(signed_qty),

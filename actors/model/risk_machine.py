@@ -21,7 +21,7 @@ from posbus.actors.model.risk_arithmetic import NS_PER_S, fmt, mul, ratio, sub
 from posbus.actors.model.risk_book import ExposureBook
 from posbus.actors.model.risk_limits import RiskLimits
 from posbus.actors.model.risk_state import RiskState, RiskTransition
-from posbus.actors.model.timestamp_text import iso_utc
+from posbus.actors.model.timestamp_text import iso_utc_or_dash
 
 _DAY_NS = 86_400 * NS_PER_S
 
@@ -235,7 +235,7 @@ class RiskMachine:
         if target is _HALTED:
             why = f"halted: {self.halt_reason}"
         elif target is _COOLDOWN:
-            why = f"closeout only until {iso_utc(self.cooldown_until)}"
+            why = f"closeout only until {iso_utc_or_dash(self.cooldown_until)}"
         elif target is _WARNING:
             why = "; ".join(self._warnings(equity))
         else:

@@ -16,3 +16,8 @@ def iso_utc(ts_ns: int) -> str:
     seconds, ns = divmod(ts_ns, NS_PER_S)
     moment = datetime.fromtimestamp(seconds, UTC).replace(microsecond=ns // 1000)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def iso_utc_or_dash(ts_ns: int | None) -> str:
+    """`iso_utc(ts_ns)`, or "-" when there is no such moment."""
+    return "-" if ts_ns is None else iso_utc(ts_ns)
