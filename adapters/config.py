@@ -1,19 +1,33 @@
 """posbus configuration: one typed object, loaded from TOML, with defaults that run on one machine.
 
-Every key is documented once, in the README's configuration reference; the
-embedded defaults below are what `posbus demo` runs with when no file is
-given. Loading rejects unknown keys and wrong types with a `ConfigError` that
-names the key, so a typo never silently leaves a limit at its default.
+Each TOML table is a frozen msgspec Struct below that declares its keys,
+types, defaults and ranges once; `load_config` decodes a file into them
+strictly (no string-to-number coercion), so an unknown key, a wrong type or a
+value out of range is a `ConfigError` naming the key, and a typo never
+silently leaves a limit at its default. Decimals stay exact: a TOML float
+0.1 is Decimal("0.1"), what the author typed. Every key is documented once,
+in docs/configuration.md.
+
+`Config`, what the rest of posbus reads, is a frozen dataclass: the tables
+as decoded, except `[risk]`, `[exchange]` and `[supervisor]`, which it holds
+as the domain values they build (RiskLimits, SimConfig and GatewayConfig,
+SupervisorPolicy). Change a table with `msgspec.structs.replace`. Pure
+values, safe on any thread; the only I/O is reading the file in `load_config`.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 import tomllib
+import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import msgspec
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.risk import RiskLimits
@@ -22,7 +36,7 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.strategy import Strategy
 from posbus.actors.symbol_info import SymbolInfo
-from posbus.adapters.exchange.ccxt_config import GATEWAY_KEYS, GatewayConfig, gateway_config
+from posbus.adapters.exchange.ccxt_config import GatewayConfig, GatewaySection
 from posbus.adapters.simulation.simulated_exchange import SimConfig
 
 
@@ -30,82 +44,97 @@ class ConfigError(PosbusError):
     """A configuration file or value is invalid; the message names the key."""
 
 
-@dataclass(frozen=True, slots=True)
-class SymbolConfig:
+NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+AtLeastZeroInt = Annotated[int, msgspec.Meta(ge=0)]
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+AtLeastZero = Annotated[float, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+def _positive(name: str, value: Decimal) -> None:
+    # msgspec has no range constraints on Decimal; NaN and infinities are not amounts.
+    if not value.is_finite() or value <= 0:
+        raise ValueError(f"{name} must be a positive finite number, got {value}")
+
+
+def _at_least_zero(name: str, value: Decimal) -> None:
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+
+
+class SymbolConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One traded symbol: start price (simulated market), risk group, demo order size."""
 
     price: Decimal
     order_qty: Decimal
-    group: str = "default"
+    group: NonEmpty = "default"
     correlation: Decimal = Decimal(1)
 
+    def __post_init__(self) -> None:
+        _positive("price", self.price)
+        _positive("order_qty", self.order_qty)
+        if not self.correlation.is_finite() or not -1 <= self.correlation <= 1:
+            raise ValueError(f"correlation must be within [-1, 1], got {self.correlation}")
 
-@dataclass(frozen=True, slots=True)
-class DemoConfig:
+
+class DemoConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The in-process demo's market, signal source and fault injection."""
 
-    duration_s: float = 20.0
-    steps_per_s: int = 20
+    duration_s: Positive = 20.0
+    steps_per_s: PositiveInt = 20
     seed: int = 7
-    volatility: float = 0.002
-    crash_rate: float = 0.3
-    open_probability: float = 0.04
-    close_probability: float = 0.03
+    volatility: AtLeastZero = 0.002
+    crash_rate: AtLeastZero = 0.3
+    open_probability: Probability = 0.04
+    close_probability: Probability = 0.03
 
 
-@dataclass(frozen=True, slots=True)
-class BusConfig:
+class BusConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where the bus lives and how it is secured (README: `[bus]`).
 
     `transport` "ipc" (one machine: sockets under RUN_DIR/bus, owner-only) or
     "tcp" (several machines: CURVE on every endpoint, keys from the files below).
     """
 
-    transport: str = "ipc"
-    host: str = "127.0.0.1"
-    bind: str = "*"
-    base_port: int = 5570
-    curve_server_secret: str | None = None
-    curve_server_public: str | None = None
-    curve_client_secret: str | None = None
-    allowed_clients: str | None = None
-    heartbeat_interval_s: float = 1.0
-    liveness: int = 3
-    max_msg_size: int = 1 << 20
+    transport: Literal["ipc", "tcp"] = "ipc"
+    host: NonEmpty = "127.0.0.1"
+    bind: NonEmpty = "*"
+    # The broker binds four consecutive ports from here.
+    base_port: Annotated[int, msgspec.Meta(ge=1, le=65532)] = 5570
+    curve_server_secret: NonEmpty | None = None
+    curve_server_public: NonEmpty | None = None
+    curve_client_secret: NonEmpty | None = None
+    allowed_clients: NonEmpty | None = None
+    heartbeat_interval_s: Positive = 1.0
+    liveness: PositiveInt = 3
+    max_msg_size: Annotated[int, msgspec.Meta(ge=1024)] = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class WorkersConfig:
+class WorkersConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How the stack is split into worker processes (README: `[workers]`)."""
 
-    position_shards: int = 1
-    tick_s: float = 1.0
-    journal: str = "sqlite"
+    position_shards: PositiveInt = 1
+    tick_s: Positive = 1.0
+    journal: Literal["sqlite", "memory"] = "sqlite"
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
+class MetricsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The Prometheus endpoint of each worker (README: `[metrics]`); port 0 turns it off."""
 
-    prometheus_port_base: int = 0
-    prometheus_host: str = "127.0.0.1"
+    prometheus_port_base: Annotated[int, msgspec.Meta(ge=0, le=65_000)] = 0
+    prometheus_host: NonEmpty = "127.0.0.1"
 
 
-@dataclass(frozen=True, slots=True)
-class LauncherConfig:
+class LauncherConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How `posbus up` restarts workers that die (README: `[launcher]`)."""
 
-    max_restarts: int = 5
-    period_s: float = 60.0
-    stop_timeout_s: float = 15.0
+    max_restarts: AtLeastZeroInt = 5
+    period_s: Positive = 60.0
+    stop_timeout_s: Positive = 15.0
 
 
-#: Where the risk supervisor takes marks from (`[positions] risk_marks`).
-RISK_MARKS = ("market", "exposures")
-
-
-@dataclass(frozen=True, slots=True)
-class PositionsConfig:
+class PositionsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """How positions report to the risk supervisor (README: `[positions]`).
 
     `risk_marks` "market" (the default): the risk supervisor takes every mark
@@ -118,22 +147,34 @@ class PositionsConfig:
     at once. 0 reports every change.
     """
 
-    risk_marks: str = "market"
-    exposure_interval_ms: int = 0
+    risk_marks: Literal["market", "exposures"] = "market"
+    exposure_interval_ms: AtLeastZeroInt = 0
     exposure_pnl_step: Decimal = Decimal(0)
 
+    def __post_init__(self) -> None:
+        _at_least_zero("exposure_pnl_step", self.exposure_pnl_step)
+        if self.risk_marks == "market" and (self.exposure_interval_ms or self.exposure_pnl_step):
+            # Nothing to conflate: positions tell no mark-only change in that mode.
+            raise ValueError(
+                "exposure_interval_ms and exposure_pnl_step conflate the marks "
+                'positions tell; set risk_marks = "exposures" to use them'
+            )
 
-@dataclass(frozen=True, slots=True)
-class BacktestConfig:
+
+class BacktestConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """`posbus backtest`: how the equity curve is sampled and returns are annualised."""
 
-    period_s: int = 86_400
-    periods_per_year: float = 252.0
-    equity_interval_s: int = 60
+    period_s: PositiveInt = 86_400
+    periods_per_year: Positive = 252.0
+    equity_interval_s: PositiveInt = 60
+
+    def __post_init__(self) -> None:
+        if self.period_s % self.equity_interval_s:
+            # Period closes must fall on the sampling grid, or returns would mix two clocks.
+            raise ValueError("period_s must be a multiple of equity_interval_s")
 
 
-@dataclass(frozen=True, slots=True)
-class StorageConfig:
+class StorageConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The journal and snapshot store (README: `[storage]`).
 
     `backend` "sqlite" (embedded default: one file, `path`, default
@@ -144,84 +185,213 @@ class StorageConfig:
     (0: only on demand and on shutdown); `keep_snapshots` per stream are kept.
     """
 
-    backend: str = "sqlite"
+    backend: Literal["sqlite", "mongodb", "memory"] = "sqlite"
     path: Path | None = None
-    uri: str = "mongodb://127.0.0.1:27017"
-    database: str = "posbus"
-    w: int | str = "majority"
-    batch_max: int = 1000
-    batch_delay_ms: float = 0.0
-    snapshot_interval_s: float = 30.0
-    keep_snapshots: int = 3
+    uri: NonEmpty = "mongodb://127.0.0.1:27017"
+    database: NonEmpty = "posbus"
+    w: PositiveInt | Literal["majority"] = "majority"
+    batch_max: PositiveInt = 1000
+    batch_delay_ms: Annotated[float, msgspec.Meta(ge=0, le=5000)] = 0.0
+    snapshot_interval_s: AtLeastZero = 30.0
+    keep_snapshots: PositiveInt = 3
 
     def sqlite_path(self, run_dir: Path) -> Path:
         """The SQLite file: `path`, or journal.sqlite under the run directory."""
         return self.path if self.path is not None else run_dir / "journal.sqlite"
 
 
-@dataclass(frozen=True, slots=True)
-class LogConfig:
-    """Logging: level and format ("json" lines, or "text")."""
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-    level: str = "INFO"
-    format: str = "json"
+
+class LogConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Logging: level (any case; kept upper case) and format ("json" lines, or "text")."""
+
+    level: NonEmpty = "INFO"
+    format: Literal["json", "text"] = "json"
+
+    def __post_init__(self) -> None:
+        level = self.level.upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"level must be one of {', '.join(LOG_LEVELS)}, not {self.level!r}")
+        # `logging` knows only the upper-case names.
+        msgspec.structs.force_setattr(self, "level", level)
+
+
+class RiskSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[risk]`: the risk limits; RiskLimits checks their ranges when `limits()` builds it."""
+
+    daily_loss_limit: Decimal = Decimal(2_000)
+    max_drawdown: Decimal = Decimal("0.05")
+    max_leverage: Decimal = Decimal(3)
+    warning_fraction: Decimal = Decimal("0.8")
+    warning_leverage_factor: Decimal = Decimal("0.5")
+    max_group_exposure: Decimal = Decimal(150_000)
+    max_total_exposure: Decimal = Decimal(250_000)
+    max_order_notional: Decimal = Decimal(25_000)
+    max_orders_per_second: int = 20
+    cooldown_s: int = 30
+    stale_after_s: int = 10
+    trading_day_offset_s: int = 0
+
+    def __post_init__(self) -> None:
+        self.limits()  # so a limit out of range is reported at [risk]
+
+    def limits(self) -> RiskLimits:
+        """The limits these keys describe. Raises ValueError naming a limit out of range."""
+        return RiskLimits(**msgspec.structs.asdict(self))
+
+
+class SupervisorSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[supervisor]`: the actors' restart policy, the backoff's bounds as flat keys."""
+
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: int = 20
+    period_s: float = 10.0
+    backoff_min_s: float = 0.01
+    backoff_max_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        self.policy()  # so a value out of range is reported at [supervisor]
+
+    def policy(self) -> SupervisorPolicy:
+        """The policy these keys describe. Raises ValueError naming a value out of range."""
+        return SupervisorPolicy(
+            strategy=self.strategy,
+            max_restarts=self.max_restarts,
+            period_s=self.period_s,
+            backoff=Backoff(min_s=self.backoff_min_s, max_s=self.backoff_max_s),
+        )
+
+
+class ExchangeSection(GatewaySection, frozen=True, forbid_unknown_fields=True):
+    """`[exchange]`: the gateway's keys (GatewaySection) and the simulated exchange's (SimConfig).
+
+    Both venues' keys share the table so that switching `kind` changes one
+    line; SimConfig checks the simulated exchange's ranges.
+    """
+
+    seed: int = 7
+    taker_fee_rate: Decimal = Decimal("0.001")
+    maker_fee_rate: Decimal = Decimal("0.0002")
+    slippage_bps: Decimal = Decimal(1)
+    latency_ns: int = 2_000_000
+    reject_rate: float = 0.02
+    partial_fill_rate: float = 0.2
+    price_tick: Decimal = Decimal("0.01")
+    qty_step: Decimal = Decimal("0.0001")
+    fee_currency: NonEmpty = "USDT"
+    max_order_qty: Decimal | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.simulated()  # so a value out of range is reported at [exchange]
+
+    def simulated(self) -> SimConfig:
+        """The simulated exchange these keys describe. Raises ValueError naming a key."""
+        return SimConfig(**{f.name: getattr(self, f.name) for f in fields(SimConfig)})
+
+
+def _default_symbols() -> dict[str, SymbolConfig]:
+    return {
+        "BTC/USDT": SymbolConfig(Decimal(60_000), Decimal("0.1"), "majors", Decimal(1)),
+        "ETH/USDT": SymbolConfig(Decimal(3_000), Decimal(2), "majors", Decimal("0.85")),
+        "SOL/USDT": SymbolConfig(Decimal(150), Decimal(40), "alts", Decimal("0.7")),
+    }
+
+
+class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The TOML document: its top-level keys and one field per table; `config()` builds Config.
+
+    Rules that relate two tables are checked here, after each table is decoded.
+    """
+
+    account: NonEmpty = "default"
+    starting_equity: Decimal = Decimal(100_000)
+    run_dir: Path = Path("var")
+    risk: RiskSection = RiskSection()
+    exchange: ExchangeSection = ExchangeSection()
+    supervisor: SupervisorSection = SupervisorSection()
+    symbols: dict[str, SymbolConfig] = msgspec.field(default_factory=_default_symbols)
+    demo: DemoConfig = DemoConfig()
+    log: LogConfig = LogConfig()
+    storage: StorageConfig = StorageConfig()
+    bus: BusConfig = BusConfig()
+    workers: WorkersConfig = WorkersConfig()
+    launcher: LauncherConfig = LauncherConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    positions: PositionsConfig = PositionsConfig()
+    backtest: BacktestConfig = BacktestConfig()
+
+    def __post_init__(self) -> None:
+        _positive("starting_equity", self.starting_equity)
+        _check_symbol_names(self.symbols)
+        _check_conflation_below_staleness(self.positions, self.risk)
+
+    def config(self) -> Config:
+        """The node's configuration: the tables, with risk, exchange and supervisor built."""
+        return Config(
+            account=self.account,
+            starting_equity=self.starting_equity,
+            run_dir=self.run_dir,
+            risk=self.risk.limits(),
+            exchange=self.exchange.simulated(),
+            gateway=self.exchange.gateway(),
+            supervisor=self.supervisor.policy(),
+            symbols=self.symbols,
+            demo=self.demo,
+            log=self.log,
+            storage=self.storage,
+            bus=self.bus,
+            workers=self.workers,
+            launcher=self.launcher,
+            metrics=self.metrics,
+            positions=self.positions,
+            backtest=self.backtest,
+        )
+
+
+def _check_symbol_names(symbols: Mapping[str, SymbolConfig]) -> None:
+    if not symbols:
+        raise ValueError("[symbols]: at least one symbol is needed")
+    for name in symbols:
+        if "/" not in name:
+            raise ValueError(f"[symbols]: symbol {name!r} must look like BASE/QUOTE")
+
+
+def _check_conflation_below_staleness(positions: PositionsConfig, risk: RiskSection) -> None:
+    if positions.exposure_interval_ms >= risk.stale_after_s * 1000:
+        # A conflated mark could then look stale to risk although ticks keep coming.
+        raise ValueError(
+            f"[positions] exposure_interval_ms: must be below [risk] stale_after_s "
+            f"({risk.stale_after_s} s)"
+        )
+
+
+_BUILT_IN = ConfigFile()
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration of a posbus node."""
+    """The whole configuration of a posbus node; the defaults are ConfigFile's."""
 
-    account: str = "default"
-    starting_equity: Decimal = Decimal(100_000)
-    run_dir: Path = Path("var")
-    risk: RiskLimits = field(
-        default_factory=lambda: RiskLimits(
-            daily_loss_limit=Decimal(2_000),
-            max_drawdown=Decimal("0.05"),
-            max_leverage=Decimal(3),
-            warning_fraction=Decimal("0.8"),
-            warning_leverage_factor=Decimal("0.5"),
-            max_group_exposure=Decimal(150_000),
-            max_total_exposure=Decimal(250_000),
-            max_order_notional=Decimal(25_000),
-            max_orders_per_second=20,
-            cooldown_s=30,
-            stale_after_s=10,
-        )
-    )
-    exchange: SimConfig = field(
-        default_factory=lambda: SimConfig(
-            seed=7,
-            slippage_bps=Decimal(1),
-            latency_ns=2_000_000,
-            reject_rate=0.02,
-            partial_fill_rate=0.2,
-            qty_step=Decimal("0.0001"),
-        )
-    )
+    account: str = _BUILT_IN.account
+    starting_equity: Decimal = _BUILT_IN.starting_equity
+    run_dir: Path = _BUILT_IN.run_dir
+    risk: RiskLimits = field(default_factory=_BUILT_IN.risk.limits)
+    exchange: SimConfig = field(default_factory=_BUILT_IN.exchange.simulated)
     # `[exchange] kind` and the ccxt gateway's keys (the rest of `[exchange]` is `exchange`).
-    gateway: GatewayConfig = field(default_factory=GatewayConfig)
-    supervisor: SupervisorPolicy = field(
-        default_factory=lambda: SupervisorPolicy(
-            max_restarts=20, period_s=10.0, backoff=Backoff(min_s=0.01, max_s=0.2)
-        )
-    )
-    symbols: Mapping[str, SymbolConfig] = field(
-        default_factory=lambda: {
-            "BTC/USDT": SymbolConfig(Decimal(60_000), Decimal("0.1"), "majors", Decimal(1)),
-            "ETH/USDT": SymbolConfig(Decimal(3_000), Decimal(2), "majors", Decimal("0.85")),
-            "SOL/USDT": SymbolConfig(Decimal(150), Decimal(40), "alts", Decimal("0.7")),
-        }
-    )
-    demo: DemoConfig = field(default_factory=DemoConfig)
-    log: LogConfig = field(default_factory=LogConfig)
-    storage: StorageConfig = field(default_factory=StorageConfig)
-    bus: BusConfig = field(default_factory=BusConfig)
-    workers: WorkersConfig = field(default_factory=WorkersConfig)
-    launcher: LauncherConfig = field(default_factory=LauncherConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    positions: PositionsConfig = field(default_factory=PositionsConfig)
-    backtest: BacktestConfig = field(default_factory=BacktestConfig)
+    gateway: GatewayConfig = field(default_factory=_BUILT_IN.exchange.gateway)
+    supervisor: SupervisorPolicy = field(default_factory=_BUILT_IN.supervisor.policy)
+    symbols: Mapping[str, SymbolConfig] = field(default_factory=_default_symbols)
+    demo: DemoConfig = _BUILT_IN.demo
+    log: LogConfig = _BUILT_IN.log
+    storage: StorageConfig = _BUILT_IN.storage
+    bus: BusConfig = _BUILT_IN.bus
+    workers: WorkersConfig = _BUILT_IN.workers
+    launcher: LauncherConfig = _BUILT_IN.launcher
+    metrics: MetricsConfig = _BUILT_IN.metrics
+    positions: PositionsConfig = _BUILT_IN.positions
+    backtest: BacktestConfig = _BUILT_IN.backtest
 
     def node_config(self) -> NodeConfig:
         """The part of the configuration a Node needs."""
@@ -262,417 +432,120 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
-    """Build a Config from plain values (a parsed TOML document)."""
-    base = Config()
-    _no_unknown(
-        data,
-        {"account", "starting_equity", "run_dir", "risk", "exchange", "supervisor"}
-        | {"symbols", "demo", "log", "bus", "workers", "launcher"}
-        | {"positions", "backtest", "storage", "metrics"},
-        where,
-    )
-    account = _str(data.get("account", base.account), f"{where}: account")
-    equity = _decimal(
-        data.get("starting_equity", base.starting_equity), f"{where}: starting_equity"
-    )
-    if equity <= 0:
-        raise ConfigError(f"{where}: starting_equity must be positive")
-    run_dir = Path(_str(data.get("run_dir", str(base.run_dir)), f"{where}: run_dir"))
-    risk = _risk(data.get("risk"), base.risk, f"{where}: [risk]")
-    return Config(
-        account=account,
-        starting_equity=equity,
-        run_dir=run_dir,
-        risk=risk,
-        exchange=_exchange(data.get("exchange"), base.exchange, f"{where}: [exchange]"),
-        gateway=_gateway(data.get("exchange"), base.gateway, f"{where}: [exchange]"),
-        supervisor=_supervisor(data.get("supervisor"), base.supervisor, f"{where}: [supervisor]"),
-        symbols=_symbols(data.get("symbols"), base.symbols, f"{where}: [symbols]"),
-        demo=_demo(data.get("demo"), base.demo, f"{where}: [demo]"),
-        log=_log(data.get("log"), base.log, f"{where}: [log]"),
-        storage=_storage(data.get("storage"), base.storage, f"{where}: [storage]"),
-        bus=_bus(data.get("bus"), base.bus, f"{where}: [bus]"),
-        workers=_workers(data.get("workers"), base.workers, f"{where}: [workers]"),
-        launcher=_launcher(data.get("launcher"), base.launcher, f"{where}: [launcher]"),
-        metrics=_metrics(data.get("metrics"), base.metrics, f"{where}: [metrics]"),
-        positions=_positions(data.get("positions"), base.positions, risk, f"{where}: [positions]"),
-        backtest=_backtest(data.get("backtest"), base.backtest, f"{where}: [backtest]"),
-    )
+    """Build a Config from plain values (a parsed TOML document) over the defaults.
 
-
-# -- sections -------------------------------------------------------------------
-
-
-def _risk(raw: Any, base: RiskLimits, where: str) -> RiskLimits:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    merged: dict[str, Any] = {**base.to_dict(), **table}
+    Raises ConfigError naming the key (`[risk] max_leverage`) for an unknown
+    key, a wrong type or a value out of range.
+    """
     try:
-        return RiskLimits.from_dict(merged)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        document: ConfigFile = _decode(data, ConfigFile)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{where}: {_explain(str(exc), data)}") from exc
+    return document.config()
 
 
-def _exchange(raw: Any, base: SimConfig, where: str) -> SimConfig:
-    if raw is None:
-        return base
-    # The gateway's keys share the table; `_gateway` reads and checks them.
-    whole = _table(raw, where)
-    table = {k: v for k, v in whole.items() if k not in GATEWAY_KEYS}
-    fields = {
-        "seed": int,
-        "taker_fee_rate": Decimal,
-        "maker_fee_rate": Decimal,
-        "slippage_bps": Decimal,
-        "latency_ns": int,
-        "reject_rate": float,
-        "partial_fill_rate": float,
-        "price_tick": Decimal,
-        "qty_step": Decimal,
-        "fee_currency": str,
-        "max_order_qty": Decimal,
-    }
-    _no_unknown(whole, set(fields) | GATEWAY_KEYS, where)
-    values: dict[str, Any] = {}
-    for name, kind in fields.items():
-        if name in table:
-            values[name] = _typed(table[name], kind, f"{where} {name}")
-    return _build(SimConfig, base, values, where)
+def _decode(value: Any, kind: Any) -> Any:
+    # strict: a TOML string never becomes a number, nor a number a string.
+    return msgspec.convert(value, kind, strict=True, dec_hook=_decode_path)
 
 
-def _gateway(raw: Any, base: GatewayConfig, where: str) -> GatewayConfig:
-    if raw is None:
-        return base
-    try:
-        return gateway_config(_table(raw, where), base)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where} {exc}") from exc
+def _decode_path(kind: type, value: Any) -> Any:
+    if kind is Path and isinstance(value, str) and value:
+        return Path(value)
+    raise TypeError("Expected a non-empty path string")
 
 
-def _supervisor(raw: Any, base: SupervisorPolicy, where: str) -> SupervisorPolicy:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    _no_unknown(
-        table, {"strategy", "max_restarts", "period_s", "backoff_min_s", "backoff_max_s"}, where
-    )
-    try:
-        strategy = Strategy(table.get("strategy", base.strategy.value))
-    except ValueError as exc:
-        raise ConfigError(f"{where} strategy: one of {[s.value for s in Strategy]}") from exc
-    try:
-        backoff = Backoff(
-            min_s=_typed(
-                table.get("backoff_min_s", base.backoff.min_s), float, f"{where} backoff_min_s"
-            ),
-            max_s=_typed(
-                table.get("backoff_max_s", base.backoff.max_s), float, f"{where} backoff_max_s"
-            ),
-        )
-        return SupervisorPolicy(
-            strategy=strategy,
-            max_restarts=_typed(
-                table.get("max_restarts", base.max_restarts), int, f"{where} max_restarts"
-            ),
-            period_s=_typed(table.get("period_s", base.period_s), float, f"{where} period_s"),
-            backoff=backoff,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+# -- error messages -----------------------------------------------------------------
+#
+# msgspec says where a value failed as a path (`$.symbols[...].price`) in its
+# own words (Object, field); the messages below use the TOML file's words
+# instead and name the entry of a table of tables, which msgspec elides.
+
+_STEP = re.compile(r"\.(?P<field>\w+)|\[(?P<entry>[^\]]*)\]")
+_GOT_TYPE = re.compile(r"got `[^`]*`$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def _symbols(raw: Any, base: Mapping[str, SymbolConfig], where: str) -> Mapping[str, SymbolConfig]:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    if not table:
-        raise ConfigError(f"{where}: at least one symbol is needed")
-    out: dict[str, SymbolConfig] = {}
-    for name, spec in table.items():
-        if "/" not in name:
-            raise ConfigError(f"{where}: symbol {name!r} must look like BASE/QUOTE")
-        sub = f"{where} {name!r}"
-        entry = _table(spec, sub)
-        _no_unknown(entry, {"price", "order_qty", "group", "correlation"}, sub)
-        for key in ("price", "order_qty"):
-            if key not in entry:
-                raise ConfigError(f"{sub}: {key} is required")
-        price = _decimal(entry["price"], f"{sub} price")
-        qty = _decimal(entry["order_qty"], f"{sub} order_qty")
-        corr = _decimal(entry.get("correlation", 1), f"{sub} correlation")
-        if price <= 0 or qty <= 0:
-            raise ConfigError(f"{sub}: price and order_qty must be positive")
-        if not Decimal(-1) <= corr <= Decimal(1):
-            raise ConfigError(f"{sub}: correlation must be within [-1, 1]")
-        out[name] = SymbolConfig(
-            price, qty, _str(entry.get("group", "default"), f"{sub} group"), corr
-        )
-    return out
+def _explain(error: str, data: Mapping[str, Any]) -> str:
+    """msgspec's error as `[table] key: what is wrong, got VALUE`."""
+    message, _, path = error.partition(" - at `$")
+    kind: Any = ConfigFile
+    value: Any = data
+    tables: list[str] = []
+    key = ""
+    for step in _STEP.finditer(path.removesuffix("`")):
+        if step["field"] is not None:
+            name, kind = step["field"], _field_type(kind, step["field"])
+        else:
+            kind = _entry_type(kind)
+            name = _failing_entry(value, kind)
+        value = value.get(name) if isinstance(value, Mapping) else None
+        quoted = name if _BARE_KEY.fullmatch(name) else f'"{name}"'
+        if _is_table(kind):
+            tables.append(quoted)
+        else:
+            key = quoted
+    where = " ".join(filter(None, (f"[{'.'.join(tables)}]" if tables else "", key)))
+    text = _reworded(message, kind, value)
+    return f"{where}: {text}" if where else text
 
 
-def _demo(raw: Any, base: DemoConfig, where: str) -> DemoConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields = {
-        "duration_s": float,
-        "steps_per_s": int,
-        "seed": int,
-        "volatility": float,
-        "crash_rate": float,
-        "open_probability": float,
-        "close_probability": float,
-    }
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    demo = _build(DemoConfig, base, values, where)
-    if demo.duration_s <= 0 or demo.steps_per_s <= 0:
-        raise ConfigError(f"{where}: duration_s and steps_per_s must be positive")
-    for name in ("crash_rate", "volatility"):
-        if getattr(demo, name) < 0:
-            raise ConfigError(f"{where}: {name} must be >= 0")
-    for name in ("open_probability", "close_probability"):
-        if not 0 <= getattr(demo, name) <= 1:
-            raise ConfigError(f"{where}: {name} must be within [0, 1]")
-    return demo
+def _reworded(message: str, kind: Any, value: Any) -> str:
+    if message.startswith("Object contains unknown field"):
+        known = ", ".join(f.name for f in msgspec.structs.fields(_unwrapped(kind)))
+        unknown = message.removeprefix("Object contains unknown field ")
+        return f"unknown key {unknown}; known: {known}"
+    if message.startswith("Object missing required field"):
+        return f"missing key {message.removeprefix('Object missing required field ')}"
+    if message.startswith("Expected `object`"):
+        return f"must be a table, got {value!r}"
+    if message.startswith("Invalid enum value"):
+        return f"must be one of {', '.join(str(c) for c in _choices(kind))}, not {value!r}"
+    if message.startswith(("Expected", "Invalid")):
+        if _GOT_TYPE.search(message):
+            return _GOT_TYPE.sub(f"got {value!r}", message)
+        return f"{message}, got {value!r}"
+    return message
 
 
-def _storage(raw: Any, base: StorageConfig, where: str) -> StorageConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {
-        "backend": str,
-        "path": str,
-        "uri": str,
-        "database": str,
-        "batch_max": int,
-        "batch_delay_ms": float,
-        "snapshot_interval_s": float,
-        "keep_snapshots": int,
-    }
-    _no_unknown(table, {*fields, "w"}, where)
-    values: dict[str, Any] = {
-        k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table
-    }
-    if "path" in values:
-        values["path"] = Path(values["path"])
-    if "w" in table:
-        w = table["w"]
-        if w != "majority" and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
-            raise ConfigError(f"{where} w: an integer >= 1 or 'majority', got {w!r}")
-        values["w"] = w
-    storage = _build(StorageConfig, base, values, where)
-    if storage.backend not in ("sqlite", "mongodb", "memory"):
-        raise ConfigError(f"{where} backend: 'sqlite', 'mongodb' or 'memory'")
-    if storage.batch_max < 1:
-        raise ConfigError(f"{where} batch_max: must be >= 1")
-    if not 0 <= storage.batch_delay_ms <= 5000:
-        raise ConfigError(f"{where} batch_delay_ms: must be within [0, 5000]")
-    if storage.snapshot_interval_s < 0:
-        raise ConfigError(f"{where} snapshot_interval_s: must be >= 0")
-    if storage.keep_snapshots < 1:
-        raise ConfigError(f"{where} keep_snapshots: must be >= 1")
-    return storage
+def _unwrapped(kind: Any) -> Any:
+    """The type under Annotated and `| None`."""
+    while get_origin(kind) is Annotated:
+        kind = get_args(kind)[0]
+    if get_origin(kind) in (Union, types.UnionType):
+        members = [m for m in get_args(kind) if m is not type(None)]
+        if len(members) == 1:
+            return _unwrapped(members[0])
+    return kind
 
 
-def _log(raw: Any, base: LogConfig, where: str) -> LogConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    _no_unknown(table, {"level", "format"}, where)
-    level = _str(table.get("level", base.level), f"{where} level").upper()
-    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise ConfigError(f"{where} level: one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-    fmt = _str(table.get("format", base.format), f"{where} format")
-    if fmt not in ("json", "text"):
-        raise ConfigError(f"{where} format: 'json' or 'text'")
-    return LogConfig(level, fmt)
+def _field_type(kind: Any, name: str) -> Any:
+    return next(f.type for f in msgspec.structs.fields(_unwrapped(kind)) if f.name == name)
 
 
-def _bus(raw: Any, base: BusConfig, where: str) -> BusConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {
-        "transport": str,
-        "host": str,
-        "bind": str,
-        "base_port": int,
-        "curve_server_secret": str,
-        "curve_server_public": str,
-        "curve_client_secret": str,
-        "allowed_clients": str,
-        "heartbeat_interval_s": float,
-        "liveness": int,
-        "max_msg_size": int,
-    }
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    bus: BusConfig = _build(BusConfig, base, values, where)
-    if bus.transport not in ("ipc", "tcp"):
-        raise ConfigError(f"{where} transport: 'ipc' or 'tcp'")
-    if not 1 <= bus.base_port <= 65532:
-        raise ConfigError(f"{where} base_port: within 1..65532 (4 consecutive ports)")
-    if bus.heartbeat_interval_s <= 0 or bus.liveness < 1 or bus.max_msg_size < 1024:
-        raise ConfigError(f"{where}: heartbeat_interval_s > 0, liveness >= 1, max_msg_size >= 1024")
-    return bus
+def _entry_type(kind: Any) -> Any:
+    return get_args(_unwrapped(kind))[1]
 
 
-def _workers(raw: Any, base: WorkersConfig, where: str) -> WorkersConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {"position_shards": int, "tick_s": float, "journal": str}
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    workers: WorkersConfig = _build(WorkersConfig, base, values, where)
-    if workers.position_shards < 1 or workers.tick_s <= 0:
-        raise ConfigError(f"{where}: position_shards >= 1 and tick_s > 0")
-    if workers.journal not in ("sqlite", "memory"):
-        raise ConfigError(f"{where} journal: 'sqlite' or 'memory'")
-    return workers
+def _is_table(kind: Any) -> bool:
+    kind = _unwrapped(kind)
+    return get_origin(kind) is dict or (isinstance(kind, type) and issubclass(kind, msgspec.Struct))
 
 
-def _metrics(raw: Any, base: MetricsConfig, where: str) -> MetricsConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {"prometheus_port_base": int, "prometheus_host": str}
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    metrics: MetricsConfig = _build(MetricsConfig, base, values, where)
-    if not 0 <= metrics.prometheus_port_base <= 65_000:
-        raise ConfigError(f"{where}: prometheus_port_base between 0 (off) and 65000")
-    return metrics
+def _failing_entry(table: Any, kind: Any) -> str:
+    """The first key of `table` whose value does not decode as `kind` (msgspec elides it)."""
+    for name, entry in table.items() if isinstance(table, Mapping) else ():
+        try:
+            _decode(entry, kind)
+        except msgspec.ValidationError:
+            return str(name)
+    return "..."
 
 
-def _launcher(raw: Any, base: LauncherConfig, where: str) -> LauncherConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {"max_restarts": int, "period_s": float, "stop_timeout_s": float}
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    launcher: LauncherConfig = _build(LauncherConfig, base, values, where)
-    if launcher.max_restarts < 0 or launcher.period_s <= 0 or launcher.stop_timeout_s <= 0:
-        raise ConfigError(f"{where}: max_restarts >= 0, period_s > 0, stop_timeout_s > 0")
-    return launcher
-
-
-def _positions(raw: Any, base: PositionsConfig, risk: RiskLimits, where: str) -> PositionsConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {
-        "risk_marks": str,
-        "exposure_interval_ms": int,
-        "exposure_pnl_step": Decimal,
-    }
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    positions: PositionsConfig = _build(PositionsConfig, base, values, where)
-    if positions.risk_marks not in RISK_MARKS:
-        raise ConfigError(
-            f"{where} risk_marks: must be one of {', '.join(RISK_MARKS)}, "
-            f"not {positions.risk_marks!r}"
-        )
-    if positions.exposure_interval_ms < 0 or positions.exposure_pnl_step < 0:
-        raise ConfigError(f"{where}: exposure_interval_ms and exposure_pnl_step must be >= 0")
-    if positions.risk_marks == "market" and (
-        positions.exposure_interval_ms or positions.exposure_pnl_step
-    ):
-        # Nothing to conflate: positions tell no mark-only change in that mode.
-        raise ConfigError(
-            f"{where}: exposure_interval_ms and exposure_pnl_step conflate the marks "
-            'positions tell; set risk_marks = "exposures" to use them'
-        )
-    if positions.exposure_interval_ms >= risk.stale_after_s * 1000:
-        # A conflated mark could then look stale to risk although ticks keep coming.
-        raise ConfigError(
-            f"{where} exposure_interval_ms: must be below [risk] stale_after_s "
-            f"({risk.stale_after_s} s)"
-        )
-    return positions
-
-
-def _backtest(raw: Any, base: BacktestConfig, where: str) -> BacktestConfig:
-    if raw is None:
-        return base
-    table = _table(raw, where)
-    fields: dict[str, type] = {
-        "period_s": int,
-        "periods_per_year": float,
-        "equity_interval_s": int,
-    }
-    _no_unknown(table, set(fields), where)
-    values = {k: _typed(table[k], kind, f"{where} {k}") for k, kind in fields.items() if k in table}
-    backtest: BacktestConfig = _build(BacktestConfig, base, values, where)
-    if backtest.period_s <= 0 or backtest.equity_interval_s <= 0:
-        raise ConfigError(f"{where}: period_s and equity_interval_s must be positive")
-    if backtest.periods_per_year <= 0:
-        raise ConfigError(f"{where}: periods_per_year must be positive")
-    if backtest.period_s % backtest.equity_interval_s:
-        # Period closes must fall on the sampling grid, or returns would mix two clocks.
-        raise ConfigError(f"{where}: period_s must be a multiple of equity_interval_s")
-    return backtest
-
-
-# -- values -----------------------------------------------------------------------
-
-
-def _build(cls: Any, base: Any, values: dict[str, Any], where: str) -> Any:
-    merged = {name: getattr(base, name) for name in cls.__dataclass_fields__}
-    merged.update(values)
-    try:
-        return cls(**merged)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-
-
-def _table(raw: Any, where: str) -> dict[str, Any]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: must be a table")
-    return raw
-
-
-def _no_unknown(table: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
-
-
-def _typed(value: Any, kind: type, where: str) -> Any:
-    if kind is Decimal:
-        return _decimal(value, where)
-    if kind is str:
-        return _str(value, where)
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: must be an integer, got {value!r}")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: must be a number, got {value!r}")
-        return float(value)
-    raise AssertionError(kind)
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: must be a non-empty string, got {value!r}")
-    return value
-
-
-def _decimal(value: Any, where: str) -> Decimal:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: must be a number, got {value!r}")
-    try:
-        # A TOML float goes through its shortest repr: 0.1 means Decimal("0.1").
-        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: not a number: {value!r}") from exc
-    if not number.is_finite():
-        raise ConfigError(f"{where}: must be finite, got {value!r}")
-    return number
+def _choices(kind: Any) -> list[Any]:
+    kind = _unwrapped(kind)
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        return [member.value for member in kind]
+    if get_origin(kind) is Literal:
+        return list(get_args(kind))
+    return [choice for member in get_args(kind) for choice in _choices(member)]

@@ -67,6 +67,8 @@ def posbus_worker(path: Path, every: int, mode: str) -> dict[str, Any]:
     from dataclasses import replace
     from decimal import Decimal
 
+    import msgspec
+
     from posbus.actors.strategies.flip import Flip
     from posbus.adapters.backtest import Backtest
     from posbus.adapters.config import Config
@@ -92,7 +94,9 @@ def posbus_worker(path: Path, every: int, mode: str) -> dict[str, Any]:
         taker_fee_rate=Decimal("0.001"),
     )
     if mode == "posbus-conflated":
-        positions = replace(base.positions, risk_marks="exposures", exposure_interval_ms=1_000)
+        positions = msgspec.structs.replace(
+            base.positions, risk_marks="exposures", exposure_interval_ms=1_000
+        )
     else:
         positions = base.positions
     config = replace(base, risk=risk, exchange=exchange, positions=positions)

@@ -59,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     """Handler of `posbus demo`."""
     from dataclasses import replace
 
+    import msgspec
+
     from posbus.adapters.config import ConfigError, load_config
     from posbus.adapters.log_format import configure_logging
     from posbus.adapters.simulation.demo import Demo
@@ -71,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None:
         if args.duration <= 0:
             raise UsageError("--duration must be positive")
-        demo_cfg = replace(demo_cfg, duration_s=args.duration)
+        demo_cfg = msgspec.structs.replace(demo_cfg, duration_s=args.duration)
     if args.seed is not None:
-        demo_cfg = replace(demo_cfg, seed=args.seed)
+        demo_cfg = msgspec.structs.replace(demo_cfg, seed=args.seed)
         config = replace(config, exchange=replace(config.exchange, seed=args.seed))
     if args.crash_rate is not None:
         if args.crash_rate < 0:
             raise UsageError("--crash-rate must be >= 0")
-        demo_cfg = replace(demo_cfg, crash_rate=args.crash_rate)
+        demo_cfg = msgspec.structs.replace(demo_cfg, crash_rate=args.crash_rate)
     config = replace(config, demo=demo_cfg)
     configure_logging(config.log.level, config.log.format, file=Path(config.run_dir) / "demo.log")
 

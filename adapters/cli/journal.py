@@ -165,7 +165,7 @@ class _Target:
 
 def _targets(args: argparse.Namespace) -> list[_Target]:
     """The journals to read: --path, else each worker's, else the [storage] journal."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from posbus.adapters.config import ConfigError, load_config
     from posbus.adapters.journal.backend import describe
@@ -197,7 +197,7 @@ def _targets(args: argparse.Namespace) -> list[_Target]:
 
 def _worker_journals(config: Config, run_dir: Path) -> list[_Target]:
     """Each worker's journal, named as `posbus worker` opens it (adapters/cli/worker.py)."""
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from posbus.adapters.journal.backend import describe
     from posbus.adapters.launcher_layout import RunDir, plan

@@ -278,7 +278,7 @@ def _journal(config: Any, run_dir: Any, name: str) -> Any:
     RUN_DIR/journal/; MongoDB one database per worker, `DATABASE_WORKER`
     (dots become underscores), on the configured server.
     """
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     from posbus.adapters.journal.backend import open_backend
 

@@ -3,8 +3,8 @@
 `kind = "simulated"` (the default) runs the simulated exchange, configured by
 the other keys of `[exchange]` (`SimConfig`,
 posbus.adapters.simulation.simulated_exchange); `kind = "ccxt"` runs the
-ccxt gateway with the keys below. Every key is
-documented in the README's configuration reference.
+ccxt gateway with the keys of `GatewaySection`. Every key is documented in
+docs/configuration.md.
 
 Credentials come from environment variables (`api_key_env`, `secret_env`,
 which hold the *names* of the variables) or from a TOML file
@@ -13,8 +13,8 @@ which hold the *names* of the variables) or from a TOML file
 `Credentials` prints as redacted, and `inspect` shows only whether they are
 set.
 
-Pure values and parsing; the only I/O is reading the credentials file and
-the environment in `load_credentials`.
+Pure values; the only I/O is reading the credentials file and the
+environment in `load_credentials`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated
+
+import msgspec
 
 from posbus.adapters.exchange.retry import RetryPolicy
 
@@ -35,33 +37,7 @@ UNKNOWN_ORDER_POLICIES = ("flag", "adopt")
 BALANCE_MISMATCH_POLICIES = ("halt", "warn")
 MARKET_DATA_MODES = ("auto", "rest", "websocket")
 
-GATEWAY_KEYS = frozenset(
-    {
-        "kind",
-        "exchange_id",
-        "api_key_env",
-        "secret_env",
-        "credentials_file",
-        "urls",
-        "options",
-        "timeout_ms",
-        "recv_window_ms",
-        "enable_rate_limit",
-        "retry_tries",
-        "retry_min_s",
-        "retry_max_s",
-        "max_retry_after_s",
-        "breaker_threshold",
-        "breaker_cooloff_s",
-        "reconcile_interval_s",
-        "poll_interval_s",
-        "market_data",
-        "unknown_orders",
-        "balance_mismatch",
-        "balance_tolerance",
-    }
-)
-"""The keys of `[exchange]` that belong to the gateway rather than to the simulated exchange."""
+_Text = Annotated[str, msgspec.Meta(min_length=1)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +73,8 @@ class GatewayConfig:
     - `balance_mismatch`: "halt" or "warn" when the exchange's balances
       differ from what posbus's fills explain by more than
       `balance_tolerance`.
+
+    Raises ValueError naming the key for a value out of range.
     """
 
     kind: str = "simulated"
@@ -141,89 +119,71 @@ def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {list(allowed)}, not {value!r}")
 
 
-def gateway_config(table: Mapping[str, Any], base: GatewayConfig) -> GatewayConfig:
-    """The gateway settings in a parsed `[exchange]` table (other keys are ignored).
+_DEFAULT = GatewayConfig()
 
-    Raises ValueError naming the key for a wrong type or value.
+
+class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The gateway's keys of `[exchange]` as the TOML file spells them; `gateway()` builds them.
+
+    The retry policy's keys are flat (`retry_tries` ...) like every other key
+    of the table. Defaults are GatewayConfig's; ranges are checked by it, so
+    decoding a section reports them at `[exchange]`.
     """
-    values: dict[str, Any] = {}
-    for key in ("kind", "exchange_id", "api_key_env", "secret_env", "market_data"):
-        if key in table:
-            values[key] = _text(table[key], key)
-    for key in ("unknown_orders", "balance_mismatch"):
-        if key in table:
-            values[key] = _text(table[key], key)
-    if "credentials_file" in table:
-        values["credentials_file"] = Path(_text(table["credentials_file"], "credentials_file"))
-    for key in ("timeout_ms", "recv_window_ms", "breaker_threshold"):
-        if key in table:
-            values[key] = _integer(table[key], key)
-    for key in ("breaker_cooloff_s", "reconcile_interval_s", "poll_interval_s"):
-        if key in table:
-            values[key] = _number(table[key], key)
-    if "enable_rate_limit" in table:
-        if not isinstance(table["enable_rate_limit"], bool):
-            raise ValueError(
-                f"enable_rate_limit: must be true or false, got {table['enable_rate_limit']!r}"
-            )
-        values["enable_rate_limit"] = table["enable_rate_limit"]
-    if "balance_tolerance" in table:
-        values["balance_tolerance"] = _decimal(table["balance_tolerance"], "balance_tolerance")
-    if "urls" in table:
-        urls = _mapping(table["urls"], "urls")
-        values["urls"] = {name: _text(url, f"urls.{name}") for name, url in urls.items()}
-    if "options" in table:
-        options = _mapping(table["options"], "options")
-        for name, option in options.items():
-            if not isinstance(option, str | int | float | bool):
-                raise ValueError(f"options.{name}: must be a string, number or boolean")
-        values["options"] = dict(options)
-    retry = base.retry
-    if {"retry_tries", "retry_min_s", "retry_max_s", "max_retry_after_s"} & set(table):
-        retry = RetryPolicy(
-            tries=_integer(table.get("retry_tries", retry.tries), "retry_tries"),
-            min_s=_number(table.get("retry_min_s", retry.min_s), "retry_min_s"),
-            max_s=_number(table.get("retry_max_s", retry.max_s), "retry_max_s"),
-            max_retry_after_s=_number(
-                table.get("max_retry_after_s", retry.max_retry_after_s), "max_retry_after_s"
+
+    kind: _Text = _DEFAULT.kind
+    exchange_id: _Text = _DEFAULT.exchange_id
+    api_key_env: _Text = _DEFAULT.api_key_env
+    secret_env: _Text = _DEFAULT.secret_env
+    credentials_file: Path | None = None
+    urls: dict[str, _Text] = {}
+    options: dict[str, str | int | float | bool] = {}
+    timeout_ms: int = _DEFAULT.timeout_ms
+    recv_window_ms: int = _DEFAULT.recv_window_ms
+    enable_rate_limit: bool = _DEFAULT.enable_rate_limit
+    retry_tries: int = _DEFAULT.retry.tries
+    retry_min_s: float = _DEFAULT.retry.min_s
+    retry_max_s: float = _DEFAULT.retry.max_s
+    max_retry_after_s: float = _DEFAULT.retry.max_retry_after_s
+    breaker_threshold: int = _DEFAULT.breaker_threshold
+    breaker_cooloff_s: float = _DEFAULT.breaker_cooloff_s
+    reconcile_interval_s: float = _DEFAULT.reconcile_interval_s
+    poll_interval_s: float = _DEFAULT.poll_interval_s
+    market_data: _Text = _DEFAULT.market_data
+    unknown_orders: _Text = _DEFAULT.unknown_orders
+    balance_mismatch: _Text = _DEFAULT.balance_mismatch
+    balance_tolerance: Decimal = _DEFAULT.balance_tolerance
+
+    def __post_init__(self) -> None:
+        self.gateway()
+
+    def gateway(self) -> GatewayConfig:
+        """The gateway settings these keys describe. Raises ValueError naming a key out of range."""
+        return GatewayConfig(
+            kind=self.kind,
+            exchange_id=self.exchange_id,
+            api_key_env=self.api_key_env,
+            secret_env=self.secret_env,
+            credentials_file=self.credentials_file,
+            urls=self.urls,
+            options=self.options,
+            timeout_ms=self.timeout_ms,
+            recv_window_ms=self.recv_window_ms,
+            enable_rate_limit=self.enable_rate_limit,
+            retry=RetryPolicy(
+                tries=self.retry_tries,
+                min_s=self.retry_min_s,
+                max_s=self.retry_max_s,
+                max_retry_after_s=self.max_retry_after_s,
             ),
+            breaker_threshold=self.breaker_threshold,
+            breaker_cooloff_s=self.breaker_cooloff_s,
+            reconcile_interval_s=self.reconcile_interval_s,
+            poll_interval_s=self.poll_interval_s,
+            market_data=self.market_data,
+            unknown_orders=self.unknown_orders,
+            balance_mismatch=self.balance_mismatch,
+            balance_tolerance=self.balance_tolerance,
         )
-    merged = {name: getattr(base, name) for name in GatewayConfig.__dataclass_fields__}
-    merged.update(values, retry=retry)
-    return GatewayConfig(**merged)
-
-
-def _text(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{key}: must be a non-empty string, got {value!r}")
-    return value
-
-
-def _integer(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key}: must be an integer, got {value!r}")
-    return value
-
-
-def _number(value: Any, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ValueError(f"{key}: must be a number, got {value!r}")
-    return float(value)
-
-
-def _decimal(value: Any, key: str) -> Decimal:
-    if isinstance(value, bool):
-        raise ValueError(f"{key}: must be a number, got {value!r}")
-    try:
-        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
-    except (InvalidOperation, TypeError, ValueError) as exc:
-        raise ValueError(f"{key}: not a number: {value!r}") from exc
-
-
-def _mapping(value: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{key}: must be a table")
-    return value
 
 
 # -- credentials ------------------------------------------------------------------

@@ -10,6 +10,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from posbus.actors.model.side import Side
@@ -132,7 +133,9 @@ def test_an_order_sent_on_the_last_update_still_reaches_the_exchange() -> None:
 def test_a_round_trip_shows_in_trades_pnl_fees_and_the_equity_curve() -> None:
     strategy = Scripted({0: [(Side.BUY, "2", False)], 2: [(Side.SELL, "2", True)]})
     cfg = config()
-    cfg = replace(cfg, backtest=replace(cfg.backtest, equity_interval_s=1, period_s=1))
+    cfg = replace(
+        cfg, backtest=msgspec.structs.replace(cfg.backtest, equity_interval_s=1, period_s=1)
+    )
     result = Backtest(cfg, strategy).run(
         [
             quote(T0, "99", "100"),
@@ -178,7 +181,9 @@ def test_conflation_sends_fewer_exposures_but_changes_no_fill() -> None:
         interval_ms: int, marks: str = "exposures"
     ) -> tuple[list[tuple[str, Decimal, Decimal]], int]:
         cfg = config(latency_ns=2 * MS)
-        positions = replace(cfg.positions, risk_marks=marks, exposure_interval_ms=interval_ms)
+        positions = msgspec.structs.replace(
+            cfg.positions, risk_marks=marks, exposure_interval_ms=interval_ms
+        )
         cfg = replace(cfg, positions=positions)
         strategy = build_strategy("flip", {"every": "100", "qty": "1"})
         backtest = Backtest(cfg, strategy)
@@ -201,7 +206,9 @@ def test_a_conflated_mark_is_told_to_risk_before_the_positions_own_order_is_chec
     cfg = replace(
         cfg,
         risk=replace(cfg.risk, max_order_notional=D(150)),
-        positions=replace(cfg.positions, risk_marks="exposures", exposure_interval_ms=500),
+        positions=msgspec.structs.replace(
+            cfg.positions, risk_marks="exposures", exposure_interval_ms=500
+        ),
     )
     # Opened at mid 100 (told to risk); 100 ms later the mid is 200, not told yet
     # (conflated); then an order of 1: priced at 200 it is beyond the 150 cap.
@@ -315,7 +322,7 @@ def test_risk_reading_the_market_decides_as_positions_telling_every_mark() -> No
         cfg = replace(
             base,
             risk=risk,
-            positions=replace(base.positions, risk_marks=marks),
+            positions=msgspec.structs.replace(base.positions, risk_marks=marks),
             exchange=replace(base.exchange, seed=5, latency_ns=MS),
         )
         strategy = build_strategy("mean_reversion", {"window": "20"})

@@ -6,6 +6,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from posbus.actors.delivery import Outbox
@@ -123,5 +124,5 @@ def test_a_demo_never_touches_a_journal_it_did_not_write(tmp_path: Path) -> None
         fresh_journal(config)
     assert (tmp_path / "journal.sqlite").exists()
     assert not (tmp_path / "journal.sqlite.previous").exists()
-    memory = replace(config, storage=replace(config.storage, backend="memory"))
+    memory = replace(config, storage=msgspec.structs.replace(config.storage, backend="memory"))
     assert fresh_journal(memory).streams() == []
