@@ -127,15 +127,7 @@ DecimalText = Annotated[
 
 def wire_text(rule: DecimalRule) -> Any:
     """The msgspec type of a decimal field on the wire: a str matching the rule's pattern."""
-    return Annotated[
-        str,
-        Meta(
-            pattern=rule.pattern,
-            max_length=MAX_DECIMAL_LEN,
-            description=f"{rule.description} as a plain decimal str of at most "
-            f"{MAX_DECIMAL_LEN} chars",
-        ),
-    ]
+    return Annotated[str, Meta(pattern=rule.pattern, max_length=MAX_DECIMAL_LEN)]
 
 
 # -- maps ---------------------------------------------------------------------------

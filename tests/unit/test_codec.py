@@ -161,8 +161,8 @@ def _wire_error(data: bytes) -> WireError:
 
 def _doc_example_hex() -> bytes:
     text = DOC.read_text(encoding="utf-8")
-    block = re.search(r"<!-- example-hex:start -->\s*```\s*(.*?)```", text, re.S)
-    assert block is not None, "docs/wire-format.md lost its example-hex block"
+    block = re.search(r"<!-- example: market_update -->.*?```hex\s*(.*?)```", text, re.S)
+    assert block is not None, "docs/wire-format.md lost its market_update example"
     return bytes.fromhex(block.group(1))
 
 
