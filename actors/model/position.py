@@ -11,8 +11,10 @@ average entry price, keeps 38 significant digits and its rounding difference
 is booked to realized P&L at that fill, so the cost basis is always exactly
 ``qty * avg_entry``. `TRANSITIONS` is the source of truth for requested
 lifecycle events, `status_after_fill` for fills. docs/accounting.md states
-the conventions (average entry, realized and unrealized P&L, the fee split of
-a flip, the cash-flow identity) with worked examples, and the lifecycle.
+the conventions (average entry, realized and unrealized P&L, fees in any
+currency, the fee split of a flip, the cash-flow identity) with worked
+examples, and the lifecycle. A fee in a third currency with no conversion
+mark is never valued at zero silently: it is counted as unconverted.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from posbus.actors.model.errors import InvalidState, OrderValidationError
 from posbus.actors.model.fill import Fill
 from posbus.actors.model.side import Side
 from posbus.actors.model.snapshot_fields import text_set
+from posbus.actors.model.symbol_currencies import FeeKind, SymbolCurrencies
 
 SNAPSHOT_SCHEMA: Final = 1
 """Version of the `Position.to_dict()` layout; `from_dict` refuses any other."""
@@ -150,10 +153,14 @@ class FillEffect:
 
     `closed_qty` is the part of the fill that reduced the old position and
     `opened_qty` the part that grew (or, after a flip, opened) one; both are
-    >= 0 and sum to the fill's qty. `realized_gross` is the price P&L of the
-    closed part, `avg_rounding` the P&L booked from rounding the average entry
-    price (0 unless a growing fill made it non-terminating), and the fee is
-    split into `fee_closing` + `fee_opening` (== the fill's fee exactly).
+    >= 0 and sum to the quantity the position moved by: the fill's qty, less
+    a base-currency fee on a buy or plus one on a sell. `realized_gross` is
+    the price P&L of the closed part, `avg_rounding` the P&L booked from
+    rounding the average entry price (0 unless a growing fill made it
+    non-terminating), and the fee's value in the quote currency, `fee_value`,
+    is split into `fee_closing` + `fee_opening`. `fee_converted` is False for a fee in a
+    third currency that came without a conversion mark: its value is then 0
+    and the position counts it as unconverted.
     """
 
     trade_id: str
@@ -170,8 +177,10 @@ class FillEffect:
     avg_rounding: Decimal
     fee_closing: Decimal
     fee_opening: Decimal
+    fee_value: Decimal
     status_before: PositionStatus
     status_after: PositionStatus
+    fee_converted: bool = True
 
     @property
     def realized_delta(self) -> Decimal:
@@ -216,15 +225,19 @@ class Position:
     __slots__ = (
         "_avg",
         "_close_requested_ts_ns",
+        "_currencies",
         "_entry_ts_ns",
         "_error_reason",
         "_fees",
+        "_fees_by_currency",
         "_fees_closing",
         "_fees_opening",
         "_qty",
         "_realized",
         "_status",
         "_trade_ids",
+        "_unconverted_fees",
+        "_unconverted_fees_by_currency",
         "account",
         "symbol",
     )
@@ -233,6 +246,8 @@ class Position:
         """A flat position with no history, in state Closed."""
         self.account = account
         self.symbol = symbol
+        # None for a symbol that names no pair: every fee is then taken as quote.
+        self._currencies = SymbolCurrencies.of(symbol)
         self._qty = _ZERO
         # Stored, not derived: cost basis is qty * _avg exactly (module docstring).
         self._avg = _ZERO
@@ -240,6 +255,9 @@ class Position:
         self._fees = _ZERO
         self._fees_closing = _ZERO
         self._fees_opening = _ZERO
+        self._fees_by_currency: dict[str, Decimal] = {}
+        self._unconverted_fees = 0
+        self._unconverted_fees_by_currency: dict[str, Decimal] = {}
         self._entry_ts_ns: int | None = None
         self._status = PositionStatus.CLOSED
         self._error_reason: str | None = None
@@ -270,8 +288,28 @@ class Position:
 
     @property
     def fees(self) -> Decimal:
-        """Total fees paid: the exact sum of the applied fills' fees (rebates negative)."""
+        """Fees paid, valued in the quote currency: exactly what realized P&L had subtracted.
+
+        A quote fee counts as it is, a base fee at its fill's price, a third
+        currency's at its conversion mark; an unconverted fee counts 0 here
+        (see `unconverted_fees`). Rebates are negative.
+        """
         return self._fees
+
+    @property
+    def fees_by_currency(self) -> Mapping[str, Decimal]:
+        """The exact amount of fees paid in each currency (upper-case codes), as charged."""
+        return MappingProxyType(self._fees_by_currency)
+
+    @property
+    def unconverted_fees(self) -> int:
+        """How many fills paid a fee that realized P&L does not include: no conversion mark."""
+        return self._unconverted_fees
+
+    @property
+    def unconverted_fees_by_currency(self) -> Mapping[str, Decimal]:
+        """The exact amounts of those fees per currency; realized P&L is short of their value."""
+        return MappingProxyType(self._unconverted_fees_by_currency)
 
     @property
     def fees_closing(self) -> Decimal:
@@ -333,7 +371,8 @@ class Position:
         self._qty = effect.qty_after
         self._avg = effect.avg_entry_after
         self._realized = LEDGER.add(self._realized, effect.realized_delta)
-        self._fees = LEDGER.add(self._fees, fill.fee)
+        self._fees = LEDGER.add(self._fees, effect.fee_value)
+        self._book_fee(fill, effect.fee_converted)
         self._fees_closing = LEDGER.add(self._fees_closing, effect.fee_closing)
         self._fees_opening = LEDGER.add(self._fees_opening, effect.fee_opening)
         if effect.qty_after == 0:
@@ -346,14 +385,49 @@ class Position:
         self._trade_ids.add(fill.trade_id)
         return effect
 
+    def _book_fee(self, fill: Fill, converted: bool) -> None:
+        if not fill.fee:
+            return
+        currency = fill.fee_currency.upper()
+        if not currency and self._currencies is not None:
+            currency = self._currencies.quote
+        _add_to(self._fees_by_currency, currency, fill.fee)
+        if not converted:
+            self._unconverted_fees += 1
+            _add_to(self._unconverted_fees_by_currency, currency, fill.fee)
+
+    def _fee_terms(self, fill: Fill) -> tuple[Decimal | None, Decimal, bool]:
+        """(base qty the fee takes or None, the fee's value in quote, converted) for `fill`.
+
+        docs/accounting.md, "Fees in any currency": a quote fee is its own
+        value; a spot base fee leaves the position and is valued at the fill
+        price; any other is valued at the fill's conversion mark, or counted
+        unconverted (value 0) without one.
+        """
+        if self._currencies is None or not fill.fee:
+            return None, fill.fee, True
+        kind = self._currencies.fee_kind(fill.fee_currency)
+        if kind is FeeKind.QUOTE:
+            return None, fill.fee, True
+        if kind is FeeKind.BASE:
+            return fill.fee, LEDGER.multiply(fill.fee, fill.price), True
+        if fill.fee_mark is None:
+            return None, _ZERO, False
+        return None, LEDGER.multiply(fill.fee, fill.fee_mark), True
+
     def _effect_of(self, fill: Fill) -> FillEffect:
         q0, avg0 = self._qty, self._avg
+        base_fee, fee, converted = self._fee_terms(fill)
         # Not fill.signed_qty: its negation would round in the caller's context.
         delta = fill.qty if fill.side is Side.BUY else LEDGER.minus(fill.qty)
+        if base_fee is not None:
+            # A base fee leaves the balance, so the position: it holds what the account holds.
+            delta = LEDGER.subtract(delta, base_fee)
+        moved = LEDGER.abs(delta)
         q1 = LEDGER.add(q0, delta)
-        reduces = q0 != 0 and (q0 > 0) != (delta > 0)
-        closed = min(fill.qty, LEDGER.abs(q0)) if reduces else _ZERO
-        opened = LEDGER.subtract(fill.qty, closed)
+        reduces = q0 != 0 and delta != 0 and (q0 > 0) != (delta > 0)
+        closed = min(moved, LEDGER.abs(q0)) if reduces else _ZERO
+        opened = LEDGER.subtract(moved, closed)
         realized_gross = _ZERO
         if closed:
             # closed * (px - avg) for a long; closed * (avg - px) for a short
@@ -376,11 +450,11 @@ class Position:
                 # keep realized free of the zero's exponent (trailing zeros) when exact
                 avg_rounding = _ZERO
         if closed and opened:
-            fee_closing, fee_opening = split_fee(fill.fee, closed, fill.qty)
+            fee_closing, fee_opening = split_fee(fee, closed, moved)
         elif closed:
-            fee_closing, fee_opening = fill.fee, _ZERO
+            fee_closing, fee_opening = fee, _ZERO
         else:
-            fee_closing, fee_opening = _ZERO, fill.fee
+            fee_closing, fee_opening = _ZERO, fee
         return FillEffect(
             trade_id=fill.trade_id,
             order_id=fill.order_id,
@@ -396,8 +470,10 @@ class Position:
             avg_rounding=avg_rounding,
             fee_closing=fee_closing,
             fee_opening=fee_opening,
+            fee_value=fee,
             status_before=self._status,
             status_after=status_after_fill(self._status, q0, q1),
+            fee_converted=converted,
         )
 
     # -- lifecycle -----------------------------------------------------------------
@@ -469,8 +545,13 @@ class Position:
     # -- snapshots -------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """The full state as plain values (Decimals as strings, sorted trade ids); exact."""
-        return {
+        """The full state as plain values (Decimals as strings, sorted trade ids); exact.
+
+        The fee breakdown is written only when it says more than `fees` (a fee
+        outside the quote currency, or an unconverted one), so a position that
+        paid only quote fees snapshots as it always did.
+        """
+        data: dict[str, Any] = {
             "schema": SNAPSHOT_SCHEMA,
             "account": self.account,
             "symbol": self.symbol,
@@ -486,14 +567,30 @@ class Position:
             "close_requested_ts_ns": self._close_requested_ts_ns,
             "trade_ids": sorted(self._trade_ids),
         }
+        by_currency = _texts(self._fees_by_currency)
+        if by_currency != _texts(self._quote_fees_only()):
+            data["fees_by_currency"] = by_currency
+        if self._unconverted_fees:
+            data["unconverted_fees"] = self._unconverted_fees
+            data["unconverted_fees_by_currency"] = _texts(self._unconverted_fees_by_currency)
+        return data
+
+    def _quote_fees_only(self) -> dict[str, Decimal]:
+        """The breakdown when every fee was in the quote currency: what `fees` alone implies."""
+        if self._currencies is None or not self._fees:
+            return {}
+        return {self._currencies.quote: self._fees}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Position:
         """Rebuild a position from `to_dict()` output.
 
-        Raises OrderValidationError when the snapshot is malformed or
-        inconsistent (unknown schema, bad field, fees that do not add up,
-        a flat position with an entry time or average price).
+        A snapshot without the fee breakdown (every fee in the quote
+        currency, or written before fees in other currencies were kept) has
+        its fees in the quote currency and none unconverted. Raises
+        OrderValidationError when the snapshot is malformed or inconsistent
+        (unknown schema, bad field, fees that do not add up, a flat position
+        with an entry time or average price).
         """
         symbol = data.get("symbol")
         try:
@@ -511,6 +608,14 @@ class Position:
             position._error_reason = _optional_text(data["error_reason"])
             position._close_requested_ts_ns = _optional_int(data["close_requested_ts_ns"])
             position._trade_ids = text_set(data["trade_ids"])
+            by_currency = data.get("fees_by_currency")
+            position._fees_by_currency = (
+                position._quote_fees_only() if by_currency is None else _decimals(by_currency)
+            )
+            position._unconverted_fees = _count(data.get("unconverted_fees", 0))
+            position._unconverted_fees_by_currency = _decimals(
+                data.get("unconverted_fees_by_currency", {})
+            )
             position._check_consistent()
         except (KeyError, TypeError, ValueError, decimal.InvalidOperation) as exc:
             raise OrderValidationError(
@@ -522,6 +627,10 @@ class Position:
     def _check_consistent(self) -> None:
         if LEDGER.add(self._fees_closing, self._fees_opening) != self._fees:
             raise ValueError("fees_closing + fees_opening != fees")
+        if (self._unconverted_fees == 0) != (not self._unconverted_fees_by_currency):
+            raise ValueError("unconverted_fees must count exactly the unconverted amounts")
+        if not self._unconverted_fees_by_currency.keys() <= self._fees_by_currency.keys():
+            raise ValueError("an unconverted fee's currency is missing from fees_by_currency")
         if (self._qty == 0) != (self._entry_ts_ns is None):
             raise ValueError("entry_ts_ns must be set exactly when the position is not flat")
         if self._qty == 0 and self._avg != 0:
@@ -574,6 +683,27 @@ def _decimal(value: object) -> Decimal:
     if not parsed.is_finite():
         raise ValueError(f"expected a finite decimal, got {value!r}")
     return parsed
+
+
+def _decimals(value: object) -> dict[str, Decimal]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping of currency to decimal string, got {value!r}")
+    return {_text(currency): _decimal(amount) for currency, amount in value.items()}
+
+
+def _texts(amounts: Mapping[str, Decimal]) -> dict[str, str]:
+    return {currency: str(amount) for currency, amount in sorted(amounts.items())}
+
+
+def _add_to(amounts: dict[str, Decimal], currency: str, amount: Decimal) -> None:
+    amounts[currency] = LEDGER.add(amounts.get(currency, _ZERO), amount)
+
+
+def _count(value: object) -> int:
+    # bool is an int subclass; a True count is a bug, not a value.
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise TypeError(f"expected a count (int >= 0), got {value!r}")
+    return value
 
 
 def _text(value: object) -> str:
