@@ -26,7 +26,7 @@ import math
 import statistics
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
@@ -434,6 +434,19 @@ class PositionActor(SupervisedActor):
         effect = self.position.apply_fill_effect(fill)
         if effect is None:
             return  # a trade id already applied
+        if not effect.fee_converted:
+            # Realized P&L leaves this fee out until someone values it: say so once, per fill.
+            logger.warning(
+                "fee in a third currency without a conversion mark; realized P&L excludes it",
+                extra={
+                    "stream": self.stream,
+                    "trade_id": fill.trade_id,
+                    "fee": str(fill.fee),
+                    "fee_currency": fill.fee_currency,
+                    "unconverted_fees": self.position.unconverted_fees,
+                    "replay": not self.live,
+                },
+            )
         # After the position said the fill is new: asking `trade_ids` first would
         # copy the whole set on every fill (quadratic replay).
         stats = self.stats.get(order.order_id) if order is not None else None
@@ -878,6 +891,9 @@ class PositionActor(SupervisedActor):
             "realized_pnl": str(self.position.realized_pnl),
             "unrealized_pnl": None if unrealized is None else str(unrealized),
             "fees": str(self.position.fees),
+            "fees_by_currency": _texts(self.position.fees_by_currency),
+            "unconverted_fees": self.position.unconverted_fees,
+            "unconverted_fees_by_currency": _texts(self.position.unconverted_fees_by_currency),
             "trade_ids": sorted(self.position.trade_ids),
             "mark": None if mark is None else str(mark),
             "mark_ts_ns": self.mark_ts_ns,
@@ -895,6 +911,10 @@ class PositionActor(SupervisedActor):
             },
             "execution": self.execution_summary(),
         }
+
+
+def _texts(amounts: Mapping[str, Decimal]) -> dict[str, str]:
+    return {currency: str(amount) for currency, amount in sorted(amounts.items())}
 
 
 class _NoEvents:
