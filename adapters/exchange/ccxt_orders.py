@@ -12,6 +12,12 @@ Everything here runs on the gateway's I/O loop; results go to the actor as
 execution reports. It must never send an order that a lookup has not proven
 absent when its first send may have reached the exchange, and never reject
 such an order.
+
+An answer posbus cannot read (docs/venues.md) is never guessed: an order
+whose state is unreadable but whose ids are known is kept working, so the
+next poll looks it up; a placement answer without them leaves the order in
+doubt, looked up like any other. Both are logged and counted (`unreadable.*`),
+as are the trades that needed a synthetic id (`synthetic_trade_ids`).
 """
 
 from __future__ import annotations
@@ -39,7 +45,15 @@ from posbus.actors.model.exchange_reports import (
 from posbus.adapters.exchange.ccxt_actor_inbox import ActorInbox
 from posbus.adapters.exchange.ccxt_call_guard import BreakerOpen, CallGuard, log_fields
 from posbus.adapters.exchange.ccxt_config import GatewayConfig
-from posbus.adapters.exchange.ccxt_convert import ns_of_ms, order_view, trade_view, trades_in_order
+from posbus.adapters.exchange.ccxt_convert import (
+    UnreadableField,
+    is_synthetic_trade_id,
+    ns_of_ms,
+    order_view,
+    text_of,
+    trade_view,
+    trades_in_order,
+)
 from posbus.adapters.exchange.ccxt_errors import (
     is_duplicate_order,
     is_order_not_found,
@@ -139,7 +153,20 @@ class CcxtOrders:
         finally:
             book.inflight.discard(cid)
         book.unresolved.pop(cid, None)
-        await self.apply_order(placed, liquidity="taker", ack=True)
+        try:
+            await self.apply_order(placed, liquidity="taker", ack=True, cid=cid)
+        except UnreadableField as error:
+            # Nothing to follow in the answer (no order id, an unreadable fill):
+            # look the order up by client order id, as one whose outcome is unknown.
+            pending.in_doubt = True
+            pending.proof_after = self._loop.time() + self._proof_window_s()
+            book.unresolved[cid] = pending
+            self._counts["orders_unresolved"] += 1
+            logger.warning(
+                "order answer unreadable; will look the order up",
+                extra={"client_order_id": cid, **log_fields(error)},
+            )
+            return
         deferred = book.deferred_cancels.pop(cid, None)
         if deferred is not None:
             self._loop.spawn_local(self.cancel(cid, *deferred))
@@ -257,11 +284,31 @@ class CcxtOrders:
                 )
                 if str(t.get("order")) == view.exchange_order_id
             ]
-        return [trade_view(t, view.client_order_id, None, self._clock.now_ns()) for t in listed]
+        trades = [trade_view(t, view.client_order_id, None, self._clock.now_ns()) for t in listed]
+        return self.counted(trades)
 
-    async def apply_order(self, placed: Any, *, liquidity: Liquidity, ack: bool) -> None:
-        """Report what an order dict says (ack, new fills, end) and track it while open."""
-        view = order_view(placed, self._book.account)
+    def counted(self, trades: list[TradeView]) -> list[TradeView]:
+        """`trades`, with those that needed a synthetic id logged and counted."""
+        synthetic = [t.trade_id for t in trades if is_synthetic_trade_id(t.trade_id)]
+        if synthetic:
+            self._counts["synthetic_trade_ids"] += len(synthetic)
+            logger.info("trades without an id named synthetically", extra={"trade_ids": synthetic})
+        return trades
+
+    async def apply_order(
+        self, placed: Any, *, liquidity: Liquidity, ack: bool, cid: str | None = None
+    ) -> None:
+        """Report what an order dict says (ack, new fills, end) and track it while open.
+
+        `cid`: posbus's id of the order when the caller knows it. An order whose
+        state cannot be read is kept working (acknowledged first when `ack`);
+        without an order id and symbol to follow, UnreadableField propagates.
+        """
+        try:
+            view = order_view(placed, self._book.account, cid)
+        except UnreadableField as error:
+            self._keep_unknown(placed, error, ack=ack, cid=cid)
+            return
         cid = view.client_order_id
         ts = ns_of_ms(placed.get("timestamp"), self._clock.now_ns())
         reports: list[ExecutionReport] = []
@@ -269,12 +316,32 @@ class CcxtOrders:
             reports.append(OrderAccepted(cid, view.exchange_order_id, view.symbol, ts))
         working = self._book.working_of(view)
         if view.filled_qty > working.reported_filled:
-            trades = trades_in_order(placed, view, liquidity, self._clock.now_ns())
+            trades = self.counted(trades_in_order(placed, view, liquidity, self._clock.now_ns()))
             if sum((t.qty for t in trades), Decimal(0)) != view.filled_qty:
                 trades = await self.order_trades(view)
             reports.extend(self._book.fills(trades, working))
         reports.extend(self._book.settle(view, working, ts))
         self._inbox.report(reports)
+
+    def _keep_unknown(
+        self, placed: Any, error: UnreadableField, *, ack: bool, cid: str | None
+    ) -> None:
+        """Keep an order whose state is unreadable working: never settle it on a guess."""
+        self._counts[f"unreadable.{error.structure}"] += 1
+        try:
+            cid = cid or text_of(placed, "clientOrderId", "order")
+            order_id = text_of(placed, "id", "order", order_id=cid)
+            symbol = text_of(placed, "symbol", "order", order_id=cid)
+        except UnreadableField:
+            raise error from None
+        logger.warning(
+            "order state unreadable; kept working and looked up at the next poll",
+            extra={"client_order_id": cid, **log_fields(error)},
+        )
+        if ack:
+            ts = ns_of_ms(placed.get("timestamp"), self._clock.now_ns())
+            self._inbox.report([OrderAccepted(cid, order_id, symbol, ts)])
+        self._book.track(cid, symbol, order_id)
 
     # -- cancels -----------------------------------------------------------------------
 
@@ -307,7 +374,17 @@ class CcxtOrders:
                 logger.warning("cancel refused", extra=log_fields(error))
             return
         self._counts["cancels"] += 1
-        view = order_view(answer, book.account)
+        try:
+            view = order_view(answer, book.account, cid)
+        except UnreadableField as error:
+            # The cancel was taken; what the order did before it left is unreadable.
+            self._counts[f"unreadable.{error.structure}"] += 1
+            logger.info(
+                "cancel answer unreadable; looking the order up",
+                extra={"client_order_id": cid, **log_fields(error)},
+            )
+            await self._cancelled_as_looked_up(cid, symbol)
+            return
         working = book.working.pop(cid, None)
         reports: list[ExecutionReport] = []
         if working is not None and view.filled_qty > working.reported_filled:
@@ -322,7 +399,18 @@ class CcxtOrders:
         if found is None:
             self._inbox.report([OrderRejected(cid, "unknown order", self._clock.now_ns())])
             return
-        await self.apply_order(found, liquidity="maker", ack=False)
+        await self.apply_order(found, liquidity="maker", ack=False, cid=cid)
+
+    async def _cancelled_as_looked_up(self, cid: str, symbol: str) -> None:
+        """After a cancel the venue took: how the order ended, as a lookup says."""
+        found = await self.lookup(cid, symbol)
+        if found is not None:
+            await self.apply_order(found, liquidity="maker", ack=False, cid=cid)
+            return
+        # The venue took the cancel and no longer knows the order: it is off the book.
+        self._book.working.pop(cid, None)
+        self._book.forget(cid)
+        self._inbox.report([OrderCancelled(cid, self._clock.now_ns(), "cancelled by client")])
 
 
 def _rejected(reason: str, order: NewOrder) -> PosbusError:

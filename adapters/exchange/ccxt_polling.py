@@ -77,7 +77,7 @@ class WorkingOrderPoller:
                             continue
                     filled = decimal_of(order.get("filled")) or Decimal(0)
                     if filled > working.reported_filled or order.get("status") != "open":
-                        await self._orders.apply_order(order, liquidity="maker", ack=False)
+                        await self._orders.apply_order(order, liquidity="maker", ack=False, cid=cid)
         except PosbusError as error:
             self._counts["poll_failures"] += 1
             logger.info("polling working orders failed", extra=log_fields(error))

@@ -7,6 +7,11 @@ trades' orders where it can. A read that fails is noted in the snapshot's
 `errors` and a new reconciliation is asked for soon (`ReconcileDue("retry")`);
 the gateway actor decides what the snapshot means.
 
+A structure posbus cannot read (an order of unreadable state, a balance
+without totals, a trade without side) is never guessed: it fails its read like
+an unanswered request, so the reconciliation is incomplete and asked for again,
+and it is counted (`unreadable.*`).
+
 Everything here runs on the gateway's I/O loop. It only reads: it must never
 place, cancel or change an order, nor look up an order being placed now.
 """
@@ -35,7 +40,8 @@ from posbus.actors.model.exchange_reports import OrderView
 from posbus.adapters.exchange.ccxt_call_guard import CallGuard
 from posbus.adapters.exchange.ccxt_config import GatewayConfig
 from posbus.adapters.exchange.ccxt_convert import (
-    decimal_of,
+    UnreadableField,
+    balances_of,
     order_view,
     trade_view,
     with_client_order_id,
@@ -94,7 +100,7 @@ class ReconcileReads:
         try:
             open_orders = await self._open_orders(request.symbols)
         except PosbusError as error:
-            errors.append(f"open orders: {error}")
+            self._failed(errors, "open orders", error)
         known_ids = {v.exchange_order_id: v.client_order_id for v in open_orders or ()}
         lookups, extra_trades = await self._read_lookups(request, open_orders, known_ids, errors)
         trades: dict[str, tuple[TradeView, ...]] = {}
@@ -103,7 +109,7 @@ class ReconcileReads:
             try:
                 listed = await self._trades_after(symbol, request.cursors.get(symbol))
             except PosbusError as error:
-                errors.append(f"trades of {symbol}: {error}")
+                self._failed(errors, f"trades of {symbol}", error)
                 continue
             trades[symbol] = tuple(listed) + tuple(extra_trades.get(symbol, ()))
         await self._name_trades(trades, known_ids, request.known_exchange_ids, errors)
@@ -126,6 +132,12 @@ class ReconcileReads:
             delay = max(self._config.poll_interval_s, self._config.retry.max_s)
             self._loop.call_later(delay, self._tell, ReconcileDue("retry"))
 
+    def _failed(self, errors: list[str], what: str, error: PosbusError) -> None:
+        """Note a read that failed; an unreadable answer is counted besides."""
+        errors.append(f"{what}: {error}")
+        if isinstance(error, UnreadableField):
+            self._counts[f"unreadable.{error.structure}"] += 1
+
     async def _read_balances(
         self, request: ReconcileRequest, errors: list[str]
     ) -> tuple[Balances | None, ReadWindow | None]:
@@ -134,12 +146,10 @@ class ReconcileReads:
         sent = time.time_ns()
         try:
             raw = await self._guard.retrying("fetch_balance", self._guard.exchange.fetch_balance)
+            balances = balances_of(raw)
         except PosbusError as error:
-            errors.append(f"balances: {error}")
+            self._failed(errors, "balances", error)
             return None, None
-        totals = raw.get("total") or {}
-        amounts = {currency: decimal_of(total) for currency, total in totals.items()}
-        balances = {currency: v for currency, v in amounts.items() if v is not None}
         return balances, (sent, time.time_ns())
 
     async def _read_lookups(
@@ -158,10 +168,10 @@ class ReconcileReads:
                 continue
             try:
                 found = await self._orders.lookup(cid, symbol)
+                view = None if found is None else order_view(found, self._book.account, cid)
             except PosbusError as error:
-                errors.append(f"lookup of {cid}: {error}")
+                self._failed(errors, f"lookup of {cid}", error)
                 continue
-            view = None if found is None else order_view(found, self._book.account)
             lookups[cid] = view
             if view is None:
                 continue
@@ -172,7 +182,7 @@ class ReconcileReads:
                         await self._orders.order_trades(view)
                     )
                 except PosbusError as error:
-                    errors.append(f"trades of {symbol}: order {cid}: {error}")
+                    self._failed(errors, f"trades of {symbol}: order {cid}", error)
         return lookups, extra_trades
 
     async def _open_orders(self, symbols: Sequence[str]) -> tuple[OrderView, ...]:
@@ -208,7 +218,8 @@ class ReconcileReads:
                 partial(self._guard.exchange.fetch_my_trades, symbol, since, _PAGE, dict(params)),
                 symbol=symbol,
             )
-            out.extend(trade_view(t, None, None, self._clock.now_ns()) for t in page)
+            now_ns = self._clock.now_ns()
+            out.extend(self._orders.counted([trade_view(t, None, None, now_ns) for t in page]))
             if cursor is None or len(page) < _PAGE:
                 return out
             newest = out[-1]
