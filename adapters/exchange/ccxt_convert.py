@@ -179,9 +179,9 @@ def trade_fee(raw: Mapping[str, Any], symbol: str) -> tuple[Decimal, str]:
     repeats a lone one in `fee`; entries in one currency are summed exactly.
     An entry's `rate` is the fee rate, not a conversion rate: it is not read.
     A fee without a currency, or no fee at all, is in the symbol's settlement
-    (else quote) currency. Raises ExchangeUnavailable (a garbled answer) for a
-    cost that is not a number, or for fees in several currencies, which one
-    fill cannot carry.
+    (else quote) currency. Raises UnreadableField for a cost that is not a
+    number, or for fees in several currencies, which one fill cannot carry:
+    a fee is never dropped or read as zero.
     """
     entries = [entry for entry in raw.get("fees") or () if entry]
     if not entries and raw.get("fee"):
@@ -192,17 +192,12 @@ def trade_fee(raw: Mapping[str, Any], symbol: str) -> tuple[Decimal, str]:
         if cost_text is None or cost_text == "":
             continue  # ccxt's placeholder for a fee the venue did not report
         cost = decimal_of(cost_text)
-        if cost is None or not cost.is_finite():
-            raise ExchangeUnavailable(
-                f"trade {raw.get('id')}: fee cost {cost_text!r} is not a number", symbol=symbol
-            )
+        if cost is None:
+            raise UnreadableField("trade", "fee cost", cost_text, symbol=symbol)
         currency = str(entry.get("currency") or _settlement_currency(symbol))
         by_currency[currency] = _EXACT.add(by_currency.get(currency, Decimal(0)), cost)
     if len(by_currency) > 1:
-        raise ExchangeUnavailable(
-            f"trade {raw.get('id')}: fees in several currencies {sorted(by_currency)}",
-            symbol=symbol,
-        )
+        raise UnreadableField("trade", "fees (several currencies)", entries, symbol=symbol)
     if not by_currency:
         return Decimal(0), _settlement_currency(symbol)
     ((currency, amount),) = by_currency.items()
