@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from posbus.actors.gateway_schema import REPLAY_PAGE
 from posbus.actors.journal import Journal
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.supervision.handle import ChildHandle
-from posbus.actors.worker import REPLAY_PAGE, WorkerError
+from posbus.actors.worker import WorkerError
 from posbus.actors.worker_io import WorkerIO
 from posbus.bus.codec import decode, encode
 from posbus.bus.errors import BrokerUnavailable, UnknownOutcome

@@ -15,22 +15,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from posbus.actors import gateway_schema
 from posbus.actors.control import Halt
 from posbus.actors.exchange_sync import MarketFeed, ReportingExchange
 from posbus.actors.gateway_actor import ExchangeClient
+from posbus.actors.gateway_schema import REPLAY_PAGE, ReplayArgs
 from posbus.actors.journal import Journal
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
-from posbus.actors.remote import CANCEL, SUBMIT, RemoteRisk, from_command
+from posbus.actors.remote import RemoteRisk, cancel_order, submit_order
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.handle import ChildHandle
 from posbus.actors.supervision.restart_type import RestartType
-from posbus.actors.worker import ASK_TIMEOUT_S, REPLAY_PAGE, Worker, WorkerError, WorkerSettings
+from posbus.actors.worker import ASK_TIMEOUT_S, Worker, WorkerError, WorkerSettings
 from posbus.bus.codec import decode, encode
-from posbus.bus.messages import Command, CommandArg, MarketUpdate, Message
+from posbus.bus.command_schema import Route
+from posbus.bus.messages import CommandArg, MarketUpdate, Message
 from posbus.bus.subscriber import Received
 from posbus.bus.topics import PREFIX_MARKET, execution_topic, market_topic
 
@@ -144,42 +147,40 @@ class GatewayWorker(Worker):
         if updates:
             self.tell(self.service_name, self.gateway, updates)
 
-    def on_command(self, command: Command) -> dict[str, Any]:
-        if command.name in (SUBMIT, CANCEL):
-            self.tell(self.service_name, self.gateway, from_command(command))
-            return {}
-        if command.name == "gateway.replay":
-            return self.replay(command.args)
-        if command.name == "gateway.incarnations":
-            return {"incarnations": self.incarnations()}
-        if command.name == "gateway.inspect":
-            return self.inspect({"actor": self.service_name})
-        return super().on_command(command)
+    schema = gateway_schema.GATEWAY
+
+    def routes(self) -> list[Route]:
+        return [
+            gateway_schema.SUBMIT_SPEC.route(lambda args: self._told(submit_order(args))),
+            gateway_schema.CANCEL_SPEC.route(lambda args: self._told(cancel_order(args))),
+            gateway_schema.REPLAY.route(self.replay),
+            gateway_schema.INCARNATIONS.route(lambda args: {"incarnations": self.incarnations()}),
+            gateway_schema.INSPECT.route(lambda args: self.inspect({"actor": self.service_name})),
+        ]
+
+    def _told(self, message: object) -> dict[str, Any]:
+        self.tell(self.service_name, self.gateway, message)
+        return {}
 
     def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         out = super().status(args)
         out["published_seq"] = self.journal.last_seq(self.published_stream)
         return out
 
-    def replay(self, args: Mapping[str, CommandArg]) -> dict[str, Any]:
+    def replay(self, args: ReplayArgs) -> dict[str, Any]:
         """Published records after `after` (at most `limit`), hex-encoded envelopes, in order.
 
         `sender` names the incarnation whose records to read (default: this
         one); the journal keeps every incarnation's ``published/SENDER`` stream.
         """
-        after = args.get("after", 0)
-        limit = args.get("limit", REPLAY_PAGE)
-        if not isinstance(after, int) or after < 0 or not isinstance(limit, int) or limit < 1:
-            raise WorkerError("gateway.replay: 'after' >= 0 and 'limit' >= 1 are integers")
-        sender = args.get("sender", self.io.sender)
+        after = args.after
+        sender = args.sender or self.io.sender
         stream = f"{PUBLISHED_PREFIX}{sender}"
-        if not isinstance(sender, str) or (
-            stream != self.published_stream and self.journal.last_seq(stream) == 0
-        ):
+        if stream != self.published_stream and self.journal.last_seq(stream) == 0:
             raise WorkerError(f"gateway.replay: no records of sender {sender!r}")
         records: list[str] = []
         for record in self.journal.read(stream, after):
-            if len(records) >= min(limit, REPLAY_PAGE):
+            if len(records) >= min(args.limit, REPLAY_PAGE):
                 break
             records.append(record.payload.hex())
         return {

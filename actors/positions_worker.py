@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from functools import partial
 from typing import Any
 
+from posbus.actors import positions_schema
 from posbus.actors.control import Halt, Resync, SubmitOrder
 from posbus.actors.execution_feed import APPLIED_PREFIX, ExecutionFeed
 from posbus.actors.journal import Journal, JournalCorrupt
@@ -45,6 +46,7 @@ from posbus.actors.worker import (
     WorkerSettings,
     json_ready,
 )
+from posbus.bus.command_schema import Route
 from posbus.bus.messages import Command, CommandArg, MarketUpdate, Message, OrderRejected
 from posbus.bus.subscriber import Received
 from posbus.bus.topics import PREFIX_EXECUTION, PREFIX_MARKET, risk_topic
@@ -342,19 +344,17 @@ class PositionsWorker(Worker):
 
     # -- commands (control thread) -----------------------------------------------------------------
 
-    def on_command(self, command: Command) -> dict[str, Any]:
-        args = command.args
-        if command.name == "positions.order":
-            return self.commands.order(args)
-        if command.name == "positions.cancel":
-            return self.commands.cancel(args)
-        if command.name == "positions.list":
-            return self.commands.list_positions(args)
-        if command.name == "positions.orders":
-            return self.commands.orders(args)
-        if command.name == "positions.inspect":
-            return self.inspect(args)
-        return super().on_command(command)
+    schema = positions_schema.POSITIONS
+
+    def routes(self) -> list[Route]:
+        commands = self.commands
+        return [
+            positions_schema.LIST.route(commands.list_positions),
+            positions_schema.ORDER.route(commands.order),
+            positions_schema.CANCEL.route(commands.cancel),
+            positions_schema.ORDERS.route(commands.orders),
+            positions_schema.INSPECT.route(lambda args: self.inspect({"actor": args.actor})),
+        ]
 
     def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         out = super().status(args)

@@ -16,8 +16,9 @@ posbus.actors.control. Across processes the same requests travel as
 actor already uses for its in-process peers, so a PositionActor runs
 unchanged in a positions worker; they only need a `Link` (send a command and
 wait for its reply, or fire one and forget) which the worker's transport
-provides. Decoding validates every argument and raises `RemoteMessageError`
-(permanent); it never executes anything it receives.
+provides. The arguments are declared once, in risk_schema.py and
+gateway_schema.py; decoding parses them there and raises `RemoteMessageError`
+(permanent) for anything refused; it never executes anything it receives.
 
 This module must never retry a state-changing request on its own: a timed out
 submit is the gateway's problem to resolve by client order id.
@@ -30,7 +31,6 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
 from posbus.actors.control import (
@@ -42,24 +42,40 @@ from posbus.actors.control import (
     SubmitOrder,
     Tick,
 )
+from posbus.actors.gateway_schema import (
+    CANCEL,
+    CANCEL_SPEC,
+    SUBMIT,
+    SUBMIT_SPEC,
+    CancelArgs,
+    SubmitArgs,
+)
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
-from posbus.actors.model.side import Side
-from posbus.bus.constraints import format_decimal, parse_decimal
-from posbus.bus.messages import Command, CommandArg, Message, Reply
+from posbus.actors.risk_schema import (
+    CHECK,
+    CHECK_ORDER,
+    EXPOSURE,
+    EXPOSURE_SPEC,
+    HALT,
+    HALT_SPEC,
+    RESUME,
+    RESUME_SPEC,
+    TICK,
+    TICK_SPEC,
+    CheckArgs,
+    ExposureArgs,
+    HaltArgs,
+    TimeArgs,
+)
+from posbus.bus.command_schema import CommandSpec
+from posbus.bus.errors import InvalidArgument
+from posbus.bus.messages import Command, Message, Reply
 from posbus.bus.topics import exposure_topic
-from posbus.bus.wire_error import WireError
 
-CHECK_ORDER = "risk.check"
-EXPOSURE = "risk.exposure"
 # A check's arguments carry the ordering position's exposure under this prefix.
 EXPOSURE_PREFIX = "exposure."
-HALT = "risk.halt"
-RESUME = "risk.resume"
-TICK = "risk.tick"
-SUBMIT = "gateway.submit"
-CANCEL = "gateway.cancel"
 
 ControlMessage = CheckOrder | ExposureChanged | Halt | Resume | Tick | SubmitOrder | CancelOrder
 
@@ -94,194 +110,219 @@ def new_request_id(prefix: str = "r") -> str:
 # -- encode -------------------------------------------------------------------------
 
 
-def _dec(value: Decimal, where: str) -> str:
-    return format_decimal(value, where)
+def _exposure_args(message: ExposureChanged) -> ExposureArgs:
+    e = message.exposure
+    return ExposureArgs(
+        account=e.account,
+        symbol=e.symbol,
+        qty=e.qty,
+        mark=e.mark,
+        mark_ts_ns=e.mark_ts_ns,
+        realized_pnl=e.realized_pnl,
+        unrealized_pnl=e.unrealized_pnl,
+        group=e.group,
+        correlation=e.correlation,
+        ts_ns=message.ts_ns,
+    )
 
 
-def _opt_dec(value: Decimal | None, where: str) -> str | None:
-    return None if value is None else format_decimal(value, where)
+def _check_args(message: CheckOrder) -> CheckArgs:
+    r = message.request
+    changed = message.exposure
+    e = None if changed is None else changed.exposure
+    return CheckArgs(
+        account=r.account,
+        symbol=r.symbol,
+        side=r.side,
+        qty=r.qty,
+        price=r.price,
+        order_id=r.order_id,
+        ts_ns=r.ts_ns,
+        exposure_account=None if e is None else e.account,
+        exposure_symbol=None if e is None else e.symbol,
+        exposure_qty=None if e is None else e.qty,
+        exposure_mark=None if e is None else e.mark,
+        exposure_mark_ts_ns=None if e is None else e.mark_ts_ns,
+        exposure_realized_pnl=None if e is None else e.realized_pnl,
+        exposure_unrealized_pnl=None if e is None else e.unrealized_pnl,
+        exposure_group=None if e is None else e.group,
+        exposure_correlation=None if e is None else e.correlation,
+        exposure_ts_ns=None if changed is None else changed.ts_ns,
+    )
 
 
 def to_command(message: ControlMessage, request_id: str | None = None) -> Command:
-    """The Command that carries `message` across processes."""
+    """The Command that carries `message` across processes (arguments as declared)."""
     rid = request_id if request_id is not None else new_request_id()
-    args: dict[str, CommandArg]
     if isinstance(message, CheckOrder):
-        r = message.request
-        args = {
-            "account": r.account,
-            "symbol": r.symbol,
-            "side": r.side.value,
-            "qty": _dec(r.qty, "qty"),
-            "price": _opt_dec(r.price, "price"),
-            "order_id": r.order_id,
-            "ts_ns": r.ts_ns,
-        }
-        if message.exposure is not None:
-            args |= _exposure_args(message.exposure, EXPOSURE_PREFIX)
-        return Command(CHECK_ORDER, args, rid)
+        return Command(CHECK_ORDER, CHECK.encode(_check_args(message)), rid)
     if isinstance(message, ExposureChanged):
-        return Command(EXPOSURE, _exposure_args(message, ""), rid)
+        return Command(EXPOSURE, EXPOSURE_SPEC.encode(_exposure_args(message)), rid)
     if isinstance(message, Halt):
-        return Command(HALT, {"reason": message.reason, "ts_ns": message.ts_ns}, rid)
+        return Command(
+            HALT, HALT_SPEC.encode(HaltArgs(reason=message.reason, ts_ns=message.ts_ns)), rid
+        )
     if isinstance(message, Resume):
-        return Command(RESUME, {"ts_ns": message.ts_ns}, rid)
+        return Command(RESUME, RESUME_SPEC.encode(TimeArgs(ts_ns=message.ts_ns)), rid)
     if isinstance(message, Tick):
-        return Command(TICK, {"ts_ns": message.ts_ns}, rid)
+        return Command(TICK, TICK_SPEC.encode(TimeArgs(ts_ns=message.ts_ns)), rid)
     if isinstance(message, SubmitOrder):
         o = message.order
-        args = {
-            "client_order_id": o.client_order_id,
-            "account": o.account,
-            "symbol": o.symbol,
-            "side": o.side.value,
-            "qty": _dec(o.qty, "qty"),
-            "limit_price": _opt_dec(o.limit_price, "limit_price"),
-            "ts_ns": o.ts_ns,
-            "order_id": message.order_id,
-            "stream": message.stream,
-        }
-        return Command(SUBMIT, args, rid)
+        submit = SubmitArgs(
+            client_order_id=o.client_order_id,
+            account=o.account,
+            symbol=o.symbol,
+            side=o.side,
+            qty=o.qty,
+            limit_price=o.limit_price,
+            ts_ns=o.ts_ns,
+            order_id=message.order_id,
+            stream=message.stream,
+        )
+        return Command(SUBMIT, SUBMIT_SPEC.encode(submit), rid)
     if isinstance(message, CancelOrder):
-        args = {
-            "client_order_id": message.client_order_id,
-            "order_id": message.order_id,
-            "stream": message.stream,
-            "ts_ns": message.ts_ns,
-        }
-        return Command(CANCEL, args, rid)
+        cancel = CancelArgs(
+            client_order_id=message.client_order_id,
+            order_id=message.order_id,
+            stream=message.stream,
+            ts_ns=message.ts_ns,
+        )
+        return Command(CANCEL, CANCEL_SPEC.encode(cancel), rid)
     raise TypeError(f"no wire form for {type(message).__name__}")
 
 
-# -- decode -------------------------------------------------------------------------
+# -- decode: from the typed arguments the schema gives ------------------------------
 
 
-class _Args:
-    """Typed, validating access to a command's arguments."""
-
-    def __init__(self, command: Command) -> None:
-        self.name = command.name
-        self.args = command.args
-
-    def _fail(self, key: str, problem: str) -> RemoteMessageError:
-        return RemoteMessageError(f"command {self.name!r}: argument {key!r} {problem}")
-
-    def text(self, key: str) -> str:
-        value = self.args.get(key)
-        if type(value) is not str or not value:
-            raise self._fail(key, "must be a non-empty string")
-        return value
-
-    def integer(self, key: str) -> int:
-        value = self.args.get(key)
-        if type(value) is not int or value < 0:
-            raise self._fail(key, "must be a non-negative integer")
-        return value
-
-    def opt_integer(self, key: str) -> int | None:
-        return None if self.args.get(key) is None else self.integer(key)
-
-    def decimal(self, key: str) -> Decimal:
-        try:
-            return parse_decimal(self.args.get(key), key)
-        except WireError as exc:
-            raise self._fail(key, "must be a plain decimal string") from exc
-
-    def opt_decimal(self, key: str) -> Decimal | None:
-        return None if self.args.get(key) is None else self.decimal(key)
-
-    def side(self, key: str) -> Side:
-        value = self.args.get(key)
-        for side in Side:
-            if side.value == value:
-                return side
-        raise self._fail(key, f"must be one of {[s.value for s in Side]}")
-
-
-def _exposure_args(message: ExposureChanged, prefix: str) -> dict[str, CommandArg]:
-    e = message.exposure
-    args: dict[str, CommandArg] = {
-        "account": e.account,
-        "symbol": e.symbol,
-        "qty": _dec(e.qty, "qty"),
-        "mark": _opt_dec(e.mark, "mark"),
-        "mark_ts_ns": e.mark_ts_ns,
-        "realized_pnl": _dec(e.realized_pnl, "realized_pnl"),
-        "unrealized_pnl": _dec(e.unrealized_pnl, "unrealized_pnl"),
-        "group": e.group,
-        "correlation": _dec(e.correlation, "correlation"),
-        "ts_ns": message.ts_ns,
-    }
-    return {prefix + key: value for key, value in args.items()}
-
-
-def _exposure_from(a: _Args, prefix: str) -> ExposureChanged:
+def exposure_changed(args: ExposureArgs) -> ExposureChanged:
+    """The ExposureChanged of a "risk.exposure" command's arguments."""
     exposure = PositionExposure(
-        account=a.text(prefix + "account"),
-        symbol=a.text(prefix + "symbol"),
-        qty=a.decimal(prefix + "qty"),
-        mark=a.opt_decimal(prefix + "mark"),
-        mark_ts_ns=a.opt_integer(prefix + "mark_ts_ns"),
-        realized_pnl=a.decimal(prefix + "realized_pnl"),
-        unrealized_pnl=a.decimal(prefix + "unrealized_pnl"),
-        group=a.text(prefix + "group"),
-        correlation=a.decimal(prefix + "correlation"),
+        account=args.account,
+        symbol=args.symbol,
+        qty=args.qty,
+        mark=args.mark,
+        mark_ts_ns=args.mark_ts_ns,
+        realized_pnl=args.realized_pnl,
+        unrealized_pnl=args.unrealized_pnl,
+        group=args.group,
+        correlation=args.correlation,
     )
-    return ExposureChanged(exposure, a.integer(prefix + "ts_ns"))
+    return ExposureChanged(exposure, args.ts_ns)
+
+
+def _check_exposure(args: CheckArgs) -> ExposureChanged | None:
+    parts = {
+        "account": args.exposure_account,
+        "symbol": args.exposure_symbol,
+        "qty": args.exposure_qty,
+        "realized_pnl": args.exposure_realized_pnl,
+        "unrealized_pnl": args.exposure_unrealized_pnl,
+        "group": args.exposure_group,
+        "correlation": args.exposure_correlation,
+        "ts_ns": args.exposure_ts_ns,
+    }
+    if args.exposure_account is None:
+        return None
+    missing = [key for key, value in parts.items() if value is None]
+    if missing:
+        raise InvalidArgument(
+            CHECK_ORDER,
+            EXPOSURE_PREFIX + missing[0],
+            f"required with {EXPOSURE_PREFIX}account (an exposure comes whole)",
+        )
+    assert args.exposure_symbol is not None and args.exposure_qty is not None
+    assert args.exposure_realized_pnl is not None and args.exposure_unrealized_pnl is not None
+    assert args.exposure_group is not None and args.exposure_correlation is not None
+    assert args.exposure_ts_ns is not None
+    if (args.exposure_account, args.exposure_symbol) != (args.account, args.symbol):
+        raise RemoteMessageError(f"{CHECK_ORDER}: the exposure is not the ordering position's")
+    exposure = PositionExposure(
+        account=args.exposure_account,
+        symbol=args.exposure_symbol,
+        qty=args.exposure_qty,
+        mark=args.exposure_mark,
+        mark_ts_ns=args.exposure_mark_ts_ns,
+        realized_pnl=args.exposure_realized_pnl,
+        unrealized_pnl=args.exposure_unrealized_pnl,
+        group=args.exposure_group,
+        correlation=args.exposure_correlation,
+    )
+    return ExposureChanged(exposure, args.exposure_ts_ns)
+
+
+def check_order(args: CheckArgs) -> CheckOrder:
+    """The CheckOrder of a "risk.check" command's arguments (with its exposure, when sent)."""
+    request = OrderRequest(
+        account=args.account,
+        symbol=args.symbol,
+        side=args.side,
+        qty=args.qty,
+        price=args.price,
+        order_id=args.order_id,
+        ts_ns=args.ts_ns,
+    )
+    return CheckOrder(request, _check_exposure(args))
+
+
+def halt(args: HaltArgs) -> Halt:
+    """The Halt of a "risk.halt" command's arguments."""
+    return Halt(args.reason, args.ts_ns)
+
+
+def resume(args: TimeArgs) -> Resume:
+    """The Resume of a "risk.resume" command's arguments."""
+    return Resume(args.ts_ns)
+
+
+def tick(args: TimeArgs) -> Tick:
+    """The Tick of a "risk.tick" command's arguments."""
+    return Tick(args.ts_ns)
+
+
+def submit_order(args: SubmitArgs) -> SubmitOrder:
+    """The SubmitOrder of a "gateway.submit" command's arguments."""
+    order = NewOrder(
+        client_order_id=args.client_order_id,
+        account=args.account,
+        symbol=args.symbol,
+        side=args.side,
+        qty=args.qty,
+        limit_price=args.limit_price,
+        ts_ns=args.ts_ns,
+    )
+    return SubmitOrder(order, args.order_id, args.stream)
+
+
+def cancel_order(args: CancelArgs) -> CancelOrder:
+    """The CancelOrder of a "gateway.cancel" command's arguments."""
+    return CancelOrder(args.client_order_id, args.order_id, args.stream, args.ts_ns)
+
+
+_DECODERS: dict[str, tuple[CommandSpec[Any], Callable[[Any], ControlMessage]]] = {
+    CHECK_ORDER: (CHECK, check_order),
+    EXPOSURE: (EXPOSURE_SPEC, exposure_changed),
+    HALT: (HALT_SPEC, halt),
+    RESUME: (RESUME_SPEC, resume),
+    TICK: (TICK_SPEC, tick),
+    SUBMIT: (SUBMIT_SPEC, submit_order),
+    CANCEL: (CANCEL_SPEC, cancel_order),
+}
 
 
 def from_command(command: Command) -> ControlMessage:
     """The control message a Command carries; raises RemoteMessageError when it is not one."""
-    a = _Args(command)
+    decoder = _DECODERS.get(command.name)
+    if decoder is None:
+        raise RemoteMessageError(f"unknown control command {command.name!r}")
+    spec, build = decoder
     try:
-        if command.name == CHECK_ORDER:
-            request = OrderRequest(
-                account=a.text("account"),
-                symbol=a.text("symbol"),
-                side=a.side("side"),
-                qty=a.decimal("qty"),
-                price=a.opt_decimal("price"),
-                order_id=a.text("order_id"),
-                ts_ns=a.integer("ts_ns"),
-            )
-            with_exposure = EXPOSURE_PREFIX + "account" in command.args
-            exposure = _exposure_from(a, EXPOSURE_PREFIX) if with_exposure else None
-            if exposure is not None and (
-                exposure.exposure.account,
-                exposure.exposure.symbol,
-            ) != (request.account, request.symbol):
-                raise RemoteMessageError(
-                    f"{CHECK_ORDER}: the exposure is not the ordering position's"
-                )
-            return CheckOrder(request, exposure)
-        if command.name == EXPOSURE:
-            return _exposure_from(a, "")
-        if command.name == HALT:
-            return Halt(a.text("reason"), a.integer("ts_ns"))
-        if command.name == RESUME:
-            return Resume(a.integer("ts_ns"))
-        if command.name == TICK:
-            return Tick(a.integer("ts_ns"))
-        if command.name == SUBMIT:
-            order = NewOrder(
-                client_order_id=a.text("client_order_id"),
-                account=a.text("account"),
-                symbol=a.text("symbol"),
-                side=a.side("side"),
-                qty=a.decimal("qty"),
-                limit_price=a.opt_decimal("limit_price"),
-                ts_ns=a.integer("ts_ns"),
-            )
-            return SubmitOrder(order, a.text("order_id"), a.text("stream"))
-        if command.name == CANCEL:
-            return CancelOrder(
-                a.text("client_order_id"), a.text("order_id"), a.text("stream"), a.integer("ts_ns")
-            )
+        return build(spec.parse(command.args))
     except RemoteMessageError:
         raise
+    except InvalidArgument as exc:
+        raise RemoteMessageError(str(exc)) from exc
     except (ValueError, PosbusError) as exc:  # a domain value refused the numbers
         raise RemoteMessageError(f"command {command.name!r}: {exc}") from exc
-    raise RemoteMessageError(f"unknown control command {command.name!r}")
 
 
 def decision_result(decision: RiskDecision) -> dict[str, Any]:

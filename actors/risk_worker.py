@@ -17,23 +17,24 @@ import time
 from decimal import Decimal
 from typing import Any
 
+from posbus.actors import risk_schema
 from posbus.actors.control import ExposureChanged, Tick
 from posbus.actors.journal import Journal
 from posbus.actors.model.clock import Clock
 from posbus.actors.remote import (
-    CHECK_ORDER,
-    EXPOSURE,
-    HALT,
-    RESUME,
-    TICK,
     RemoteMessageError,
+    check_order,
     decision_result,
     from_command,
+    halt,
+    resume,
+    tick,
 )
 from posbus.actors.supervision.child_spec import ChildSpec
 from posbus.actors.supervision.handle import ChildHandle, HandleState
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.worker import ASK_TIMEOUT_S, RESYNC_COMMAND, RESYNC_EVENT, Worker, WorkerSettings
+from posbus.bus.command_schema import Route
 from posbus.bus.messages import Command, CommandArg, MarketUpdate, Message, RiskEvent
 from posbus.bus.metrics import BusMetrics
 from posbus.bus.subscriber import Received
@@ -112,7 +113,7 @@ class RiskWorker(Worker):
                 quotes[message.symbol] = message
                 self._quote_senders.add(received.envelope.sender)
                 continue
-            if isinstance(message, Command) and message.name == EXPOSURE:
+            if isinstance(message, Command) and message.name == risk_schema.EXPOSURE:
                 self._exposure_senders.add(received.envelope.sender)
                 try:
                     change = from_command(message)
@@ -153,16 +154,20 @@ class RiskWorker(Worker):
     def on_tick(self) -> None:
         self.tell("risk", self.risk, Tick(self.clock.now_ns()))
 
-    def on_command(self, command: Command) -> dict[str, Any]:
-        if command.name == "risk.inspect":
-            return self.inspect({"actor": "risk"})
-        if command.name in (CHECK_ORDER, HALT, RESUME, TICK):
-            message = from_command(command)
-            if command.name == TICK:
-                self.tell("risk", self.risk, message)
-                return {}
-            answer = self.risk.ask(message, timeout=ASK_TIMEOUT_S)
-            if command.name == CHECK_ORDER:
-                return decision_result(answer)
-            return {"state": str(answer)}
-        return super().on_command(command)
+    schema = risk_schema.RISK
+
+    def routes(self) -> list[Route]:
+        return [
+            risk_schema.CHECK.route(lambda args: decision_result(self._ask(check_order(args)))),
+            risk_schema.HALT_SPEC.route(lambda args: {"state": str(self._ask(halt(args)))}),
+            risk_schema.RESUME_SPEC.route(lambda args: {"state": str(self._ask(resume(args)))}),
+            risk_schema.TICK_SPEC.route(self._tick_command),
+            risk_schema.INSPECT_SPEC.route(lambda args: self.inspect({"actor": "risk"})),
+        ]
+
+    def _ask(self, message: object) -> Any:
+        return self.risk.ask(message, timeout=ASK_TIMEOUT_S)
+
+    def _tick_command(self, args: risk_schema.TimeArgs) -> dict[str, Any]:
+        self.tell("risk", self.risk, tick(args))
+        return {}

@@ -32,6 +32,7 @@ from posbus.actors.factory import ActorFactory, ExposureSettings
 from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
+from posbus.actors.risk_schema import RESYNC
 from posbus.actors.sharding import Shard
 from posbus.actors.snapshot_schedule import SnapshotSchedule
 from posbus.actors.supervision.child_spec import ChildSpec
@@ -42,6 +43,8 @@ from posbus.actors.supervision.supervisor import Supervisor
 from posbus.actors.symbol_info import SymbolInfo
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.bus.admin import AdminHandler
+from posbus.bus.admin_schema import INSPECT, LOG_LEVEL
+from posbus.bus.command_schema import Dispatcher, Route, ServiceSchema
 from posbus.bus.curve import CurveClient, CurveServer
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.heartbeat import HeartbeatConfig
@@ -54,9 +57,7 @@ logger = logging.getLogger(__name__)
 
 ASK_TIMEOUT_S = 5.0
 RESYNC_EVENT = "resync"
-RESYNC_COMMAND = "positions.resync"
-# gateway.replay answers at most this many published records a page.
-REPLAY_PAGE = 500
+RESYNC_COMMAND = RESYNC
 # Default mark-only exposure conflation of flat positions in a positions worker:
 # well below the risk supervisor's stale_after_s, and a flat position's own
 # order always tells its newest mark first.
@@ -64,7 +65,7 @@ FLAT_EXPOSURE_INTERVAL_NS = 1_000_000_000
 
 
 class WorkerError(PosbusError):
-    """A worker request that cannot be served (unknown actor, shard mismatch, bad arguments)."""
+    """A worker request that cannot be served (unknown actor, shard mismatch, a corrupt stream)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +113,13 @@ class Worker:
     """What every role shares: root supervisor, I/O thread, admin handlers, lifecycle.
 
     Subclasses build their children (`_children`), choose their services and
-    subscriptions, and handle events (I/O thread) and commands (control thread).
+    subscriptions, and handle events (I/O thread) and commands (control thread):
+    `schema` declares the commands, `routes` binds each to its handler.
     """
 
     role = "worker"
+    #: The commands this role's services answer (None: it answers none).
+    schema: ServiceSchema | None = None
 
     def __init__(self, settings: WorkerSettings, *, journal: Journal, clock: Clock) -> None:
         self.settings = settings
@@ -146,6 +150,7 @@ class Worker:
         self.handles: dict[str, ChildHandle] = {}
         self._handles_lock = threading.Lock()
         self._last_told: dict[str, int] = {}
+        self._dispatcher: Dispatcher | None = None
         self.io = WorkerIO(
             IOConfig(
                 name=settings.name,
@@ -251,9 +256,21 @@ class Worker:
         self.io.metrics.count_in("command")
         return self.on_command(request.command)
 
+    def routes(self) -> list[Route]:
+        """Each command of `schema` bound to its handler (asked once, on the first command)."""
+        return []
+
     def on_command(self, command: Command) -> dict[str, Any]:
-        """Answer one command of this worker's services (raise a PosbusError to refuse)."""
-        raise WorkerError(f"{self.settings.name}: unknown command {command.name!r}")
+        """Answer one command of this worker's services (control thread).
+
+        An undeclared command (UnknownCommand) or arguments its declaration
+        refuses (InvalidArgument) are refused before any handler runs.
+        """
+        if self._dispatcher is None:
+            if self.schema is None:
+                raise WorkerError(f"{self.settings.name} answers no commands")
+            self._dispatcher = Dispatcher(self.schema, self.routes())
+        return self._dispatcher(command)
 
     def tell(self, name: str, handle: ChildHandle, message: object) -> None:
         """Tell `handle` and remember when (for the admin's "age of last message")."""
@@ -320,9 +337,7 @@ class Worker:
         return {"actors": out}
 
     def _handle(self, args: dict[str, CommandArg]) -> tuple[str, ChildHandle]:
-        name = args.get("actor")
-        if not isinstance(name, str):
-            raise WorkerError("argument 'actor' (an actor name) is required")
+        name = INSPECT.parse(args).actor
         handle = self._all_handles().get(name)
         if handle is None:
             raise WorkerError(f"no actor named {name!r} in {self.settings.name}")
@@ -367,17 +382,9 @@ class Worker:
 
     def log_level(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         """Change the process's log level."""
-        level = args.get("level")
-        if not isinstance(level, str) or level.upper() not in (
-            "DEBUG",
-            "INFO",
-            "WARNING",
-            "ERROR",
-            "CRITICAL",
-        ):
-            raise WorkerError("argument 'level': one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
-        logging.getLogger().setLevel(level.upper())
-        return {"level": level.upper()}
+        level = LOG_LEVEL.parse(args).level.upper()
+        logging.getLogger().setLevel(level)
+        return {"level": level}
 
 
 def json_ready(value: Any) -> Any:

@@ -4,9 +4,11 @@ A ROUTER server (request = one `command` envelope, reply = one `reply`
 envelope; REQ clients work too, the routing frames are echoed) on
 ipc://RUN_DIR/admin/WORKER.sock in an owner-only directory (0700, socket
 file 0600), or on tcp only with CURVE. Handlers are looked up by command
-name. Malformed, oversized or unknown requests get an error Reply where the
-peer can be answered, are counted, and never crash the server or reach a
-handler.
+name; the arguments of a command declared in bus/admin_schema.py are checked
+against its declaration first. Malformed, oversized or unknown requests and
+refused arguments get an error Reply where the peer can be answered, are
+counted, and never crash the server or reach a handler. Replies carry this
+server's own consecutive sequence numbers (from 1).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import zmq
 
 from posbus.actors.model.errors import PosbusError
+from posbus.bus.admin_schema import ADMIN
 from posbus.bus.codec import Codec, decode
 from posbus.bus.command_protocol import UNKNOWN_REQUEST_ID, new_request_id
 from posbus.bus.curve import (
@@ -31,7 +34,7 @@ from posbus.bus.curve import (
     release_allow_list,
 )
 from posbus.bus.endpoints import check_ipc_path, ipc_path, is_tcp, prepare_ipc_dir
-from posbus.bus.errors import BrokerUnavailable, UnknownCommand, UnknownOutcome
+from posbus.bus.errors import BrokerUnavailable, InvalidArgument, UnknownCommand, UnknownOutcome
 from posbus.bus.messages import Command, CommandArg, Reply
 from posbus.bus.metrics import BusMetrics
 from posbus.bus.sockets import SocketOptions, make_socket
@@ -59,7 +62,8 @@ class AdminServer:
 
     Not thread-safe: one owner thread creates it, calls `process` (after its
     poller saw POLLIN on `socket`), `poll` or `run`, and closes it; handlers
-    run on that thread. Counters: handled, errors, malformed, unknown.
+    run on that thread. Counters: handled, errors, malformed, unknown, invalid
+    (arguments refused by the command's declaration).
     """
 
     def __init__(
@@ -95,6 +99,8 @@ class AdminServer:
         self.errors = 0
         self.malformed = 0
         self.unknown = 0
+        self.invalid = 0
+        self._seq = 0
 
     def register(self, name: str, handler: AdminHandler) -> None:
         """Add or replace the handler of command `name` (owner thread)."""
@@ -148,6 +154,12 @@ class AdminServer:
         self._send(route, reply)
 
     def _run(self, handler: AdminHandler, command: Command) -> Reply:
+        if command.name in ADMIN.names():
+            try:
+                ADMIN.spec(command.name).parse(command.args)
+            except InvalidArgument as exc:
+                self._count("invalid")
+                return Reply.failure(command.request_id, exc)
         try:
             result = handler(dict(command.args))
             reply = Reply.success(command.request_id, result)
@@ -169,7 +181,8 @@ class AdminServer:
             self._metrics.count(f"admin_{counter}")
 
     def _send(self, route: list[bytes], reply: Reply) -> None:
-        body = self._codec.encode(reply, seq=0, sender=self.name, ts_ns=time.time_ns())
+        self._seq += 1
+        body = self._codec.encode(reply, seq=self._seq, sender=self.name, ts_ns=time.time_ns())
         try:
             self.socket.send_multipart([*route, body], zmq.NOBLOCK)
         except zmq.ZMQError:
@@ -209,13 +222,15 @@ class AdminClient:
             context, zmq.DEALER, options=opts, curve_client=curve, connect=endpoint, immediate=True
         )
         self._endpoint = endpoint
+        self._seq = 0
 
     def request(
         self, name: str, args: dict[str, CommandArg] | None = None, *, timeout: float = 5.0
     ) -> Reply:
         """Run admin command `name`; its Reply (ok or not). UnknownOutcome on timeout."""
         command = Command(name=name, args=args or {}, request_id=new_request_id())
-        frame = self._codec.encode(command, seq=0, sender=self.sender, ts_ns=time.time_ns())
+        self._seq += 1
+        frame = self._codec.encode(command, seq=self._seq, sender=self.sender, ts_ns=time.time_ns())
         deadline = time.monotonic() + timeout
         # IMMEDIATE: the send fails until the ipc connection is up; retry until
         # the deadline (nothing was sent, so this is no silent re-send).

@@ -13,7 +13,9 @@ owned by the thread that calls `run`):
   (and "worker_up" when it registers again); requests it held are answered
   with an UnknownOutcome error.
 It never executes a command itself except the `broker` service's read-only
-ones, and it never crashes on what peers send.
+ones (declared in bus/broker_schema.py), and it never crashes on what peers
+send. Its own replies carry consecutive sequence numbers of its own; a
+worker's reply is forwarded as the worker encoded it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 
 import zmq
 
+from posbus.bus.broker_schema import BROKER, PING, SERVICES, WORKERS
 from posbus.bus.codec import Codec, decode
 from posbus.bus.command_protocol import (
     BROKER_SERVICE,
@@ -45,6 +48,7 @@ from posbus.bus.command_protocol import (
     UNKNOWN_REQUEST_ID,
     WORKER_PROTOCOL,
 )
+from posbus.bus.command_schema import Dispatcher
 from posbus.bus.curve import (
     AllowList,
     CurveServer,
@@ -53,7 +57,7 @@ from posbus.bus.curve import (
     release_allow_list,
 )
 from posbus.bus.endpoints import BusEndpoints, ipc_path, is_tcp
-from posbus.bus.errors import ServiceUnavailable, UnknownCommand, UnknownOutcome, UnknownService
+from posbus.bus.errors import BusError, ServiceUnavailable, UnknownOutcome, UnknownService
 from posbus.bus.heartbeat import HeartbeatConfig, Liveness
 from posbus.bus.messages import Command, Reply, RiskEvent
 from posbus.bus.metrics import BusMetrics
@@ -122,7 +126,16 @@ class Broker:
         self._known_services: set[str] = set()
         self._down: set[bytes] = set()
         self._event_seq = 0
+        self._reply_seq = 0
         self._allow: AllowList | None = None
+        self._own_commands = Dispatcher(
+            BROKER,
+            [
+                PING.route(lambda args: {}),
+                SERVICES.route(lambda args: {"services": self._service_table()}),
+                WORKERS.route(lambda args: {"workers": self._worker_table()}),
+            ],
+        )
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -301,11 +314,13 @@ class Broker:
         self._reply_client(client, service, Reply.failure(UNKNOWN_REQUEST_ID, error))
 
     def _reply_client(self, client: bytes, service: bytes, reply: Reply | bytes) -> None:
-        body = (
-            reply
-            if isinstance(reply, bytes)
-            else self._codec.encode(reply, seq=0, sender=self.name, ts_ns=time.time_ns())
-        )
+        if isinstance(reply, bytes):
+            body = reply  # a worker's reply, with the worker's own seq
+        else:
+            self._reply_seq += 1
+            body = self._codec.encode(
+                reply, seq=self._reply_seq, sender=self.name, ts_ns=time.time_ns()
+            )
         try:
             self._frontend.send_multipart([client, CLIENT_PROTOCOL, service, body], zmq.NOBLOCK)
             self.metrics.count_out("reply")
@@ -314,15 +329,10 @@ class Broker:
             self.metrics.count("unroutable")
 
     def _broker_command(self, command: Command) -> Reply:
-        if command.name == "ping":
-            return Reply.success(command.request_id, {})
-        if command.name == "services":
-            return Reply.success(command.request_id, {"services": self._service_table()})
-        if command.name == "workers":
-            return Reply.success(command.request_id, {"workers": self._worker_table()})
-        return Reply.failure(
-            command.request_id, UnknownCommand(command.name, ["ping", "services", "workers"])
-        )
+        try:
+            return Reply.success(command.request_id, self._own_commands(command))
+        except BusError as exc:  # UnknownCommand, InvalidArgument: nothing was run
+            return Reply.failure(command.request_id, exc)
 
     # -- workers ---------------------------------------------------------------
 

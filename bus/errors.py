@@ -57,11 +57,24 @@ class ServiceUnavailable(BusError):
 
 
 class UnknownCommand(BusError):
-    """An admin or service command name that has no handler."""
+    """A command name the service or admin socket does not declare; nothing was done."""
 
     def __init__(self, name: str, known: list[str], **context: Any) -> None:
         super().__init__(f"unknown command {name!r}; known: {', '.join(sorted(known))}", **context)
         self.name = name
+
+
+class InvalidArgument(BusError):
+    """A command argument that is unknown, missing or not of its declared type: nothing was done.
+
+    `argument` names it as it travels; the message says what was expected.
+    """
+
+    def __init__(self, command: str, argument: str, expected: str, **context: Any) -> None:
+        where = f"argument {argument!r}: " if argument else ""
+        super().__init__(f"command {command!r}: {where}{expected}", **context)
+        self.command = command
+        self.argument = argument
 
 
 class CommandFailed(BusError):

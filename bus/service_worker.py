@@ -6,7 +6,9 @@ names (READY), receives requests, sends replies, heartbeats the broker, and
 when the broker falls silent for liveness * interval it closes the socket
 and reconnects after a delay that doubles up to a cap, without ever
 blocking its owner. Malformed requests are answered with an error Reply and
-counted; they never reach the owner.
+counted; they never reach the owner. Replies carry the worker's own
+consecutive sequence numbers (from 1, across reconnects), as the wire format
+says of every sender.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class ServiceWorker:
         self.generation = 0
         self.reconnects = 0
         self.malformed = 0
+        self._reply_seq = 0
         self.connected_to_broker = False
         self._socket: zmq.Socket[bytes] | None = None
         self._liveness = Liveness(self._hb, time.monotonic())
@@ -207,15 +210,17 @@ class ServiceWorker:
             self._metrics.count_out("reply")
 
     def _send_reply(self, client: bytes, reply: Reply, now: float) -> None:
+        seq = self._reply_seq + 1
         try:
-            body = self._codec.encode(reply, seq=0, sender=self.name, ts_ns=time.time_ns())
+            body = self._codec.encode(reply, seq=seq, sender=self.name, ts_ns=time.time_ns())
         except FrameTooLarge as exc:
             # The client gets a typed error now, rather than an unknown outcome later.
             _log.warning("reply too large; refused", extra={"worker": self.name, "size": exc.size})
             if self._metrics is not None:
                 self._metrics.count("replies_too_large")
             failure = Reply.failure(reply.request_id, ReplyTooLarge(exc.size, exc.limit))
-            body = self._codec.encode(failure, seq=0, sender=self.name, ts_ns=time.time_ns())
+            body = self._codec.encode(failure, seq=seq, sender=self.name, ts_ns=time.time_ns())
+        self._reply_seq = seq
         self._send([WORKER_PROTOCOL, REPLY, client, body], now)
 
     def tick(self) -> int:
