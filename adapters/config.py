@@ -36,6 +36,7 @@ from posbus.actors.supervision.backoff import Backoff
 from posbus.actors.supervision.policy import SupervisorPolicy
 from posbus.actors.supervision.strategy import Strategy
 from posbus.actors.symbol_info import SymbolInfo
+from posbus.adapters.alerts.settings import AlertsConfig
 from posbus.adapters.exchange.ccxt_config import GatewayConfig, GatewaySection
 from posbus.adapters.simulation.simulated_exchange import SimConfig
 
@@ -321,6 +322,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     metrics: MetricsConfig = MetricsConfig()
     positions: PositionsConfig = PositionsConfig()
     backtest: BacktestConfig = BacktestConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
     def __post_init__(self) -> None:
         _positive("starting_equity", self.starting_equity)
@@ -347,6 +349,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             metrics=self.metrics,
             positions=self.positions,
             backtest=self.backtest,
+            alerts=self.alerts,
         )
 
 
@@ -392,6 +395,7 @@ class Config:
     metrics: MetricsConfig = _BUILT_IN.metrics
     positions: PositionsConfig = _BUILT_IN.positions
     backtest: BacktestConfig = _BUILT_IN.backtest
+    alerts: AlertsConfig = _BUILT_IN.alerts
 
     def node_config(self) -> NodeConfig:
         """The part of the configuration a Node needs."""
@@ -476,6 +480,14 @@ def _explain(error: str, data: Mapping[str, Any]) -> str:
     for step in _STEP.finditer(path.removesuffix("`")):
         if step["field"] is not None:
             name, kind = step["field"], _field_type(kind, step["field"])
+        elif get_origin(_unwrapped(kind)) in (list, tuple):
+            # An array of tables ([[alerts.sinks]]): msgspec names the entry by its index.
+            index = int(step["entry"])
+            kind = get_args(_unwrapped(kind))[0]
+            value = value[index] if isinstance(value, list) and index < len(value) else None
+            tables.append(f"{key}[{index}]")
+            key = ""
+            continue
         else:
             kind = _entry_type(kind)
             name = _failing_entry(value, kind)

@@ -19,8 +19,9 @@ each subdirectory 0700 and what is already in them 0600 (a run directory left
 by an older version is fixed on the next start), and the processes that write
 there run with umask 077 (`OWNER_ONLY_UMASK`).
 
-Worker names are stable: `broker`, `risk`, `gateway.ACCOUNT`, `positions.I`
-(shard I of N), and `feed` (the demo's market and signal source). Pure
+Worker names are stable: `broker`, `alerts` (webhook alerts, when `[alerts]`
+has a sink), `risk`, `gateway.ACCOUNT`, `positions.I` (shard I of N), and
+`feed` (the demo's market and signal source). Pure
 bookkeeping plus small file reads and writes; no processes are started here.
 """
 
@@ -36,7 +37,7 @@ from typing import Any
 
 from posbus.actors.sharding import Shard
 
-ROLES = ("broker", "gateway", "positions", "risk", "feed")
+ROLES = ("broker", "gateway", "positions", "risk", "feed", "alerts")
 RUN_FILE_VERSION = 1
 OWNER_ONLY_UMASK = 0o077
 """The umask of `posbus up`, `posbus worker` and every process the launcher starts."""
@@ -56,16 +57,24 @@ class WorkerSpec:
 
     @property
     def service(self) -> str | None:
-        """The command service the worker answers on the bus (None for broker and feed)."""
-        if self.role in ("broker", "feed"):
+        """The command service the worker answers on the bus (None for broker, feed, alerts)."""
+        if self.role in ("broker", "feed", "alerts"):
             return None
         return self.name
 
 
-def plan(account: str, position_shards: int, *, demo: bool) -> list[WorkerSpec]:
-    """The workers of one stack, in start order (broker first, the demo feed last)."""
-    specs = [
-        WorkerSpec("broker", "broker"),
+def plan(
+    account: str, position_shards: int, *, demo: bool, alerts: bool = False
+) -> list[WorkerSpec]:
+    """The workers of one stack, in start order (broker first, the demo feed last).
+
+    `alerts`: the alerts worker starts right after the broker, so it hears the
+    risk events of every other worker's start (and stops after them).
+    """
+    specs = [WorkerSpec("broker", "broker")]
+    if alerts:
+        specs.append(WorkerSpec("alerts", "alerts"))
+    specs += [
         WorkerSpec("risk", "risk"),
         WorkerSpec(f"gateway.{account}", "gateway", account=account),
     ]

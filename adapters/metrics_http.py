@@ -3,7 +3,7 @@
 `[metrics] prometheus_port_base` turns it on: each worker serves
 ``http://[metrics] prometheus_host:PORT/metrics`` on its own port,
 `metrics_port(base, name)` (broker +0, risk +1, gateway +2, feed +3,
-positions.I +10+I). Nothing is computed for Prometheus alone: each scrape
+alerts +4, positions.I +10+I). Nothing is computed for Prometheus alone: each scrape
 reads the same admin handlers `posbus admin` answers with (`metrics`,
 `actors`, `status`, and the risk or gateway actor's `inspect`), so the
 endpoint and the admin socket always agree. Every sample is labelled
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 AdminCall = Callable[[dict[str, Any]], dict[str, Any]]
 
-_ROLE_OFFSETS = {"broker": 0, "risk": 1, "gateway": 2, "feed": 3}
+_ROLE_OFFSETS = {"broker": 0, "risk": 1, "gateway": 2, "feed": 3, "alerts": 4}
 POSITIONS_OFFSET = 10
 """positions.I listens on base + 10 + I."""
 
@@ -37,7 +37,7 @@ _QUANTILES = {"p50": "0.5", "p99": "0.99", "p999": "0.999"}
 
 
 def metrics_port(base: int, name: str) -> int:
-    """The metrics port of worker `name` (broker, risk, gateway.ACCOUNT, feed, positions.I)."""
+    """Worker `name`'s metrics port (broker, risk, gateway.ACCOUNT, feed, alerts, positions.I)."""
     role, _, rest = name.partition(".")
     if role == "positions":
         return base + POSITIONS_OFFSET + int(rest or 0)

@@ -102,7 +102,12 @@ def run(args: argparse.Namespace) -> int:
     os.umask(OWNER_ONLY_UMASK)
     config = load_config(args.config)
     run_dir = RunDir(run_dir_of(args.run_dir, config))
-    specs = plan(config.account, config.workers.position_shards, demo=args.demo)
+    specs = plan(
+        config.account,
+        config.workers.position_shards,
+        demo=args.demo,
+        alerts=bool(config.alerts.sinks),
+    )
     # The lock comes before anything is created or started in the run directory.
     lock = RunDirLock(run_dir.root)
     try:

@@ -37,9 +37,10 @@ _DESCRIPTION = """\
 Run one worker of a stack in the foreground: `broker` (the event proxy and
 command router), `risk` (the risk supervisor), `gateway` (one account's
 exchange gateway), `positions` (the position actors of shard I of N, by a
-stable hash of account + symbol) or `feed` (the demo's market and signal
-source). `posbus up` starts these for you; run them by hand (or from the
-systemd units in deploy/) to spread a stack over several machines.
+stable hash of account + symbol), `feed` (the demo's market and signal
+source) or `alerts` (risk events sent to the webhooks of `[alerts]`).
+`posbus up` starts these for you; run them by hand (or from the systemd
+units in deploy/) to spread a stack over several machines.
 
 Each worker answers admin commands on RUN_DIR/admin/NAME.sock (see `posbus
 admin`) and logs JSON lines on stderr. RUN_DIR is --run-dir, else
@@ -63,12 +64,14 @@ def register(subparsers: SubParsers) -> None:
     parser = add_command(
         subparsers,
         "worker",
-        summary="run one worker process (broker, risk, gateway, positions, feed)",
+        summary="run one worker process (broker, risk, gateway, positions, feed, alerts)",
         description=_DESCRIPTION,
         examples=_EXAMPLES,
         handler=run,
     )
-    parser.add_argument("--role", choices=["broker", "risk", "gateway", "positions", "feed"])
+    parser.add_argument(
+        "--role", choices=["broker", "risk", "gateway", "positions", "feed", "alerts"]
+    )
     parser.add_argument(
         "--shard",
         metavar="I/N",
@@ -77,7 +80,7 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--instance",
         metavar="NAME",
-        help="role from a service instance name: broker, risk, gateway, feed or positions-I",
+        help="role from a service instance name: broker, risk, gateway, feed, alerts, positions-I",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config (default: embedded)")
     parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.instance:
         role, _, index = args.instance.partition("-")
-        if role not in ("broker", "risk", "gateway", "positions", "feed") or (
+        if role not in ("broker", "risk", "gateway", "positions", "feed", "alerts") or (
             bool(index) != (role == "positions")
         ):
             raise UsageError(f"--instance {args.instance!r}: ROLE or positions-I")
@@ -218,6 +221,17 @@ def _build(  # noqa: PLR0917 - private, called once
     admin = run_dir.admin_endpoint(name)
     if role == "broker":
         return _BrokerWorker(config, run_dir, name)
+    if role == "alerts":
+        from posbus.adapters.alerts.worker import AlertsWorker
+
+        return AlertsWorker(
+            config.alerts,
+            endpoints=endpoints,
+            admin_endpoint=admin,
+            curve=launcher_bus.curve_client(config.bus),
+            options=launcher_bus.socket_options(config.bus),
+            name=name,
+        )
     if role == "feed":
         from posbus.adapters.simulation.demo_feed import Feed
 
