@@ -268,7 +268,7 @@ class Position:
 
     @property
     def qty(self) -> Decimal:
-        """Signed quantity: > 0 long, < 0 short, 0 flat."""
+        """Signed quantity: > 0 long, < 0 short, 0 flat; net of fees paid in the base currency."""
         return self._qty
 
     @property
@@ -404,9 +404,11 @@ class Position:
         price; any other is valued at the fill's conversion mark, or counted
         unconverted (value 0) without one.
         """
-        if self._currencies is None or not fill.fee:
+        currencies = self._currencies
+        # The common case first: a quote fee named as the symbol names its quote.
+        if currencies is None or not fill.fee or fill.fee_currency == currencies.quote:
             return None, fill.fee, True
-        kind = self._currencies.fee_kind(fill.fee_currency)
+        kind = currencies.fee_kind(fill.fee_currency)
         if kind is FeeKind.QUOTE:
             return None, fill.fee, True
         if kind is FeeKind.BASE:
