@@ -21,6 +21,7 @@ with other threads except `request_stop`, which only sets an Event.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -34,7 +35,9 @@ from typing import Any
 
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.supervision.intensity import RestartIntensity
+from posbus.adapters import launcher_bus
 from posbus.adapters.cli.command import EXIT_JOURNAL_LOCKED
+from posbus.adapters.config import load_config
 from posbus.adapters.launcher_layout import (
     OWNER_ONLY_UMASK,
     RUN_FILE_VERSION,
@@ -328,9 +331,29 @@ class Launcher:
                 "started_ns": self.started_ns,
                 "config": None if self.config_path is None else str(self.config_path),
                 "run_dir": str(self.run_dir.root),
+                "bus": _bus_entry(self.config_path, self.run_dir.root),
                 "workers": workers,
             }
         )
+
+
+@functools.cache
+def _bus_entry(config_path: Path | None, root: Path) -> dict[str, Any]:
+    """Where a client (in any language) connects: the broker's endpoints, and whether CURVE.
+
+    Read once per launcher from the configuration the stack was started with,
+    so a later edit of the file cannot change what run.json says.
+    """
+    bus = load_config(config_path).bus
+    endpoints = launcher_bus.endpoints(bus, root)
+    return {
+        "transport": bus.transport,
+        "curve": bus.transport == "tcp",
+        "events_in": endpoints.events_in,
+        "events_out": endpoints.events_out,
+        "commands": endpoints.commands,
+        "workers": endpoints.workers,
+    }
 
 
 def _last_error(log: Path) -> str | None:

@@ -13,9 +13,11 @@ from posbus.adapters.cli.stack_options import add_stack_options
 _DESCRIPTION = """\
 List each worker of the stack running in the run directory: name, role,
 shard, pid, whether it is alive and serving (its admin socket answers),
-uptime, restarts by the launcher, its command service and admin endpoint.
-Exit code 2 when no stack is running. --json prints exactly the shape in the
-README ("posbus status --json"); scripts rely on it.
+uptime, restarts by the launcher, its command service and admin endpoint,
+and the bus endpoints a client connects to (`bus`: events_in to publish,
+events_out to subscribe, commands to send commands; `curve` when tcp needs
+CURVE keys). Exit code 2 when no stack is running. --json prints exactly the
+shape in the README ("posbus status --json"); scripts rely on it.
 """
 
 _EXAMPLES = """\
@@ -82,6 +84,8 @@ def collect(client: Any, admin_timeout: float) -> dict[str, Any]:
             "alive": pid_alive(int(data.get("launcher_pid", 0))),
             "uptime_s": round((now - int(data.get("started_ns", now))) / 1e9, 3),
         },
+        # A stack started by an older launcher wrote no bus entry.
+        "bus": data.get("bus"),
         "workers": workers,
     }
 
@@ -99,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2, sort_keys=True))
         return EXIT_OK
     print(f"run dir {doc['run_dir']}  launcher pid {doc['launcher']['pid']}")
+    bus = doc["bus"]
+    if bus is not None:
+        print(
+            f"bus {bus['transport']}{' (CURVE)' if bus['curve'] else ''}: "
+            f"commands {bus['commands']}  events_out {bus['events_out']}  "
+            f"events_in {bus['events_in']}"
+        )
     print(
         f"{'worker':<20} {'role':<10} {'shard':<6} {'pid':>7} {'up':<6} {'uptime':>9} "
         f"{'restarts':>8}  admin"
