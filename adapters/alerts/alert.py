@@ -38,7 +38,10 @@ class Alert:
     "resolved" for a return to normal); `key` is its identity for
     deduplication; `summary` one line for a human; `event` the risk event
     behind it (the latest one for `order_refusals`, whose `count` says how
-    many refusals the window held).
+    many refusals the window held). `clears`: the key of the opposite
+    condition's alert, or a prefix of such keys ending in "|" (a resolved
+    notice clears its problem's, and back), which deduplication then
+    forgets: a change of condition is news however soon it comes.
     """
 
     kind: str
@@ -47,6 +50,7 @@ class Alert:
     summary: str
     event: RiskEvent
     count: int = 1
+    clears: str = ""
 
     @property
     def resolved(self) -> bool:

@@ -44,7 +44,11 @@ class Alerting:
     def on_event(self, event: RiskEvent) -> Alert | None:
         """The alert `event` raised and sent on (None: not an alert, or a duplicate)."""
         alert = self.rules.evaluate(event)
-        if alert is None or not self.dedupe.first(alert.key, self._clock()):
+        if alert is None:
+            return None
+        if alert.clears:
+            self.dedupe.forget(alert.clears)
+        if not self.dedupe.first(alert.key, self._clock()):
             return None
         with self._lock:
             self._raised[alert.kind] += 1

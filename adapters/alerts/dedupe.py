@@ -1,5 +1,8 @@
 """Deduplication: the same alert key within `window_s` seconds is sent once.
 
+A key is forgotten early when its condition changes (`forget`): a halt after
+a resume is news, however soon it comes.
+
 Pure bookkeeping over the times it is given (a monotonic clock's seconds);
 not thread-safe (one owner: the alerts worker's I/O thread).
 """
@@ -30,6 +33,13 @@ class Dedupe:
         if len(self._sent) > _PRUNE_AT:
             self._prune(now)
         return True
+
+    def forget(self, keys: str) -> None:
+        """Let `keys` through again (their condition changed): one key, or a prefix ending in |."""
+        if keys.endswith("|"):
+            self._sent = {k: t for k, t in self._sent.items() if not k.startswith(keys)}
+        else:
+            self._sent.pop(keys, None)
 
     def _prune(self, now: float) -> None:
         self._sent = {k: t for k, t in self._sent.items() if now - t < self._window_s}

@@ -103,6 +103,7 @@ def _state_change(event: RiskEvent) -> Alert | None:
             key="resolved|risk_state",
             summary=f"risk state back to Normal (was {previous}): {event.reason}",
             event=event,
+            clears="risk_state|",
         )
     severity = _STATE_SEVERITY.get(state)
     if severity is None:
@@ -114,6 +115,7 @@ def _state_change(event: RiskEvent) -> Alert | None:
             key=f"journal_corrupt|{event.reason}",
             summary=f"trading halted, a journal is corrupt: {event.reason}",
             event=event,
+            clears="resolved|risk_state",
         )
     return Alert(
         kind="risk_state",
@@ -121,6 +123,7 @@ def _state_change(event: RiskEvent) -> Alert | None:
         key=f"risk_state|{previous}|{state}",
         summary=f"risk state {state} (was {previous}): {event.reason}",
         event=event,
+        clears="resolved|risk_state",
     )
 
 
@@ -147,6 +150,7 @@ def _breaker(event: RiskEvent) -> Alert | None:
             key=f"breaker|{account}|open",
             summary=f"gateway circuit breaker open (account {account}): {event.reason}",
             event=event,
+            clears=f"breaker|{account}|closed",
         )
     if event.state == "closed" and event.previous_state in ("open", "half_open"):
         return Alert(
@@ -155,6 +159,7 @@ def _breaker(event: RiskEvent) -> Alert | None:
             key=f"breaker|{account}|closed",
             summary=f"gateway circuit breaker closed again (account {account})",
             event=event,
+            clears=f"breaker|{account}|open",
         )
     return None
 
@@ -172,6 +177,7 @@ def _worker(event: RiskEvent) -> Alert | None:
             key=f"worker_up|{name}",
             summary=f"worker {name} is back up",
             event=event,
+            clears=f"worker_down|{name}",
         )
     silent = "disconnected" not in event.reason
     return Alert(
@@ -180,4 +186,5 @@ def _worker(event: RiskEvent) -> Alert | None:
         key=f"worker_down|{name}",
         summary=event.reason,
         event=event,
+        clears=f"worker_up|{name}",
     )

@@ -93,3 +93,30 @@ def test_a_sender_rate_limits_on_its_clock_and_counts_what_it_held_back() -> Non
     for _ in range(5):
         sender.publish(alert)
     assert sender.counts()["queued"] == 2 and sender.counts()["rate_limited"] == 3
+
+
+def test_a_change_of_condition_is_news_however_soon_it_comes() -> None:
+    """Halted, resumed, halted again within dedupe_s: both halts and both resumes are sent."""
+    clock = FakeClock()
+    sink = _sender("slack#0", clock)
+    alerting = Alerting(AlertRules(refusals=3, window_s=10), Dedupe(300), [sink], clock)
+    normal = RiskEvent("state_change", "Normal", "Halted", "resumed", None, None, {}, 2)
+    sent = [alerting.on_event(e) for e in (halted(), normal, halted(), normal, normal)]
+    assert [a.kind if a else None for a in sent] == [
+        "risk_state",
+        "resolved",
+        "risk_state",
+        "resolved",
+        None,  # the same notice twice: a duplicate
+    ]
+
+
+def test_forgetting_one_key_leaves_its_longer_namesakes() -> None:
+    dedupe = Dedupe(60)
+    for key in ("worker_down|positions.1", "worker_down|positions.10", "risk_state|a|b"):
+        dedupe.first(key, 0.0)
+    dedupe.forget("worker_down|positions.1")
+    dedupe.forget("risk_state|")
+    assert dedupe.first("worker_down|positions.1", 1.0)
+    assert dedupe.first("risk_state|a|b", 1.0)
+    assert not dedupe.first("worker_down|positions.10", 1.0)
