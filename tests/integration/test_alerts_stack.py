@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -85,3 +89,55 @@ def test_the_alerts_worker_refuses_to_start_on_a_secret_others_can_read(tmp_path
     assert result.returncode != 0
     assert f"secret file {secret} has mode 0644" in result.stderr
     assert "s3cr3t" not in result.stderr + result.stdout
+
+
+def test_a_dead_webhook_costs_retries_never_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    monkeypatch.setenv("POSBUS_TEST_ALERTS_WEBHOOK", dead)
+    extra = ALERTS.replace("dedupe_s = 0", "dedupe_s = 0\nmax_tries = 2")
+    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
+        s = Stack(Path(name), demo=False, extra=extra)
+        s.up()
+        try:
+            wait_for(
+                "the alerts worker hearing risk events",
+                lambda: where(s.admin("alerts", "status"), lambda st: st["events"] > 0),
+            )
+            s.json("halt", "--reason", "outage drill")
+            status = wait_for(
+                "the alert given up on",
+                lambda: where(s.admin("alerts", "status"), lambda st: st["sinks"][0]["failed"]),
+            )
+            assert status["sinks"][0]["retries"] == 1 and status["sinks"][0]["sent"] == 0
+            alerts = s.worker("alerts")
+            assert alerts["alive"] and alerts["serving"] and alerts["restarts"] == 0
+            # Trading did not wait for the webhook: risk answers and resumes.
+            s.json("resume")
+        finally:
+            s.close()
+
+
+def test_sigterm_stops_the_alerts_worker_cleanly(
+    webhook: WebhookServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("POSBUS_TEST_ALERTS_WEBHOOK", webhook.url + WEBHOOK_PATH)
+    config = tmp_path / "posbus.toml"
+    config.write_text(ALERTS, encoding="utf-8")
+    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as run_dir:
+        # No broker is needed to start: the bus sockets connect when one appears.
+        command = ["worker", "--role", "alerts", "--config", str(config), "--run-dir", run_dir]
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "posbus.adapters.cli.main", *command],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            ready = Path(run_dir) / "ready" / "alerts.json"
+            wait_for("the alerts worker ready", lambda: ready.is_file() or None)
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait() == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
