@@ -62,8 +62,8 @@ class AdminServer:
 
     Not thread-safe: one owner thread creates it, calls `process` (after its
     poller saw POLLIN on `socket`), `poll` or `run`, and closes it; handlers
-    run on that thread. Counters: handled, errors, malformed, unknown, invalid
-    (arguments refused by the command's declaration).
+    run on that thread. Counters: handled, errors (a handler's failure or
+    arguments refused by the command's declaration), malformed, unknown.
     """
 
     def __init__(
@@ -99,7 +99,6 @@ class AdminServer:
         self.errors = 0
         self.malformed = 0
         self.unknown = 0
-        self.invalid = 0
         self._seq = 0
 
     def register(self, name: str, handler: AdminHandler) -> None:
@@ -158,7 +157,7 @@ class AdminServer:
             try:
                 ADMIN.spec(command.name).parse(command.args)
             except InvalidArgument as exc:
-                self._count("invalid")
+                self._count("errors")
                 return Reply.failure(command.request_id, exc)
         try:
             result = handler(dict(command.args))

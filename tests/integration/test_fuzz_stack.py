@@ -317,9 +317,11 @@ def bad_admin_requests(draw: st.DrawFn, worker: str) -> tuple[list[bytes], str, 
         value = draw(st.sampled_from([None, 5, True, ["x"], "", "no-such-actor", "LOUD"]))
         counter = "admin_unknown" if worker == "broker" else "admin_errors"
         return [command(name, {key: value})], counter, False
-    # read-only commands with arbitrary extra arguments are served
+    # read-only commands are served; with arguments they do not declare, refused
     name = draw(st.sampled_from(["status", "metrics"]))
     junk = draw(st.dictionaries(st.text("xyz", min_size=1, max_size=3), numbers, max_size=3))
+    if junk:
+        return [command(name, junk)], "admin_errors", False
     return [command(name, junk)], "admin_handled", True
 
 
