@@ -18,8 +18,10 @@ import zmq
 
 from posbus.bus.broker import Broker
 from posbus.bus.client import CommandClient
-from posbus.bus.codec import encode
+from posbus.bus.codec import decode, encode
+from posbus.bus.command_protocol import CLIENT_PROTOCOL
 from posbus.bus.endpoints import BusEndpoints
+from posbus.bus.envelope import Envelope
 from posbus.bus.errors import CommandFailed, UnknownOutcome
 from posbus.bus.heartbeat import HeartbeatConfig
 from posbus.bus.messages import Command, Reply, RiskEvent
@@ -379,3 +381,40 @@ def test_worker_that_reregisters_can_still_answer_its_request(
     asker.join(6)
     assert answer["reply"] == Reply.success("r9", {"filled": "1"})
     raw.close()
+
+
+def _replies(ctx: Ctx, endpoint: str, service: bytes, commands: list[Command]) -> list[Envelope]:
+    """Each command sent in turn by a bare DEALER, and the envelope of its reply."""
+    dealer = make_socket(ctx, zmq.DEALER, connect=endpoint)
+    out = []
+    for index, command in enumerate(commands, start=1):
+        frame = encode(command, seq=index, sender="raw", ts_ns=1)
+        dealer.send_multipart([CLIENT_PROTOCOL, service, frame])
+        assert dealer.poll(5000)
+        out.append(decode(dealer.recv_multipart()[2]))
+    dealer.close()
+    return out
+
+
+def test_the_replies_of_a_worker_and_of_the_broker_are_numbered_consecutively(
+    ctx: Ctx, endpoints: BusEndpoints, client: CommandClient
+) -> None:
+    WorkerThread(ctx, endpoints.workers, ["risk"], echo)
+    assert wait_for(registered(client, "risk"))
+    worker = _replies(
+        ctx, endpoints.commands, b"risk", [Command("a", {}, "r1"), Command("b", {}, "r2")]
+    )
+    assert [(e.sender, e.seq) for e in worker] == [("w-risk", 1), ("w-risk", 2)]
+    broker = _replies(
+        ctx,
+        endpoints.commands,
+        b"broker",
+        [Command("ping", {}, "p1"), Command("reboot", {}, "p2"), Command("ping", {"x": 1}, "p3")],
+    )
+    seqs = [e.seq for e in broker]
+    assert seqs == list(range(seqs[0], seqs[0] + 3)) and seqs[0] >= 1
+    refused = [e.message for e in broker[1:]]
+    assert [r.error["type"] for r in refused if isinstance(r, Reply) and r.error] == [
+        "UnknownCommand",
+        "InvalidArgument",
+    ]
