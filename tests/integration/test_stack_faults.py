@@ -140,7 +140,8 @@ def test_broker_killed_is_restarted_and_workers_reconnect(stack: Stack) -> None:
     # Workers notice the new broker by heartbeats and register again: a new order
     # goes CLI -> broker -> positions -> risk -> gateway -> positions.
     def order_filled() -> bool:
-        result = stack.cli("order", "buy", "SOL/USDT", "10", "--json", check=False)
+        # --no-wait: a reply means journaled, so a failure here was never journaled.
+        result = stack.cli("order", "buy", "SOL/USDT", "10", "--json", "--no-wait", check=False)
         if result.returncode != 0:
             return False
         return wait_for("SOL/USDT filled", lambda: _filled(stack, "SOL/USDT", Decimal("10")), 20)

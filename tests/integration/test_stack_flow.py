@@ -58,6 +58,9 @@ def test_status_json_lists_every_worker_with_its_endpoints(stack: Stack) -> None
 def test_order_is_filled_and_shows_in_positions_and_admin_inspect(stack: Stack) -> None:
     reply = stack.json("order", "buy", "BTC/USDT", "0.1")
     assert reply["order_id"] == "default:BTC/USDT:1"
+    # The CLI answered once the venue took the order.
+    assert reply["settled"] is True
+    assert reply["status"] in ("Accepted", "PartiallyFilled", "Filled")
     position = wait_for("BTC/USDT filled", lambda: _filled(stack, "BTC/USDT", Decimal("0.1")))
     assert position["status"] == "Open"
     assert position["fills"] == 1
@@ -72,13 +75,12 @@ def test_order_is_filled_and_shows_in_positions_and_admin_inspect(stack: Stack) 
 
 def test_halt_refuses_new_orders_until_resume(stack: Stack) -> None:
     assert stack.json("halt", "--reason", "test")["state"] == "Halted"
-    stack.json("order", "buy", "ETH/USDT", "1")
-    order = wait_for(
-        "the order refused by risk",
-        lambda: next(
-            (o for o in stack.json("orders")["orders"] if o["status"] == "Rejected"), None
-        ),
-    )
+    # The CLI waits for the risk decision: the refusal is its answer, exit 1.
+    refused = stack.cli("order", "buy", "ETH/USDT", "1", check=False)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stdout.startswith("order default:ETH/USDT:")
+    assert ": Rejected: " in refused.stdout and "halted" in refused.stdout
+    order = next(o for o in stack.json("orders")["orders"] if o["status"] == "Rejected")
     assert "halted" in order["reason"]
     assert stack.json("resume")["state"] == "Normal"
     assert stack.json("risk")["state"] == "Normal"
@@ -195,3 +197,22 @@ def test_the_risk_worker_prices_positions_from_the_market_data_it_subscribes_to(
         assert received["market_update"]["count"] > 0
     finally:
         s.close()
+
+
+def test_a_resting_limit_order_is_accepted_then_cancel_waits_for_the_cancellation(
+    stack: Stack,
+) -> None:
+    # Far below the market: the venue accepts it and it rests.
+    placed = stack.json("order", "buy", "SOL/USDT", "1", "--limit", "1")
+    assert (placed["settled"], placed["status"]) == (True, "Accepted")
+    cancelled = stack.cli("cancel", placed["order_id"])
+    assert cancelled.stdout.strip() == f"cancel of {placed['order_id']}: Cancelled"
+
+
+def test_close_of_a_flat_position_has_nothing_to_close_and_sends_nothing(stack: Stack) -> None:
+    before = stack.json("orders")["orders"]
+    result = stack.cli("close", "DOT/USDT", check=False)
+    assert result.returncode == 1
+    assert "no open position in DOT/USDT (default): nothing to close" in result.stderr
+    assert result.stdout == ""
+    assert stack.json("orders")["orders"] == before
