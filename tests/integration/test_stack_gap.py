@@ -31,7 +31,14 @@ from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.journal.sqlite import SqliteJournal
 from posbus.bus.client import CommandClient
 from posbus.bus.codec import decode, encode
-from posbus.bus.messages import Command, Message, OrderFill, OrderIntent, OrderSubmit
+from posbus.bus.messages import (
+    Command,
+    CommandArg,
+    Message,
+    OrderFill,
+    OrderIntent,
+    OrderSubmit,
+)
 from posbus.bus.publisher import Publisher
 from posbus.bus.topics import market_topic
 
@@ -140,10 +147,10 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     # in the positions worker before the gap is seen.
     release = threading.Event()
     positions.io.control(lambda: release.wait(30))
-    order = {"account": "default", "symbol": "BTC/USDT", "side": "buy"}
-    positions.commands.order(order | {"qty": "0.1"})
+    order: dict[str, CommandArg] = {"account": "default", "symbol": "BTC/USDT", "side": "buy"}
+    positions.on_command(Command("positions.order", order | {"qty": "0.1"}, "o1"))
     wait_for("the first fill lost", lambda: gateway.lost == 1)
-    positions.commands.order(order | {"qty": "0.2"})
+    positions.on_command(Command("positions.order", order | {"qty": "0.2"}, "o2"))
     published = gateway.journal.last_seq
 
     def both_orders_done() -> bool:
