@@ -30,11 +30,6 @@ MARKDOWN_NAME = re.compile(r"(?<![\w./-])(\w[\w./-]*\.md)\b")
 URL = re.compile(r"\b[a-z][a-z+.-]*://\S+")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
-# Markdown names that these files still carry; an entry goes once its file drops the name.
-KNOWN_DANGLING_NAMES: dict[str, set[str]] = {
-    "docs/bus.md": {"PERFORMANCE.md"},
-}
-
 
 def _tracked() -> list[str]:
     listing = subprocess.run(
@@ -112,9 +107,7 @@ def test_every_markdown_file_named_is_in_the_repository() -> None:
         for match in MARKDOWN_NAME.finditer(URL.sub("", text)):
             named = match.group(1)
             here = (ROOT / name).parent / named
-            if (ROOT / named).is_file() or here.is_file() or named in basenames:
-                continue
-            if named not in KNOWN_DANGLING_NAMES.get(name, set()):
+            if not ((ROOT / named).is_file() or here.is_file() or named in basenames):
                 dangling.append(f"{name}: {named}")
     assert dangling == []
 
