@@ -49,6 +49,7 @@ class CommandClient:
         )
         self.stale_replies = 0
         self.bad_replies = 0
+        self._seq = 0
 
     def request(
         self,
@@ -65,7 +66,9 @@ class CommandClient:
         (after `retries` re-sends of the same request_id, only if
         `idempotent`), BrokerUnavailable when it could not even be queued.
         """
-        frame = self._codec.encode(command, seq=0, sender=self.sender, ts_ns=time.time_ns())
+        # A re-send repeats the frame, seq included: it is the same request.
+        self._seq += 1
+        frame = self._codec.encode(command, seq=self._seq, sender=self.sender, ts_ns=time.time_ns())
         attempts = 1 + (retries if idempotent else 0)
         for attempt in range(attempts):
             self._send([CLIENT_PROTOCOL, service.encode(), frame], command, service, timeout)
