@@ -13,7 +13,7 @@ a position actor (start, inspect), never on the I/O thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 from posbus.actors.control import Inspect
@@ -22,6 +22,7 @@ from posbus.actors.factory import ActorFactory
 from posbus.actors.journal import SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import OrderValidationError
+from posbus.actors.model.symbol_names import unknown_symbol_message
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.positions_schema import (
     ORDERS_LIMIT_MAX,
@@ -45,6 +46,7 @@ class PositionsCommands:
         self,
         *,
         account: str,
+        symbols: Collection[str],
         clock: Clock,
         outbox: Outbox,
         factory: ActorFactory,
@@ -54,6 +56,8 @@ class PositionsCommands:
         last_told: dict[str, int],
     ) -> None:
         self._account = account
+        # The symbols the stack trades (`[symbols]`): an order names one of them.
+        self._symbols = frozenset(symbols)
         self._clock = clock
         self._outbox = outbox
         self._factory = factory
@@ -65,8 +69,20 @@ class PositionsCommands:
         self._last_told = last_told
 
     def order(self, args: OrderArgs) -> dict[str, Any]:
-        """Journal an OrderIntent on its position's stream and hand it over; reply its order id."""
+        """Journal an OrderIntent on its position's stream and hand it over; reply its order id.
+
+        An order for a symbol the stack does not trade is refused before
+        anything is journaled, naming the spelling meant; a reduce-only
+        order may still close a position the shard holds in such a symbol.
+        """
         account = args.account or self._account
+        stream = position_stream(account, args.symbol)
+        if args.symbol not in self._symbols and not (
+            args.reduce_only and stream in self._position_handles()
+        ):
+            raise OrderValidationError(
+                unknown_symbol_message(args.symbol, self._symbols), symbol=args.symbol
+            )
         try:
             intent = OrderIntent(
                 account=account,
@@ -81,7 +97,6 @@ class PositionsCommands:
             )
         except (ArithmeticError, ValueError) as exc:
             raise OrderValidationError(f"invalid order: {exc}", symbol=args.symbol) from exc
-        stream = position_stream(account, args.symbol)
         self._refuse_corrupt(stream)
         handle = self._position(account, args.symbol)
         self._last_told[stream] = time.time_ns()

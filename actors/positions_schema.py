@@ -131,7 +131,9 @@ ORDER = CommandSpec(
     },
     errors={
         "WorkerError": _CORRUPT,
-        "OrderValidationError": "the intent is not a valid order",
+        "OrderValidationError": "the intent is not a valid order, or names a symbol the stack "
+        "does not trade (the message names the spelling meant, e.g. BTCUSDT: BTC/USDT); "
+        "nothing was journaled",
     },
     example=Example(
         args={

@@ -82,6 +82,7 @@ class PositionsWorker(Worker):
         )
         self.commands = PositionsCommands(
             account=settings.account,
+            symbols=settings.symbols.keys(),
             clock=clock,
             outbox=self.outbox,
             factory=self.factory,

@@ -158,8 +158,11 @@ def bench_throughput(actors: int, total: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="pbb-", dir="/tmp") as name:
         root = Path(name)
         run_dir = root / "var"
-        config = _config(root)
         symbols = [f"S{i}/USDT" for i in range(actors)]
+        # A positions worker takes orders only for the symbols the stack trades.
+        config = _config(
+            root, "".join(f'[symbols."{s}"]\nprice = "100"\norder_qty = "1"\n' for s in symbols)
+        )
         items = _updates(symbols, total)
         procs = [_worker(config, run_dir, "--role", "broker")]
         try:

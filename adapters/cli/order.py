@@ -38,6 +38,9 @@ WAIT_S = 5.0
 
 _CLOSE_ALL = "1000000000"
 
+_BAD_INPUT = frozenset({"OrderValidationError", "InvalidArgument"})
+"""Refusals of the order as given: exit 2, nothing was journaled."""
+
 
 def register(subparsers: SubParsers) -> None:
     """Add `posbus order`, `posbus close` and `posbus cancel`."""
@@ -139,7 +142,7 @@ def _send(args: argparse.Namespace, symbol: str, account: str | None, body: dict
         if body.get("reduce_only") and body.get("side") is None:
             body = {**body, "side": _closing_side(client, service, acc, symbol)}
         body = {"account": acc, "symbol": symbol, **body}
-        result = client.call(service, "positions.order", body)
+        result = _call_order(client, service, body)
         order_id = str(result.get("order_id"))
         if args.no_wait:
             _print(args, result, f"order {order_id} journaled ({result.get('stream')})")
@@ -150,8 +153,22 @@ def _send(args: argparse.Namespace, symbol: str, account: str | None, body: dict
     return _report(args, result, outcome, f"order {order_id}", accepted=ACCEPTED)
 
 
+def _call_order(client: Any, service: str, body: dict[str, Any]) -> dict[str, Any]:
+    """`positions.order`; a refusal of the order as given (unknown symbol, bad qty): UsageError."""
+    from posbus.bus.errors import CommandFailed
+
+    try:
+        result: dict[str, Any] = client.call(service, "positions.order", body)
+    except CommandFailed as exc:
+        if exc.error_type in _BAD_INPUT:
+            raise UsageError(str(exc).removeprefix(f"{exc.error_type}: ")) from exc
+        raise
+    return result
+
+
 def _closing_side(client: Any, service: str, account: str, symbol: str) -> str:
     """The side that closes the open position of `account` + `symbol`; CommandError if flat."""
+    from posbus.actors.model.symbol_names import unknown_symbol_message
     from posbus.actors.position_actor import position_stream
     from posbus.bus.errors import CommandFailed
 
@@ -164,6 +181,8 @@ def _closing_side(client: Any, service: str, account: str, symbol: str) -> str:
         if exc.error_type != "WorkerError":
             raise
         qty = Decimal(0)  # the shard has no such position
+    if qty == 0 and symbol not in client.config.symbols:
+        raise UsageError(unknown_symbol_message(symbol, client.config.symbols))
     if qty == 0:
         raise CommandError(f"no open position in {symbol} ({account}): nothing to close")
     return "sell" if qty > 0 else "buy"

@@ -126,6 +126,29 @@ def test_a_refused_order_names_its_argument_and_nothing_is_ordered_or_journaled(
     assert _intents(stack) == []
 
 
+@pytest.mark.parametrize(
+    ("symbol", "meant"),
+    [("BTCUSDT", "'BTC/USDT'"), ("btc/usdt", "'BTC/USDT'"), ("ETH-USDT", "'ETH/USDT'")],
+)
+def test_an_order_for_a_misspelt_symbol_names_the_symbol_meant_and_journals_nothing(
+    stack: Stack, client: CommandClient, symbol: str, meant: str
+) -> None:
+    error = _refused(client, "positions.0", "positions.order", {**ORDER, "symbol": symbol})
+    assert error["type"] == "OrderValidationError"
+    assert f"unknown symbol {symbol!r}; did you mean {meant}?" in error["message"]
+    assert client.call("positions.0", "positions.list", {}, timeout=10)["positions"] == []
+    assert _intents(stack) == []
+
+
+def test_an_order_for_a_symbol_the_stack_does_not_trade_lists_the_ones_it_does(
+    stack: Stack, client: CommandClient
+) -> None:
+    error = _refused(client, "positions.0", "positions.order", {**ORDER, "symbol": "DOGE/USDT"})
+    assert error["type"] == "OrderValidationError"
+    assert "unknown symbol 'DOGE/USDT' (trades: BTC/USDT, ETH/USDT, SOL/USDT)" in error["message"]
+    assert _intents(stack) == []
+
+
 def test_each_service_refuses_bad_arguments_and_unknown_commands_listing_the_known(
     stack: Stack, client: CommandClient
 ) -> None:

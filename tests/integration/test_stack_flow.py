@@ -211,8 +211,26 @@ def test_a_resting_limit_order_is_accepted_then_cancel_waits_for_the_cancellatio
 
 def test_close_of_a_flat_position_has_nothing_to_close_and_sends_nothing(stack: Stack) -> None:
     before = stack.json("orders")["orders"]
-    result = stack.cli("close", "DOT/USDT", check=False)
+    result = stack.cli("close", "ETH/USDT", check=False)
     assert result.returncode == 1
-    assert "no open position in DOT/USDT (default): nothing to close" in result.stderr
+    assert "no open position in ETH/USDT (default): nothing to close" in result.stderr
     assert result.stdout == ""
     assert stack.json("orders")["orders"] == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("order", "buy", "BTCUSDT", "1"), ("order", "sell", "BTC-USDT", "1"), ("close", "btcusdt")],
+    ids=" ".join,
+)
+def test_a_misspelt_symbol_is_bad_input_naming_the_symbol_meant(
+    stack: Stack, command: tuple[str, ...]
+) -> None:
+    before = stack.json("orders")["orders"]
+    result = stack.cli(*command, check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"unknown symbol {command[-2 if command[0] == 'order' else -1]!r}" in result.stderr
+    assert "did you mean 'BTC/USDT'?" in result.stderr
+    assert result.stdout == ""
+    assert stack.json("orders")["orders"] == before
+    assert set(stack.positions()) <= {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
