@@ -1,0 +1,224 @@
+"""The dashboard document: one JSON-ready dict built from a stack reading and the bus view (pure).
+
+What the page shows, every amount a decimal string at instrument precision
+(`precision.py`) with the exact text kept under `exact`: accounts with their
+P&L per quote currency, positions, P&L totals per currency, the risk state
+and how much of each limit is used (`risk_usage.py`), working orders, recent
+risk events, fills and quotes heard on the bus (`bus_view.py`), and each
+worker's health. Sums are exact Decimal arithmetic. `SCHEMA` versions the
+document; the page's script reads it. No I/O, no clock: the reading carries
+its timestamp.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from posbus.actors.model.symbol_currencies import SymbolCurrencies
+from posbus.adapters.web.bus_view import BusView
+from posbus.adapters.web.precision import Precision
+from posbus.adapters.web.risk_usage import limit_usage
+from posbus.adapters.web.stack_reads import StackReading
+
+SCHEMA = 1
+"""Version of the document's layout."""
+
+_MONEY = ("realized_pnl", "unrealized_pnl", "fees")
+# Wide enough for any sum of wire decimals (at most 64 characters each): never rounds.
+_EXACT = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
+_MONEY_METRICS = ("equity", "day_start_equity", "peak_equity", "daily_pnl", "gross")
+
+
+@dataclass(frozen=True, slots=True)
+class Venue:
+    """What the page says of the venue: its kind and the precision of its instruments."""
+
+    name: str
+    precision: Precision
+
+
+def currency_of(symbol: str) -> str:
+    """The currency a symbol's P&L is in: its settlement or quote currency; "?" if unspelled."""
+    pair = SymbolCurrencies.of(symbol)
+    if pair is None:
+        return "?"
+    return pair.settle or pair.quote
+
+
+def _sum(values: Iterable[str | None]) -> Decimal:
+    total = Decimal(0)
+    for value in values:
+        if value is not None:
+            total = _EXACT.add(total, Decimal(value))
+    return total
+
+
+def _text(value: Decimal) -> str:
+    return format(value, "f")
+
+
+def position_row(raw: dict[str, Any], precision: Precision) -> dict[str, Any]:
+    """One position of `positions.list` as the page shows it."""
+    exact = {
+        key: None if raw.get(key) is None else str(raw[key])
+        for key in ("qty", "avg_entry_price", "mark", *_MONEY)
+    }
+    total = None
+    if exact["realized_pnl"] is not None and exact["unrealized_pnl"] is not None:
+        total = _text(_sum([exact["realized_pnl"], exact["unrealized_pnl"]]))
+    exact["total_pnl"] = total
+
+    def shown(key: str, how: Any) -> str | None:
+        value = exact[key]
+        return None if value is None else str(how(value))
+
+    return {
+        "account": raw.get("account"),
+        "symbol": raw.get("symbol"),
+        "currency": currency_of(str(raw.get("symbol", ""))),
+        "status": raw.get("status"),
+        "qty": shown("qty", precision.qty),
+        "avg_entry_price": shown("avg_entry_price", precision.price),
+        "mark": shown("mark", precision.price),
+        "realized_pnl": shown("realized_pnl", precision.money),
+        "unrealized_pnl": shown("unrealized_pnl", precision.money),
+        "total_pnl": shown("total_pnl", precision.money),
+        "fees": shown("fees", precision.money),
+        "fills": raw.get("fills"),
+        "orders": raw.get("orders"),
+        "error": raw.get("error"),
+        "exact": exact,
+    }
+
+
+def _pnl(rows: list[dict[str, Any]], precision: Precision) -> dict[str, Any]:
+    """Realized, unrealized, total P&L and fees of `rows` (same currency), exact and shown."""
+    sums = {key: _sum(r["exact"][key] for r in rows) for key in (*_MONEY, "total_pnl")}
+    return {
+        **{key: precision.money(_text(value)) for key, value in sums.items()},
+        "positions": len(rows),
+        "open": sum(1 for r in rows if r["exact"]["qty"] and Decimal(r["exact"]["qty"]) != 0),
+        "exact": {key: _text(value) for key, value in sums.items()},
+    }
+
+
+def totals(rows: list[dict[str, Any]], precision: Precision) -> list[dict[str, Any]]:
+    """P&L totals per currency over every account (a sum across currencies means nothing)."""
+    currencies = sorted({r["currency"] for r in rows})
+    return [
+        {"currency": c, **_pnl([r for r in rows if r["currency"] == c], precision)}
+        for c in currencies
+    ]
+
+
+def accounts(
+    rows: list[dict[str, Any]] | None, workers: list[dict[str, Any]], precision: Precision
+) -> list[dict[str, Any]]:
+    """Each account (a gateway's or a position's) with its gateway's health and its P&L.
+
+    `rows` None (positions not read): the P&L is None, not zero.
+    """
+    gateways = {w["name"].partition(".")[2]: w for w in workers if w["role"] == "gateway"}
+    names = sorted(set(gateways) | {str(r["account"]) for r in rows or []})
+    out = []
+    for name in names:
+        mine = None if rows is None else [r for r in rows if r["account"] == name]
+        gateway = gateways.get(name)
+        out.append(
+            {
+                "account": name,
+                "gateway": None
+                if gateway is None
+                else {k: gateway[k] for k in ("name", "state", "breaker")},
+                "pnl": None if mine is None else totals(mine, precision),
+            }
+        )
+    return out
+
+
+def order_row(raw: dict[str, Any], precision: Precision) -> dict[str, Any]:
+    """One working order of `positions.orders` as the page shows it."""
+
+    def shown(key: str, how: Any) -> str | None:
+        value = raw.get(key)
+        return None if value is None else str(how(str(value)))
+
+    return {
+        "order_id": raw.get("order_id"),
+        "account": raw.get("account"),
+        "symbol": raw.get("symbol"),
+        "side": raw.get("side"),
+        "qty": shown("qty", precision.qty),
+        "filled_qty": shown("filled_qty", precision.qty),
+        "limit_price": shown("limit_price", precision.price),
+        "status": raw.get("status"),
+        "reason": raw.get("reason"),
+        "created_ts_ns": raw.get("created_ts_ns"),
+    }
+
+
+def worker_row(raw: dict[str, Any], breakers: dict[str, str | None]) -> dict[str, Any]:
+    """One worker of `posbus status` with its state and, for a gateway, its breaker."""
+    state = "up" if raw["serving"] else ("alive" if raw["alive"] else "DOWN")
+    row = {k: raw.get(k) for k in ("name", "role", "shard", "pid", "uptime_s", "restarts")}
+    return {**row, "state": state, "breaker": breakers.get(raw["name"])}
+
+
+def risk_part(risk: dict[str, Any] | None, precision: Precision) -> dict[str, Any] | None:
+    """The risk state, its key metrics, how much of each limit is used, the newest decisions."""
+    if risk is None:
+        return None
+    metrics = dict(risk.get("metrics") or {})
+    shown = {
+        key: precision.money(str(value)) if key in _MONEY_METRICS else str(value)
+        for key, value in sorted(metrics.items())
+    }
+    return {
+        "state": risk.get("state"),
+        "halt_reason": risk.get("halt_reason") or None,
+        "cooldown_until_ns": risk.get("cooldown_until_ns"),
+        "metrics": shown,
+        "limits": [row.as_dict() for row in limit_usage(risk, precision)],
+        "decisions": list(reversed(risk.get("recent_decisions") or [])),
+    }
+
+
+def build(reading: StackReading, bus: BusView, venue: Venue, interval_s: float) -> dict[str, Any]:
+    """The document for `reading` and what `bus` heard; readings come every `interval_s`."""
+    precision = venue.precision
+    status = reading.status or {}
+    workers = [worker_row(w, reading.breakers) for w in status.get("workers", [])]
+    # None: not read this time (the page says so), never shown as "no positions".
+    rows = None
+    if reading.positions is not None:
+        rows = sorted(
+            (position_row(p, precision) for p in reading.positions),
+            key=lambda r: (str(r["account"]), str(r["symbol"])),
+        )
+    orders = None
+    if reading.orders is not None:
+        orders = [order_row(o, precision) for o in reading.orders]
+    return {
+        "schema": SCHEMA,
+        "ts_ns": reading.ts_ns,
+        # The page counts a document older than a few intervals as stale.
+        "interval_s": interval_s,
+        "run_dir": status.get("run_dir"),
+        "venue": venue.name,
+        "precision": {"price_places": precision.price_places, "qty_places": precision.qty_places},
+        "launcher": status.get("launcher"),
+        "accounts": accounts(rows, workers, precision),
+        "positions": rows,
+        "totals": None if rows is None else totals(rows, precision),
+        "orders": orders,
+        "risk": risk_part(reading.risk, precision),
+        "risk_events": bus.risk_events(),
+        "fills": bus.fills(precision),
+        "quotes": bus.quotes(precision),
+        "workers": workers,
+        "errors": list(reading.errors),
+    }
