@@ -39,6 +39,7 @@ from posbus.adapters.cli import (
     status,
     top,
     up,
+    web,
     worker,
 )
 from posbus.adapters.cli.command import (
@@ -63,6 +64,7 @@ COMMANDS: tuple[Registrar, ...] = (
     admin.register,
     commands.register,
     top.register,
+    web.register,
     keys.register,
     worker.register,
     backtest.register,
