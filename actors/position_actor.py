@@ -461,7 +461,13 @@ class PositionActor(SupervisedActor):
     def _on_cancel_request(self, m: CancelRequest) -> None:
         order = self.orders.get(m.order_id)
         if order is None:
-            raise OrderValidationError(f"cancel of unknown order {m.order_id}", symbol=self.symbol)
+            # Journaled before the positions shard checked cancels: it changes
+            # nothing, and raising would fail this position on every replay.
+            logger.warning(
+                "cancel of an unknown order ignored",
+                extra={"stream": self.stream, "order_id": m.order_id},
+            )
+            return
         self._transition(order, lambda: order.request_cancel(m.ts_ns))
         if self.live and order.status is OrderStatus.CANCEL_REQUESTED:
             self._send_cancel(order, m.ts_ns)

@@ -118,6 +118,14 @@ class PositionsCommands:
         if stream not in self._position_handles():
             raise OrderValidationError(f"unknown order {order_id!r}", order_id=order_id)
         self._refuse_corrupt(stream)
+        # Only a cancel of an order the position holds is journaled: a journaled
+        # record is replayed on every restart, and one naming no order has no
+        # effect to replay.
+        (state,) = self._states([stream])
+        if order_id not in state.get("orders", {}):
+            raise OrderValidationError(
+                f"unknown order {order_id!r}: {stream} holds no such order", order_id=order_id
+            )
         request = CancelRequest(order_id=order_id, ts_ns=self._clock.now_ns())
         delivered = self._outbox.deliver(stream, request, self._position(account, symbol))
         return {"order_id": order_id, "stream": stream, "seq": delivered.seq}

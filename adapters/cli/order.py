@@ -142,7 +142,7 @@ def _send(args: argparse.Namespace, symbol: str, account: str | None, body: dict
         if body.get("reduce_only") and body.get("side") is None:
             body = {**body, "side": _closing_side(client, service, acc, symbol)}
         body = {"account": acc, "symbol": symbol, **body}
-        result = _call_order(client, service, body)
+        result = _call_refusing_bad_input(client, service, "positions.order", body)
         order_id = str(result.get("order_id"))
         if args.no_wait:
             _print(args, result, f"order {order_id} journaled ({result.get('stream')})")
@@ -153,12 +153,14 @@ def _send(args: argparse.Namespace, symbol: str, account: str | None, body: dict
     return _report(args, result, outcome, f"order {order_id}", accepted=ACCEPTED)
 
 
-def _call_order(client: Any, service: str, body: dict[str, Any]) -> dict[str, Any]:
-    """`positions.order`; a refusal of the order as given (unknown symbol, bad qty): UsageError."""
+def _call_refusing_bad_input(
+    client: Any, service: str, command: str, body: dict[str, Any]
+) -> dict[str, Any]:
+    """`command`; its refusal of the input as given (unknown symbol or order): UsageError."""
     from posbus.bus.errors import CommandFailed
 
     try:
-        result: dict[str, Any] = client.call(service, "positions.order", body)
+        result: dict[str, Any] = client.call(service, command, body)
     except CommandFailed as exc:
         if exc.error_type in _BAD_INPUT:
             raise UsageError(str(exc).removeprefix(f"{exc.error_type}: ")) from exc
@@ -268,7 +270,9 @@ def run_cancel(args: argparse.Namespace) -> int:
     try:
         client.require_stack()
         service = client.shard_service(account, symbol)
-        result = client.call(service, "positions.cancel", {"order_id": args.order_id})
+        result = _call_refusing_bad_input(
+            client, service, "positions.cancel", {"order_id": args.order_id}
+        )
         if args.no_wait:
             _print(args, result, f"cancel of {args.order_id} journaled")
             return EXIT_OK

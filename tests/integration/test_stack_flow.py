@@ -209,6 +209,22 @@ def test_a_resting_limit_order_is_accepted_then_cancel_waits_for_the_cancellatio
     assert cancelled.stdout.strip() == f"cancel of {placed['order_id']}: Cancelled"
 
 
+def test_a_cancel_of_an_order_its_position_does_not_hold_is_bad_input_and_harms_nothing(
+    stack: Stack,
+) -> None:
+    placed = stack.json("order", "buy", "SOL/USDT", "1", "--limit", "1")
+    before = stack.admin("positions.0", "inspect", "position/default/SOL/USDT")
+    for unknown in ("default:SOL/USDT:999", "default:DOT/USDT:1"):
+        refused = stack.cli("cancel", unknown, check=False)
+        assert refused.returncode == 2, refused.stderr
+        assert f"unknown order {unknown!r}" in refused.stderr
+    after = stack.admin("positions.0", "inspect", "position/default/SOL/USDT")
+    assert after["journal_seq"] == before["journal_seq"]
+    # The position still answers after a restart: nothing unreplayable was journaled.
+    stack.admin("positions.0", "restart", "position/default/SOL/USDT")
+    assert stack.cli("cancel", placed["order_id"]).returncode == 0
+
+
 def test_close_of_a_flat_position_has_nothing_to_close_and_sends_nothing(stack: Stack) -> None:
     before = stack.json("orders")["orders"]
     result = stack.cli("close", "ETH/USDT", check=False)
