@@ -6,7 +6,11 @@ A frame is one msgpack array, positional for speed and for other languages:
 
 and the body lists the message's fields in their declared order (for
 ``execution_signal`` the signal type comes first). Decimals travel as plain
-decimal strings. docs/wire-format.md is the full specification.
+decimal strings. A message is written as the lowest version that carries it
+(a field added later is present only when set: bus/schema.py), and a reader
+refuses a frame whose version is not the one its message is written as, so
+every message has exactly one frame. docs/wire-format.md is the full
+specification.
 
 Decoding is one msgspec pass over the frame into Structs derived from the
 message declarations (bus/schema.py): the kind and the signal type are the
@@ -56,7 +60,11 @@ _BODY = 5
 _BY_CLASS: dict[type[Struct], MessageSchema] = {cls: schema_of(cls) for cls in MESSAGE_TYPES}
 _BY_WIRE: dict[type[Struct], MessageSchema] = {s.wire: s for s in _BY_CLASS.values()}
 _SIGNALS: dict[str, MessageSchema] = {s.signal: s for s in _BY_CLASS.values() if s.signal}
-_VERSIONS: dict[str, int] = {s.kind: s.version for s in _BY_CLASS.values()}
+# Every version of each kind this build reads and writes, oldest first.
+_VERSIONS: dict[str, tuple[int, ...]] = {
+    kind: tuple(sorted({v for s in _BY_CLASS.values() if s.kind == kind for v in s.versions}))
+    for kind in dict.fromkeys(s.kind for s in _BY_CLASS.values())
+}
 # The one schema of each kind; None for execution_signal, whose body names its signal type.
 _BY_KIND: dict[str, MessageSchema | None] = {
     s.kind: (None if s.signal else s) for s in _BY_CLASS.values()
@@ -66,20 +74,19 @@ _BY_KIND: dict[str, MessageSchema | None] = {
 @dataclass(frozen=True, slots=True)
 class _FrameKind:
     kind: str
-    version: int
     signals: bool
 
 
 def _frame_types() -> dict[type[Struct], _FrameKind]:
     """One msgspec Struct per kind, tagged by the kind: the envelope as msgspec decodes it."""
     frames: dict[type[Struct], _FrameKind] = {}
-    for kind, version in _VERSIONS.items():
+    for kind, versions in _VERSIONS.items():
         bodies = tuple(s.wire for s in _BY_CLASS.values() if s.kind == kind)
         body = bodies[0] if len(bodies) == 1 else typing.Union[bodies]  # noqa: UP007
         frame = msgspec.defstruct(
             f"{kind.title().replace('_', '')}Frame",
             [
-                ("version", Literal[version]),
+                ("version", Literal[versions]),
                 ("seq", Uint63),
                 ("ts_ns", Uint63),
                 ("sender", Id),
@@ -91,7 +98,7 @@ def _frame_types() -> dict[type[Struct], _FrameKind]:
             gc=False,
             forbid_unknown_fields=True,
         )
-        frames[frame] = _FrameKind(kind, version, len(bodies) > 1)
+        frames[frame] = _FrameKind(kind, len(bodies) > 1)
     return frames
 
 
@@ -159,8 +166,9 @@ class Codec:
                 )
         check_header(seq, ts_ns, sender)
         body = schema.to_wire(msg)
+        version = schema.version_of(msg) if schema.added else schema.version
         try:
-            frame = _ENCODER.encode([schema.kind, schema.version, seq, ts_ns, sender, body])
+            frame = _ENCODER.encode([schema.kind, version, seq, ts_ns, sender, body])
         except (TypeError, ValueError, OverflowError) as exc:
             # A lone surrogate in a str, or a message mutated after
             # construction (its dicts are not frozen).
@@ -220,8 +228,31 @@ def _decode(data: bytes, max_size: int) -> Envelope:
         raise WireError(f"envelope: not a valid msgpack frame ({exc})") from None
     kind = _FRAMES[type(frame)]
     body = frame.body
-    message = _BY_WIRE[type(body)].from_wire(body)
-    return Envelope(kind.kind, kind.version, frame.seq, frame.ts_ns, frame.sender, message)
+    schema = _BY_WIRE[type(body)]
+    message = schema.from_wire(body)
+    if frame.version != schema.version or schema.added:
+        _check_version(schema, message, frame.version)
+    return Envelope(kind.kind, frame.version, frame.seq, frame.ts_ns, frame.sender, message)
+
+
+def _check_version(schema: MessageSchema, message: Message, version: int) -> None:
+    """Refuse a frame of another version than its message is written as (one frame each)."""
+    written = schema.version_of(message)
+    if written == version:
+        return
+    for index, added in schema.added:
+        field = schema.fields[index]
+        if added > version and getattr(message, field.name) is not None:
+            raise WireError(
+                f"{field.where}: added in {schema.kind} version {added}, "
+                f"not carried by a version {version} frame",
+                field=field.where,
+            )
+    raise WireError(
+        f"envelope.version: this {schema.path} carries no field added in version {version}: "
+        f"it is written as version {written}",
+        field="envelope.version",
+    )
 
 
 # -- naming what the decoder refused --------------------------------------------
@@ -252,9 +283,10 @@ def _refusal(error: ErrorPath, data: bytes) -> WireError:
     if position == 0:
         return WireError(f"envelope.kind: unknown kind {show(kind)}", field="envelope.kind")
     if position == 1:
+        known = " and ".join(str(v) for v in _VERSIONS[kind])
         return WireError(
             f"envelope.version: {kind} version {show(version)} is not supported "
-            f"(this build speaks version {_VERSIONS[kind]})",
+            f"(this build speaks version{'s' if len(_VERSIONS[kind]) > 1 else ''} {known})",
             field="envelope.version",
         )
     if position < _BODY:
@@ -276,9 +308,11 @@ def _refusal(error: ErrorPath, data: bytes) -> WireError:
         if len(steps) > 1 and type(steps[1]) is int:
             steps = (_BODY, steps[1] - 1, *steps[2:])
     if len(steps) == 1:
+        most = len(schema.fields) + bool(schema.signal)
+        least = schema.required + bool(schema.signal)
+        items = f"{least} to {most}" if least < most else str(most)
         return WireError(
-            f"{schema.path}: body must hold {len(schema.fields) + bool(schema.signal)} items, "
-            f"got {len(body) + bool(schema.signal)}",
+            f"{schema.path}: body must hold {items} items, got {len(body) + bool(schema.signal)}",
             field=schema.path,
         )
     return schema.refusal(ErrorPath(error.text, steps, error.key), body, offset=1)

@@ -10,7 +10,7 @@ from msgspec import Struct, ValidationError
 
 from posbus.bus.constraints import Id, Uint63, show
 from posbus.bus.messages import MESSAGE_TYPES, Message
-from posbus.bus.schema import ErrorPath
+from posbus.bus.schema import ErrorPath, wire_version
 from posbus.bus.wire_error import WireError
 
 _MESSAGE_TYPES = frozenset(MESSAGE_TYPES)
@@ -33,8 +33,9 @@ class Envelope(Struct, frozen=True, gc=False):
     `seq` counts per sender (a gap means lost frames, repaired from the
     journal); `ts_ns` is when the sender put the frame on the wire, which
     may differ from the message's own event time; `sender` names the
-    publishing process or actor. `kind` and `version` always equal
-    `message.KIND` and `message.VERSION`.
+    publishing process or actor. `kind` always equals `message.KIND` and
+    `version` the version the message is written as (`message.VERSION`
+    unless it carries a field added later: bus/schema.py `wire_version`).
     """
 
     kind: str
@@ -55,10 +56,10 @@ class Envelope(Struct, frozen=True, gc=False):
                 f"envelope.kind: {self.kind!r} does not match the message's {self.message.KIND!r}",
                 field="envelope.kind",
             )
-        if type(self.version) is not int or self.version != self.message.VERSION:
+        if type(self.version) is not int or self.version != wire_version(self.message):
             raise WireError(
                 f"envelope.version: {self.version!r} does not match the message's "
-                f"{self.message.VERSION}",
+                f"{wire_version(self.message)}",
                 field="envelope.version",
             )
         check_header(self.seq, self.ts_ns, self.sender)

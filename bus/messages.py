@@ -18,13 +18,17 @@ rules, about 0.7 us for a MarketUpdate) and the cross-field rules: an invalid
 message never exists, built in-process or decoded. Decoded messages go
 through the same constructor (one construction path; the repeated check is
 about 0.7 us of a 5 us decode). Field order is the wire's positional order:
-never reorder fields without bumping ``VERSION``.
+never reorder fields without bumping ``VERSION``. A field added later is
+trailing, defaults to None and is named in ``ADDED`` with the version that
+added it: a frame carries it only when it is set, and is then of that version
+(bus/schema.py `MessageSchema.version_of`).
 
 Pure values: no I/O, no clocks; timestamps (ns since the epoch) are passed in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, TypedDict
@@ -76,7 +80,8 @@ __all__ = [
 
 _TWO = Decimal(2)  # a Decimal divisor: an int one is converted on every mid
 
-#: Schema version shared by every signal type of ``execution_signal``.
+#: Schema version shared by every signal type of ``execution_signal``: the
+#: version of a signal without any field added later (``ADDED``).
 EXECUTION_SIGNAL_VERSION = 1
 
 
@@ -89,6 +94,9 @@ class Liquidity(StrEnum):
 
 class _Message(Struct, frozen=True, array_like=True, forbid_unknown_fields=True):
     """Validates every declared field on construction; subclasses add cross-field rules."""
+
+    #: Trailing fields added after ``VERSION``, each with the version that added it.
+    ADDED: ClassVar[Mapping[str, int]] = {}
 
     def __post_init__(self) -> None:
         validate(self)
@@ -195,12 +203,17 @@ class OrderFill(_Message, frozen=True, gc=False, tag="fill"):
     """One execution against an order, as reported by the exchange: the wire form of a Fill.
 
     `qty` and `price` are finite and > 0; `fee` is finite and may be negative
-    (a maker rebate). Convert with `to_fill()` and `OrderFill.from_fill()`.
+    (a maker rebate). `fee_mark` is the fill's conversion mark, the price of
+    one `fee_currency` in the symbol's quote currency at the fill's time
+    (> 0), or None: added in execution_signal version 2, a fill carrying it
+    travels as a version 2 frame, one without it as the version 1 frame it
+    always was. Convert with `to_fill()` and `OrderFill.from_fill()`.
     """
 
     KIND: ClassVar[str] = "execution_signal"
     VERSION: ClassVar[int] = EXECUTION_SIGNAL_VERSION
     SIGNAL: ClassVar[str] = "fill"
+    ADDED: ClassVar[Mapping[str, int]] = {"fee_mark": 2}
 
     order_id: Id
     client_order_id: Id
@@ -214,6 +227,7 @@ class OrderFill(_Message, frozen=True, gc=False, tag="fill"):
     fee_currency: Id
     liquidity: Liquidity
     ts_ns: Uint63
+    fee_mark: Positive | None = None
 
     def to_fill(self) -> Fill:
         """The domain Fill this signal reports (drops client_order_id and liquidity)."""
@@ -228,6 +242,7 @@ class OrderFill(_Message, frozen=True, gc=False, tag="fill"):
             fee_currency=self.fee_currency,
             ts_ns=self.ts_ns,
             order_id=self.order_id,
+            fee_mark=self.fee_mark,
         )
 
     @classmethod
@@ -246,6 +261,7 @@ class OrderFill(_Message, frozen=True, gc=False, tag="fill"):
             fee_currency=fill.fee_currency,
             liquidity=liquidity,
             ts_ns=fill.ts_ns,
+            fee_mark=fill.fee_mark,
         )
 
 

@@ -7,6 +7,12 @@ text checked by pattern, the signal type as the tag) and the in-process check
 its constructor runs; and it names the field behind a msgspec error path, so
 every failure is a WireError such as ``market_update.bid: ...``.
 
+A field added to a message after its first version (``ADDED``) is trailing
+and optional by omission: absent from the body when None (never nil), and a
+message carrying one is written as the version that added it
+(`version_of`), so a message without it keeps its bytes and every frame has
+one encoding.
+
 It must never hold per-message state: schemas are built on first use and
 shared by every thread (building one twice is harmless).
 """
@@ -40,11 +46,14 @@ class FieldSchema:
     enum: type[Enum] | None
     optional: bool
     description: str | None
+    added: int | None = None  # the version that added this trailing field, if any
 
     def explain(self, value: object) -> str:
         """The error text for `value` refused in this field."""
         what = self.description or "of its declared type"
-        if self.optional:
+        if self.added is not None:
+            what = f"absent or {what}"
+        elif self.optional:
             what = f"None or {what}"
         return f"{self.where}: must be {what}, got {show(value)}"
 
@@ -82,6 +91,7 @@ class MessageSchema:
     """The derived schema of one message class; built once, shared by every thread."""
 
     __slots__ = (
+        "added",
         "checker",
         "cls",
         "decimals",
@@ -89,8 +99,10 @@ class MessageSchema:
         "kind",
         "path",
         "python_checks",
+        "required",
         "signal",
         "version",
+        "versions",
         "wire",
     )
 
@@ -101,8 +113,10 @@ class MessageSchema:
         self.signal: str | None = getattr(cls, "SIGNAL", None)
         self.path = self.kind if self.signal is None else f"{self.kind}.{self.signal}"
         hints = typing.get_type_hints(cls, include_extras=True)
-        fields = []
-        wire_fields = []
+        added_in = _added_fields(cls)
+        self.required = len(cls.__struct_fields__) - len(added_in)
+        fields: list[FieldSchema] = []
+        wire_fields: list[tuple[Any, ...]] = []
         checked_fields = []
         for name in cls.__struct_fields__:
             annotation = hints[name]
@@ -111,7 +125,14 @@ class MessageSchema:
             enum = base if isinstance(base, type) and issubclass(base, Enum) else None
             meta = _metadata(base, Meta)
             description = meta.description if meta is not None else None
-            if rule is not None:
+            added = added_in.get(name)
+            if added is not None:
+                # Absent when None, never nil: a reader refuses an explicit nil.
+                wire = wire_text(rule) if rule is not None else base
+                wire_fields.append((name, wire, None))
+                if rule is not None:
+                    description = rule.description
+            elif rule is not None:
                 description = rule.description
                 wire = wire_text(rule)
                 wire_fields.append((name, wire | None if optional else wire))
@@ -135,9 +156,17 @@ class MessageSchema:
             python_checked = rule is not None or enum is not None
             checked_fields.append((name, Any if python_checked else checked))
             fields.append(
-                FieldSchema(name, f"{self.path}.{name}", rule, enum, optional, description)
+                FieldSchema(name, f"{self.path}.{name}", rule, enum, optional, description, added)
             )
         self.fields: tuple[FieldSchema, ...] = tuple(fields)
+        #: (index, version) of each added trailing field.
+        self.added: tuple[tuple[int, int], ...] = tuple(
+            (i, f.added) for i, f in enumerate(fields) if f.added is not None
+        )
+        #: Every version a frame of this message may be: VERSION up to the newest addition.
+        self.versions: tuple[int, ...] = tuple(
+            range(self.version, max((v for _, v in self.added), default=self.version) + 1)
+        )
         self.decimals = tuple(i for i, f in enumerate(fields) if f.rule is not None)
         # (index, test, optional) of the fields checked in Python in-process.
         self.python_checks: tuple[tuple[int, Callable[[object], bool], bool], ...] = tuple(
@@ -176,6 +205,18 @@ class MessageSchema:
                 field = self.fields[index]
                 raise WireError(field.explain(value), field=field.where)
 
+    def version_of(self, message: Struct) -> int:
+        """The version `message` is written as: the newest of the added fields it carries.
+
+        VERSION when it carries none, so adding a field never changes the
+        bytes of a message without it.
+        """
+        version = self.version
+        for index, added in self.added:
+            if added > version and getattr(message, self.fields[index].name) is not None:
+                version = added
+        return version
+
     # -- the wire --------------------------------------------------------------------
 
     def from_wire(self, body: Struct) -> Any:
@@ -192,14 +233,17 @@ class MessageSchema:
 
     def to_wire(self, message: Struct) -> Any:
         """The body of `message` for msgspec to encode: the Struct itself, or a list with plain
-        decimal texts (msgspec writes str(Decimal), which may use an exponent)."""
-        if not self.decimals:
+        decimal texts (msgspec writes str(Decimal), which may use an exponent) and without
+        the added trailing fields it does not carry."""
+        if not self.decimals and not self.added:
             return message
         values = list(astuple(message))
         for index in self.decimals:
             value = values[index]
             if value is not None:
                 values[index] = format_decimal(value, self.fields[index].where)
+        while len(values) > self.required and values[-1] is None:
+            values.pop()
         if self.signal is not None:
             values.insert(0, self.signal)
         return values
@@ -240,6 +284,22 @@ def validate(message: Struct) -> None:
     except KeyError:
         schema = schema_of(type(message))
     schema.check(message)
+
+
+def wire_version(message: Struct) -> int:
+    """The version `message` is written as on the wire (`MessageSchema.version_of`). Any thread."""
+    return schema_of(type(message)).version_of(message)
+
+
+def _added_fields(cls: type[Struct]) -> dict[str, int]:
+    """`cls.ADDED`, checked: it names exactly the trailing fields, each defaulting to None."""
+    added: dict[str, int] = dict(getattr(cls, "ADDED", {}))
+    names = cls.__struct_fields__
+    if set(names[len(names) - len(added) :]) != set(added) or any(
+        default is not None for default in cls.__struct_defaults__
+    ):
+        raise TypeError(f"{cls.__name__}: ADDED must name its trailing fields defaulting to None")
+    return added
 
 
 def _instance_of(cls: type[Enum] | None) -> Callable[[object], bool]:

@@ -32,6 +32,7 @@ from posbus.bus.messages import (
     Reply,
     RiskEvent,
 )
+from posbus.bus.schema import wire_version
 
 SETTINGS = settings(max_examples=200, deadline=None)
 
@@ -125,6 +126,7 @@ fills = st.builds(
     fee_currency=ids,
     liquidity=liquidities,
     ts_ns=uint63,
+    fee_mark=st.none() | positive,
 )
 cancel_requests = st.builds(CancelRequest, order_id=ids, ts_ns=uint63)
 cancels = st.builds(OrderCancelled, order_id=ids, reason=texts, ts_ns=uint63)
@@ -190,7 +192,7 @@ messages = st.one_of(*STRATEGIES.values())
 
 def _assert_round_trip(message: Message, seq: int, sender: str, ts_ns: int) -> None:
     envelope = decode(encode(message, seq=seq, sender=sender, ts_ns=ts_ns))
-    assert envelope == Envelope(message.KIND, message.VERSION, seq, ts_ns, sender, message)
+    assert envelope == Envelope(message.KIND, wire_version(message), seq, ts_ns, sender, message)
     assert type(envelope.message) is type(message)
 
 

@@ -22,7 +22,10 @@ from posbus.bus.topics import topic_for
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
 KINDS = ["market_update", "execution_signal", "risk_event", "command", "reply"]
-_EXAMPLE = re.compile(r"<!-- example: (\w+) -->(.*?)<!-- /example -->", re.S)
+# Examples of a kind's later versions, named "KIND version N".
+VERSIONED = ["execution_signal version 2"]
+EXAMPLES = KINDS + VERSIONED
+_EXAMPLE = re.compile(r"<!-- example: (\w+(?: version \d+)?) -->(.*?)<!-- /example -->", re.S)
 
 
 def _examples() -> dict[str, str]:
@@ -35,8 +38,8 @@ def _block(text: str, language: str) -> str:
     return found.group(1)
 
 
-def _parts(kind: str) -> tuple[Any, bytes, str]:
-    text = _examples()[kind]
+def _parts(name: str) -> tuple[Any, bytes, str]:
+    text = _examples()[name]
     topic = re.search(r"Topic: `([^`]+)`", text)
     return (
         json.loads(_block(text, "json")),
@@ -45,20 +48,22 @@ def _parts(kind: str) -> tuple[Any, bytes, str]:
     )
 
 
-def test_the_page_has_one_example_per_kind() -> None:
-    assert sorted(_examples()) == sorted(KINDS)
+def test_the_page_has_one_example_per_kind_and_later_version() -> None:
+    assert sorted(_examples()) == sorted(EXAMPLES)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_plain_msgpack_packs_the_json_array_into_the_documented_bytes(kind: str) -> None:
-    array, data, _ = _parts(kind)
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_plain_msgpack_packs_the_json_array_into_the_documented_bytes(name: str) -> None:
+    array, data, _ = _parts(name)
+    kind, _, version = name.partition(" version ")
     assert array[0] == kind
+    assert array[1] == int(version or 1)
     assert msgpack.packb(array) == data
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_codec_decodes_the_documented_bytes_and_encodes_them_back(kind: str) -> None:
-    array, data, _ = _parts(kind)
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_codec_decodes_the_documented_bytes_and_encodes_them_back(name: str) -> None:
+    array, data, _ = _parts(name)
     envelope = decode(data)
     assert (envelope.kind, envelope.version, envelope.seq, envelope.ts_ns, envelope.sender) == (
         tuple(array[:5])
@@ -67,7 +72,7 @@ def test_codec_decodes_the_documented_bytes_and_encodes_them_back(kind: str) -> 
     assert again == data
 
 
-@pytest.mark.parametrize("kind", ["market_update", "execution_signal", "risk_event"])
-def test_an_event_example_names_the_topic_its_publisher_uses(kind: str) -> None:
-    _, data, topic = _parts(kind)
+@pytest.mark.parametrize("name", ["market_update", "execution_signal", "risk_event", *VERSIONED])
+def test_an_event_example_names_the_topic_its_publisher_uses(name: str) -> None:
+    _, data, topic = _parts(name)
     assert topic_for(decode(data).message) == topic.encode()

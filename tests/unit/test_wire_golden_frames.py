@@ -125,6 +125,50 @@ GOLDEN: list[tuple[Message, int, str, int, list[Any]]] = [
         ],
     ),
     (
+        # A conversion mark makes the fill a version 2 frame with one more item.
+        OrderFill(
+            "o-2",
+            "c-2",
+            "t-2",
+            "acc-1",
+            "BTC/USDT",
+            Side.BUY,
+            Decimal("0.5"),
+            Decimal("50000.1"),
+            Decimal("0.0002"),
+            "BNB",
+            Liquidity.TAKER,
+            TS,
+            fee_mark=Decimal("6E+2"),
+        ),
+        2,
+        "gw",
+        TS,
+        [
+            "execution_signal",
+            2,
+            2,
+            TS,
+            "gw",
+            [
+                "fill",
+                "o-2",
+                "c-2",
+                "t-2",
+                "acc-1",
+                "BTC/USDT",
+                "buy",
+                "0.5",
+                "50000.1",
+                "0.0002",
+                "BNB",
+                "taker",
+                TS,
+                "600",
+            ],
+        ],
+    ),
+    (
         CancelRequest("o-1", 0),
         2,
         "cli",
@@ -212,7 +256,8 @@ GOLDEN: list[tuple[Message, int, str, int, list[Any]]] = [
 
 
 def _id(case: tuple[Message, int, str, int, list[Any]]) -> str:
-    return str(case[4][5][0]) if case[4][0] == "execution_signal" else str(case[4][0])
+    name = str(case[4][5][0]) if case[4][0] == "execution_signal" else str(case[4][0])
+    return name if case[4][1] == 1 else f"{name}-v{case[4][1]}"
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=_id)
@@ -233,7 +278,7 @@ def test_golden_frame_decodes_to_the_message_and_envelope(
     assert envelope.message == message
     assert (envelope.kind, envelope.version, envelope.seq, envelope.ts_ns, envelope.sender) == (
         literal[0],
-        1,
+        literal[1],
         seq,
         ts_ns,
         sender,
