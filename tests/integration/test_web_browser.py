@@ -151,7 +151,7 @@ def test_the_page_shows_the_positions_and_a_new_fill_without_reloading(
     sol = stack.positions()["SOL/USDT"]
     wait.until(lambda d: _shows(d, sol))
     fill = f'#fills tr[data-order="{reply["order_id"]}"] td[data-field="qty"]'
-    assert _text(browser, fill) == "5.0000"
+    wait.until(lambda d: _text(d, fill) == "5.0000")
     assert browser.execute_script("return window.notReloaded === true;")
     # No script error, refused resource or CSP violation on the way.
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []

@@ -206,11 +206,17 @@ def test_a_fill_and_a_risk_event_are_pushed_on_the_event_stream(
     try:
         events.next()
         reply = stack.json("order", "buy", "BTC/USDT", "0.05")
+        # The reading and the bus are two paths: a reading may show the new quantity
+        # before the fill is drained from the bus; a later document shows both.
         pushed = events.until(
-            "the new BTC/USDT quantity",
-            lambda d: Decimal(_row(d, "BTC/USDT")["exact"]["qty"]) == before + Decimal("0.05"),
+            "the new BTC/USDT quantity and its fill",
+            lambda d: (
+                Decimal(_row(d, "BTC/USDT")["exact"]["qty"]) == before + Decimal("0.05")
+                and reply["order_id"] in {f["order_id"] for f in d["fills"]}
+            ),
         )
-        assert reply["order_id"] in {f["order_id"] for f in pushed["fills"]}
+        (fill,) = [f for f in pushed["fills"] if f["order_id"] == reply["order_id"]]
+        assert (fill["side"], fill["qty"]) == ("buy", "0.0500")
         after = stack.positions()["BTC/USDT"]
         assert Decimal(after["qty"]) == before + Decimal("0.05")
         assert after["fills"] == _row(pushed, "BTC/USDT")["fills"]
