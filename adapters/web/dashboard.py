@@ -207,11 +207,14 @@ def build(reading: StackReading, bus: BusView, venue: Venue, interval_s: float) 
         "ts_ns": reading.ts_ns,
         # The page counts a document older than a few intervals as stale.
         "interval_s": interval_s,
-        "run_dir": status.get("run_dir"),
+        "run_dir": reading.run_dir,
         "venue": venue.name,
         "precision": {"price_places": precision.price_places, "qty_places": precision.qty_places},
         "launcher": status.get("launcher"),
-        "accounts": accounts(rows, workers, precision),
+        # Without the status (the stack is not running) neither is known: null, not empty.
+        "accounts": None
+        if reading.status is None and rows is None
+        else accounts(rows, workers, precision),
         "positions": rows,
         "totals": None if rows is None else totals(rows, precision),
         "orders": orders,
@@ -219,6 +222,6 @@ def build(reading: StackReading, bus: BusView, venue: Venue, interval_s: float) 
         "risk_events": bus.risk_events(),
         "fills": bus.fills(precision),
         "quotes": bus.quotes(precision),
-        "workers": workers,
+        "workers": None if reading.status is None else workers,
         "errors": list(reading.errors),
     }

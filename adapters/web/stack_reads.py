@@ -35,6 +35,7 @@ class StackReading:
     """The raw answers of one reading, as the commands give them (decimal strings)."""
 
     ts_ns: int
+    run_dir: str
     status: dict[str, Any] | None = None
     breakers: dict[str, str | None] = field(default_factory=dict)
     positions: list[dict[str, Any]] | None = None
@@ -47,7 +48,7 @@ def read_stack(
     client: StackClient, *, admin_timeout: float, command_timeout: float
 ) -> StackReading:
     """Read the stack `client` reaches; what could not be read is named in `errors`."""
-    reading = StackReading(ts_ns=time.time_ns())
+    reading = StackReading(ts_ns=time.time_ns(), run_dir=str(client.run_dir.root))
     try:
         reading.status = collect(client, admin_timeout)
     except (PosbusError, CommandError) as exc:

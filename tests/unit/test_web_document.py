@@ -56,6 +56,7 @@ def test_the_pnl_currency_is_the_settlement_or_quote_currency() -> None:
 def test_totals_are_exact_sums_per_currency_shown_at_precision() -> None:
     reading = StackReading(
         ts_ns=1,
+        run_dir="var",
         status=_status("gateway.default", "broker"),
         positions=[
             _position("BTC/USDT", "0.1", "-6.05079900", "130.480", "6.05079900"),
@@ -78,7 +79,9 @@ def test_totals_are_exact_sums_per_currency_shown_at_precision() -> None:
 
 
 def test_positions_not_read_are_none_not_an_empty_list() -> None:
-    reading = StackReading(ts_ns=1, status=_status("gateway.default"), errors=["broker: down"])
+    reading = StackReading(
+        ts_ns=1, run_dir="var", status=_status("gateway.default"), errors=["broker: down"]
+    )
     document = build(reading, BusView(), VENUE, 1.0)
     assert document["positions"] is None
     assert document["totals"] is None
@@ -91,3 +94,12 @@ def test_positions_not_read_are_none_not_an_empty_list() -> None:
         }
     ]
     assert document["errors"] == ["broker: down"]
+
+
+def test_without_the_status_workers_and_accounts_are_not_read() -> None:
+    reading = StackReading(ts_ns=1, run_dir="/srv/var", errors=["status: no stack is running"])
+    document = build(reading, BusView(), VENUE, 1.0)
+    assert document["run_dir"] == "/srv/var"
+    assert document["workers"] is None
+    assert document["accounts"] is None
+    assert document["positions"] is None

@@ -89,6 +89,10 @@
 
   function renderAccounts(doc) {
     const rows = [];
+    if (doc.accounts === null) {
+      fill("accounts", null);
+      return;
+    }
     for (const account of doc.accounts) {
       const gateway = account.gateway || {};
       // One row per currency the account holds positions in; one row without P&L when none.
