@@ -180,8 +180,9 @@ def leverage_cap(limits: RiskLimits, state: RiskState) -> Decimal:
 
 
 def leverage(gross_after: Decimal, equity: Decimal, cap: Decimal) -> RiskDecision | None:
-    """leverage: gross + the order's whole notional is at most cap * equity.
+    """leverage: worst-case gross + the order's whole notional is at most cap * equity.
 
+    The worst-case gross counts every working order filled (`ExposureBook.worst_gross`).
     The whole notional is added, even for an order that flips a position:
     conservative.
     """
@@ -205,7 +206,9 @@ def group_exposure(
 ) -> RiskDecision | None:
     """group_exposure: |net| of the order's group is within its cap, or not growing.
 
-    An order that lowers an over-limit exposure (a hedge) passes.
+    `now` is the group's worst-case net (working orders filled), `after` the
+    end the order moves. An order that lowers an over-limit exposure (a
+    hedge) passes.
     """
     limit = limits.max_group_exposure
     if after.copy_abs() > limit and after.copy_abs() > now.copy_abs():
@@ -223,7 +226,10 @@ def group_exposure(
 
 
 def total_exposure(now: Decimal, after: Decimal, limits: RiskLimits) -> RiskDecision | None:
-    """total_exposure: |net| over every group is within its cap, or not growing."""
+    """total_exposure: |net| over every group is within its cap, or not growing.
+
+    `now` and `after` are worst cases, as for `group_exposure`.
+    """
     limit = limits.max_total_exposure
     if after.copy_abs() > limit and after.copy_abs() > now.copy_abs():
         return refuse(
@@ -286,22 +292,33 @@ class PreTradeChecks:
     def _new_risk(
         self, req: OrderRequest, info: SymbolInfo, price: Decimal, equity: Decimal
     ) -> RiskDecision:
-        """The checks on what the order adds at `price`, then the rate limit."""
+        """The checks on what the order adds at `price`, then the rate limit.
+
+        Leverage and the exposure caps count the book's working orders at
+        their worst case (`ExposureBook`: every one of them fills), and the
+        order on top of them: orders approved one by one cannot together
+        breach a cap when they all fill. A buy (weighted: its delta >= 0) can
+        only raise the highest net the book may reach, a sell only lower the
+        lowest; the order is refused when that end goes beyond the cap and
+        beyond the worst of both ends now.
+        """
         book, limits = self._book, self._limits
         notional = mul(req.qty, price)
         refusal = order_notional(notional, limits)
         if refusal is not None:
             return refusal
-        gross_after = add(book.gross, notional)
+        gross_after = add(book.worst_gross, notional)
         refusal = leverage(gross_after, equity, leverage_cap(limits, self._machine.state))
         if refusal is not None:
             return refusal
         delta = mul(mul(req.signed_qty, price), info.correlation)
-        group_now = book.group_net(info.group)
-        group_after = add(group_now, delta)
-        total_after = add(book.total_net, delta)
+        up, down = book.group_range(info.group)
+        group_now = _worst_end(up, down)
+        group_after = add(up if delta >= 0 else down, delta)
+        total_now = _worst_end(book.total_up, book.total_down)
+        total_after = add(book.total_up if delta >= 0 else book.total_down, delta)
         refusal = group_exposure(info.group, group_now, group_after, limits) or total_exposure(
-            book.total_net, total_after, limits
+            total_now, total_after, limits
         )
         if refusal is not None:
             return refusal
@@ -312,3 +329,8 @@ class PreTradeChecks:
             "projected_total_exposure": fmt(total_after),
         }
         return self._rate.admit(req, values, reducing=False)
+
+
+def _worst_end(up: Decimal, down: Decimal) -> Decimal:
+    """The end of a (highest, lowest) net range farther from zero (the highest on a tie)."""
+    return down if down.copy_abs() > up.copy_abs() else up

@@ -86,11 +86,18 @@ class RiskEngine:
     5. leverage: equity <= 0 refuses all new risk.
     6. daily_loss / drawdown: the breach is still present.
     7. order_notional: qty * price <= `max_order_notional`.
-    8. leverage: gross + order notional <= cap * equity (the whole notional is
-       added, even for an order that flips a position: conservative).
+    8. leverage: worst-case gross + order notional <= cap * equity (the whole
+       notional is added, even for an order that flips a position:
+       conservative).
     9. group_exposure / total_exposure: |net + qty * price * correlation| <=
-       the cap, or not larger than the current |net| (an order that lowers an
-       over-limit exposure, a hedge, passes this check).
+       the cap, or not larger than the current worst-case |net| (an order
+       that lowers an over-limit exposure, a hedge, passes this check).
+
+    Worst case (8, 9): every working order the positions report fills, at
+    its limit price (a market order at its position's mark), and the order
+    checked fills on top of them (`ExposureBook`, `PreTradeChecks._new_risk`).
+    The state machine (Warning's leverage, the loss limits) judges what is
+    held, not what may fill.
     10. order_rate: no one-second window (e - 1 s, e] holds more than
         `max_orders_per_second` approved orders, whatever order they arrive
         in; refused orders do not count.
@@ -163,10 +170,16 @@ class RiskEngine:
         Keys: equity, peak_equity, day_start_equity, daily_pnl, drawdown
         (fraction of peak), gross, leverage (gross / equity), total_exposure
         (signed net; its limit applies to the absolute value), open_positions,
-        and one `group_exposure:<group>` (signed net) per group seen.
+        worst_case_gross and worst_case_total_exposure (the same with every
+        working order filled: what the pre-trade checks count), and one
+        `group_exposure:<group>` (signed net) per group seen.
         """
         self._marks.catch_up()
         out = self._machine.values()
+        book = self._book
+        out["worst_case_gross"] = fmt(book.worst_gross)
+        up, down = book.total_up, book.total_down
+        out["worst_case_total_exposure"] = fmt(down if down.copy_abs() > up.copy_abs() else up)
         for group, net in self._book.group_nets():
             out[f"group_exposure:{group}"] = fmt(net)
         return out

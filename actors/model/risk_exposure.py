@@ -1,4 +1,5 @@
-"""What the risk engine knows of one position: its size, mark, P&L and correlation group."""
+"""What the risk engine knows of one position: its size, mark, P&L, correlation group
+and working orders."""
 
 from __future__ import annotations
 
@@ -23,8 +24,15 @@ class PositionExposure:
     `group` names its correlation group. A flat position (qty == 0) still
     carries its realized P&L into equity.
 
-    Raises `ValueError` on non-finite numbers, a non-positive mark, a mark
-    without its timestamp (or the reverse) or a correlation outside [-1, 1].
+    `working_buy_qty` / `working_sell_qty` are the remaining quantities of the
+    position's working orders on each side, and `working_buy_notional` /
+    `working_sell_notional` those quantities valued at their limit prices (a
+    market order at the position's mark when it reported): what may still
+    trade. They are zero (the default) when no order works.
+
+    Raises `ValueError` on non-finite numbers, a negative working figure, a
+    non-positive mark, a mark without its timestamp (or the reverse) or a
+    correlation outside [-1, 1].
     """
 
     account: str
@@ -36,6 +44,10 @@ class PositionExposure:
     unrealized_pnl: Decimal
     group: str
     correlation: Decimal
+    working_buy_qty: Decimal
+    working_buy_notional: Decimal
+    working_sell_qty: Decimal
+    working_sell_notional: Decimal
 
     def __init__(  # noqa: PLR0917 -- the dataclass's own positional signature
         self,
@@ -48,6 +60,10 @@ class PositionExposure:
         unrealized_pnl: Decimal,
         group: str,
         correlation: Decimal,
+        working_buy_qty: Decimal = _ZERO,
+        working_buy_notional: Decimal = _ZERO,
+        working_sell_qty: Decimal = _ZERO,
+        working_sell_notional: Decimal = _ZERO,
     ) -> None:
         # Written out (not generated) because every position builds one per mark
         # change: the fields are written through their slots' own setters (the
@@ -63,6 +79,10 @@ class PositionExposure:
         _set_unrealized_pnl(self, unrealized_pnl)
         _set_group(self, group)
         _set_correlation(self, correlation)
+        _set_working_buy_qty(self, working_buy_qty)
+        _set_working_buy_notional(self, working_buy_notional)
+        _set_working_sell_qty(self, working_sell_qty)
+        _set_working_sell_notional(self, working_sell_notional)
         if not (
             isinstance(qty, Decimal)
             and qty.is_finite()
@@ -76,8 +96,37 @@ class PositionExposure:
             # Against Decimal constants: an int or a negation costs a conversion each time.
             and (mark is None or (mark.is_finite() and mark > _ZERO))
             and _MINUS_ONE <= correlation <= _ONE
+            # No working order (the common case): the four shared zero constants.
+            and (
+                (
+                    working_buy_qty is _ZERO
+                    and working_buy_notional is _ZERO
+                    and working_sell_qty is _ZERO
+                    and working_sell_notional is _ZERO
+                )
+                or self._working_valid()
+            )
         ):
             self._refuse()
+
+    def _working_valid(self) -> bool:
+        return all(
+            isinstance(value, Decimal) and value.is_finite() and value >= _ZERO
+            for value in self._working()
+        )
+
+    def _working(self) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        return (
+            self.working_buy_qty,
+            self.working_buy_notional,
+            self.working_sell_qty,
+            self.working_sell_notional,
+        )
+
+    @property
+    def has_working(self) -> bool:
+        """Some order of this position works (a working notional is not zero)."""
+        return bool(self.working_buy_notional or self.working_sell_notional)
 
     def _refuse(self) -> None:
         """Raise the ValueError naming the first invalid field."""
@@ -86,6 +135,8 @@ class PositionExposure:
             value = getattr(self, name)
             if not isinstance(value, Decimal) or not value.is_finite():
                 raise ValueError(f"{where}: {name} must be a finite Decimal")
+        if not self._working_valid():
+            raise ValueError(f"{where}: working quantities and notionals must be finite and >= 0")
         mark = self.mark
         if (mark is None) != (self.mark_ts_ns is None):
             raise ValueError(f"{where}: mark and mark_ts_ns must be both set or both None")
@@ -105,11 +156,18 @@ class PositionExposure:
             "unrealized_pnl": str(self.unrealized_pnl),
             "group": self.group,
             "correlation": str(self.correlation),
+            "working_buy_qty": str(self.working_buy_qty),
+            "working_buy_notional": str(self.working_buy_notional),
+            "working_sell_qty": str(self.working_sell_qty),
+            "working_sell_notional": str(self.working_sell_notional),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PositionExposure:
-        """Rebuild an exposure written by `to_dict`; raises `ValueError` or `KeyError`."""
+        """Rebuild an exposure written by `to_dict`; raises `ValueError` or `KeyError`.
+
+        The working figures default to zero (snapshots written before they existed).
+        """
         mark = data["mark"]
         return cls(
             account=str(data["account"]),
@@ -121,7 +179,16 @@ class PositionExposure:
             unrealized_pnl=Decimal(data["unrealized_pnl"]),
             group=str(data["group"]),
             correlation=Decimal(data["correlation"]),
+            working_buy_qty=_decimal_or_zero(data, "working_buy_qty"),
+            working_buy_notional=_decimal_or_zero(data, "working_buy_notional"),
+            working_sell_qty=_decimal_or_zero(data, "working_sell_qty"),
+            working_sell_notional=_decimal_or_zero(data, "working_sell_notional"),
         )
+
+
+def _decimal_or_zero(data: dict[str, Any], key: str) -> Decimal:
+    raw = data.get(key)
+    return _ZERO if raw is None else Decimal(raw)
 
 
 # The slots' setters, which `__init__` writes the fields with (they bypass the
@@ -136,4 +203,8 @@ _set_realized_pnl = _slots["realized_pnl"].__set__
 _set_unrealized_pnl = _slots["unrealized_pnl"].__set__
 _set_group = _slots["group"].__set__
 _set_correlation = _slots["correlation"].__set__
+_set_working_buy_qty = _slots["working_buy_qty"].__set__
+_set_working_buy_notional = _slots["working_buy_notional"].__set__
+_set_working_sell_qty = _slots["working_sell_qty"].__set__
+_set_working_sell_notional = _slots["working_sell_notional"].__set__
 del _slots

@@ -8,7 +8,8 @@ positions (qty, average entry, realized P&L, fees, mark, group, correlation)
 by the documented rules. Both get the same random
 sequences (mark changes, quantity and realized P&L changes, group moves, flat
 positions, unmarked ones, marks moving back in time, days rolling over,
-cooldowns, halts, orders) over several accounts, symbols and groups, with
+cooldowns, halts, orders, the working orders a position reports) over several
+accounts, symbols and groups, with
 limits tight enough that Warning and CoolDown are common; the engine is driven
 through its public methods only, and after every step its transitions,
 decisions, state, cooldown and metrics must be the model's.
@@ -18,7 +19,9 @@ each has a small property of its own that starts from such a desk (same
 engine, model, book and comparison): an order that hedges a group already
 beyond `max_group_exposure` (it lowers |net|, so it passes the group check),
 and an order in Warning whose leverage lies between the Warning cap
-(`max_leverage * warning_leverage_factor`) and the full one.
+(`max_leverage * warning_leverage_factor`) and the full one. A third starts
+from resting orders that together come near the total and group caps: the
+check counts them all filled, the new order on top.
 """
 
 from __future__ import annotations
@@ -123,7 +126,17 @@ _KINDS = {
     "tick": st.tuples(st.just("tick"), _clock_step),
     "halt": st.tuples(st.just("halt"), st.booleans()),
 }
-_WEIGHTS = ["mark"] * 12 + ["order"] * 3 + ["fill"] * 3 + ["move", "unmark", "tick", "halt"]
+# The working orders a position reports (they replace the ones it reported
+# before): side sign, remaining qty, limit price (None: a market order, valued
+# at the position's mark when it reports).
+_working_order = st.tuples(
+    st.sampled_from([1, -1]),
+    st.builds(_scaled, st.integers(1, 300), st.integers(0, 2)),
+    st.one_of(st.none(), _mark),
+)
+_KINDS["work"] = st.tuples(st.just("work"), _key, st.lists(_working_order, max_size=3))
+_WEIGHTS = ["mark"] * 12 + ["order"] * 3 + ["fill"] * 3 + ["work"] * 2
+_WEIGHTS += ["move", "unmark", "tick", "halt"]
 _step = st.sampled_from(_WEIGHTS).flatmap(_KINDS.__getitem__)
 _steps = st.lists(_step, min_size=10, max_size=80)
 
@@ -155,7 +168,19 @@ class _Book:
                 "mark_ts": None,
                 "group": GROUPS[SYMBOLS.index(key[1]) % 2],
                 "correlation": CORRELATIONS[SYMBOLS.index(key[1])],
+                "working": [],
             },
+        )
+
+    def working(self, key: tuple[str, str]) -> tuple[tuple[int, Decimal, Decimal], ...]:
+        """The working orders as the position values them now: a market order at its mark
+        (none without a mark: a position without a mark reports no market order)."""
+        held = self.held[key]
+        mark = held["mark"]
+        return tuple(
+            (sign, qty, price if price is not None else mark)
+            for sign, qty, price in held["working"]
+            if price is not None or mark is not None
         )
 
     def exposure(self, key: tuple[str, str]) -> PositionExposure:
@@ -163,6 +188,9 @@ class _Book:
         held = self.held[key]
         qty, mark = held["qty"], held["mark"]
         unrealized = qty * (mark - held["avg"]) if qty and mark is not None else D(0)
+        working = self.working(key)
+        buys = [(q, p) for sign, q, p in working if sign > 0]
+        sells = [(q, p) for sign, q, p in working if sign < 0]
         return PositionExposure(
             key[0],
             key[1],
@@ -173,6 +201,10 @@ class _Book:
             unrealized,
             held["group"],
             held["correlation"],
+            sum((q for q, _ in buys), D(0)),
+            sum((q * p for q, p in buys), D(0)),
+            sum((q for q, _ in sells), D(0)),
+            sum((q * p for q, p in sells), D(0)),
         )
 
     def raw(self, key: tuple[str, str]) -> RefPosition:
@@ -187,13 +219,14 @@ class _Book:
             held["mark_ts"],
             held["group"],
             held["correlation"],
+            self.working(key),
         )
 
 
 def _run(engine: RiskEngine, model: RiskReference, book: _Book, step: tuple[Any, ...]) -> None:
     """Tell the engine and the model one step (the book already moved); compare answers."""
     kind = step[0]
-    if kind in ("mark", "fill", "move", "unmark"):
+    if kind in ("mark", "fill", "move", "unmark", "work"):
         key = step[1]
         got = engine.update_position(book.exposure(key), book.now)
         want = model.update_position(*key, book.raw(key), book.now)
@@ -257,6 +290,8 @@ def _move_book(book: _Book, step: tuple[Any, ...]) -> None:
         held["avg"] = D(0)
         held["mark"] = None
         held["mark_ts"] = None
+    elif kind == "work":
+        book.position(step[1])["working"] = list(step[2])
     elif kind == "tick":
         book.now += step[1]
     elif kind == "order":
@@ -367,3 +402,35 @@ def test_in_warning_new_risk_is_capped_at_the_lowered_leverage_as_in_the_model(
     desk: tuple[Any, ...], steps: list[tuple[Any, ...]]
 ) -> None:
     _replay([desk, *_REGISTER, *steps])
+
+
+# Resting orders of account "a" near the caps: limit buys and sells of BTC
+# (crypto, correlation 1) and SOL (crypto, -0.8) worth up to 30000 together,
+# with realized gains that keep equity (and so leverage) out of the way.
+_resting = st.lists(
+    st.tuples(st.sampled_from([1, -1]), st.builds(D, st.integers(1, 60)), st.just(D(100))),
+    min_size=1,
+    max_size=5,
+)
+
+
+def _working_desk(btc: list[tuple[int, Decimal, Decimal]], sol: list[Any]) -> list[Any]:
+    return [
+        ("fill", ("a", "BTC"), D(0), D(50_000), D(0), "new", D(100), 0),
+        ("fill", ("a", "SOL"), D(0), D(0), D(0), "same", D(100), 0),
+        ("work", ("a", "BTC"), btc),
+        ("work", ("a", "SOL"), sol),
+    ]
+
+
+@settings(max_examples=60, deadline=None)
+@given(_resting, _resting, _near_steps)
+@example(  # 200 BTC resting (20000 crypto): 10 more would make 21000 > 20000
+    [(1, D(60), D(100)), (1, D(60), D(100)), (1, D(60), D(100)), (1, D(20), D(100))],
+    [],
+    [("order", ("b", "BTC"), Side.BUY, D(10), None)],
+)
+def test_resting_orders_count_filled_in_the_exposure_caps_as_in_the_model(
+    btc: list[Any], sol: list[Any], steps: list[tuple[Any, ...]]
+) -> None:
+    _replay([*_working_desk(btc, sol), *_REGISTER, *steps])

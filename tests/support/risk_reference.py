@@ -11,6 +11,12 @@ exact Decimal arithmetic, no deltas, no caches, no bands:
 - equity = starting equity + sum(realized - fees) + sum(unrealized);
 - gross = sum |qty * mark|, net per group and total = sum qty * mark * corr
   (an unmarked position adds nothing: it blocks new risk instead);
+- working orders, each kept as its owner reports it (side, remaining qty,
+  price: its limit, or the mark a market order was valued at): if all fill,
+  a position's notional ends between qty * mark - its sells and qty * mark +
+  its buys; the worst-case gross is the sum of each position's larger |end|,
+  and the worst-case net of a group (or in total) lies between the sum of
+  each position's higher and the sum of its lower correlation-weighted end;
 - daily loss = day-start equity - equity, drawdown = (peak - equity) / peak,
   leverage = gross / equity.
 
@@ -53,6 +59,8 @@ class RefPosition:
     mark_ts: int | None
     group: str
     correlation: Decimal
+    # (side sign +1 / -1, remaining qty, price) of each working order.
+    working: tuple[tuple[int, Decimal, Decimal], ...] = ()
 
     def unrealized(self) -> Decimal:
         if self.qty == 0 or self.mark is None:
@@ -62,6 +70,19 @@ class RefPosition:
     def notional(self) -> Decimal:
         """qty * mark, signed; 0 without a mark."""
         return ZERO if self.mark is None else self.qty * self.mark
+
+    def ends(self) -> tuple[Decimal, Decimal]:
+        """(lowest, highest) notional the position may end at if its working orders fill."""
+        with localcontext(EXACT):
+            buys = sum((q * p for sign, q, p in self.working if sign > 0), ZERO)
+            sells = sum((q * p for sign, q, p in self.working if sign < 0), ZERO)
+            return self.notional() - sells, self.notional() + buys
+
+    def weighted_ends(self) -> tuple[Decimal, Decimal]:
+        """(lowest, highest) of the two ends weighted by the correlation."""
+        with localcontext(EXACT):
+            a, b = (end * self.correlation for end in self.ends())
+            return min(a, b), max(a, b)
 
 
 @dataclass(frozen=True)
@@ -128,6 +149,18 @@ class RiskReference:
         with localcontext(EXACT):
             return sum((p.notional() * p.correlation for p in self.positions.values()), ZERO)
 
+    def worst_gross(self) -> Decimal:
+        with localcontext(EXACT):
+            return sum((max(abs(end) for end in p.ends()) for p in self.positions.values()), ZERO)
+
+    def net_range(self, group: str | None = None) -> tuple[Decimal, Decimal]:
+        """(lowest, highest) net of `group` (None: every group) the working orders may bring."""
+        members = [p for p in self.positions.values() if group is None or p.group == group]
+        with localcontext(EXACT):
+            low = sum((p.weighted_ends()[0] for p in members), ZERO)
+            high = sum((p.weighted_ends()[1] for p in members), ZERO)
+            return low, high
+
     def daily_loss(self) -> Decimal:
         with localcontext(EXACT):
             return self.day_start - self.equity()
@@ -160,6 +193,8 @@ class RiskReference:
                 "leverage": self.leverage(),
                 "total_exposure": self.total_net(),
                 "open_positions": Decimal(sum(1 for p in self.positions.values() if p.qty != 0)),
+                "worst_case_gross": self.worst_gross(),
+                "worst_case_total_exposure": _farther(*self.net_range()),
             }
             for group in {p.group for p in self.positions.values()}:
                 out[f"group_exposure:{group}"] = self.group_net(group)
@@ -351,16 +386,25 @@ class RiskReference:
             cap = limits.max_leverage
             if self.state == "Warning":
                 cap *= limits.warning_leverage_factor
-            if self.gross() + notional > cap * equity:
+            if self.worst_gross() + notional > cap * equity:
                 return "leverage"
             delta = signed_qty * price * correlation
-            now, after = self.group_net(group), self.group_net(group) + delta
-            if abs(after) > limits.max_group_exposure and abs(after) > abs(now):
-                return "group_exposure"
-            now, after = self.total_net(), self.total_net() + delta
-            if abs(after) > limits.max_total_exposure and abs(after) > abs(now):
-                return "total_exposure"
+            # The worst |net| if every working order fills, without and with this one.
+            for scope, cap_of_scope, check in (
+                (group, limits.max_group_exposure, "group_exposure"),
+                (None, limits.max_total_exposure, "total_exposure"),
+            ):
+                low, high = self.net_range(scope)
+                now = max(abs(low), abs(high))
+                after = max(abs(low + min(delta, ZERO)), abs(high + max(delta, ZERO)))
+                if after > cap_of_scope and after > now:
+                    return check
         return ""
+
+
+def _farther(low: Decimal, high: Decimal) -> Decimal:
+    """The end of a net range farther from zero (the highest on a tie)."""
+    return low if abs(low) > abs(high) else high
 
 
 # -- comparing an engine with the model (through the engine's public surface) ------
