@@ -424,6 +424,7 @@ class ExchangeSync:
                 fee_currency=trade.fee_currency,
                 liquidity=Liquidity(trade.liquidity),
                 ts_ns=trade.ts_ns,
+                fee_mark=trade.fee_mark,
             ),
         )
 

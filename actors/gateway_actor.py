@@ -317,6 +317,7 @@ class GatewayActor(SupervisedActor):
             fee_currency=fill.fee_currency,
             liquidity=Liquidity(liquidity),
             ts_ns=fill.ts_ns,
+            fee_mark=fill.fee_mark,
         )
         self.counts["fills"] += 1
         self._deliver(stream, signal)

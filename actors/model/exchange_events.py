@@ -33,7 +33,9 @@ class TradeView:
 
     `client_order_id` is None when the exchange's trade record does not say
     (Binance's myTrades gives only its own order id) and the order could not
-    be looked up.
+    be looked up. `fee_mark` is the price of one `fee_currency` in the
+    symbol's quote currency around the trade's time, set by the client for a
+    fee in a third currency when it has one (`Fill.fee_mark`).
     """
 
     trade_id: str
@@ -47,6 +49,7 @@ class TradeView:
     fee_currency: str
     ts_ns: int
     liquidity: Liquidity
+    fee_mark: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ for a structure that has no timestamp of its own).
 
 from __future__ import annotations
 
+import dataclasses
 import decimal
 import hashlib
 from collections.abc import Mapping
@@ -285,19 +286,7 @@ def with_client_order_id(trade: TradeView, cid: str | None) -> TradeView:
     """The same trade, naming its order's client order id."""
     if cid == trade.client_order_id:
         return trade
-    return TradeView(
-        trade_id=trade.trade_id,
-        exchange_order_id=trade.exchange_order_id,
-        client_order_id=cid,
-        symbol=trade.symbol,
-        side=trade.side,
-        qty=trade.qty,
-        price=trade.price,
-        fee=trade.fee,
-        fee_currency=trade.fee_currency,
-        ts_ns=trade.ts_ns,
-        liquidity=trade.liquidity,
-    )
+    return dataclasses.replace(trade, client_order_id=cid)
 
 
 def balances_of(balance: Mapping[str, Any]) -> dict[str, Decimal]:
@@ -316,6 +305,18 @@ def balances_of(balance: Mapping[str, Any]) -> dict[str, Decimal]:
             raise UnreadableField("balance", f"total of {currency}", total)
         out[str(currency)] = amount
     return out
+
+
+def ticker_mark(ticker: Mapping[str, Any]) -> Decimal | None:
+    """A ccxt ticker's price: the mid of a positive, uncrossed bid and ask, else its last.
+
+    None when it has neither (a conversion mark is then not to be had).
+    """
+    bid, ask = decimal_of(ticker.get("bid")), decimal_of(ticker.get("ask"))
+    if bid is not None and ask is not None and 0 < bid <= ask:
+        return (bid + ask) / 2
+    last = decimal_of(ticker.get("last"))
+    return last if last is not None and last > 0 else None
 
 
 def market_update(symbol: str, ticker: Mapping[str, Any], ts_ns: int) -> MarketUpdate | None:

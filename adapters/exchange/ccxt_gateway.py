@@ -35,6 +35,7 @@ from posbus.adapters.exchange.ccxt_actor_inbox import ActorInbox, Inbox
 from posbus.adapters.exchange.ccxt_call_guard import BreakerOpen, CallGuard
 from posbus.adapters.exchange.ccxt_client import new_ccxt_client, require_exchange
 from posbus.adapters.exchange.ccxt_config import Credentials, GatewayConfig
+from posbus.adapters.exchange.ccxt_fee_marks import FeeMarks
 from posbus.adapters.exchange.ccxt_housekeeping import Housekeeping
 from posbus.adapters.exchange.ccxt_loop import GatewayLoop
 from posbus.adapters.exchange.ccxt_market import MarketSink
@@ -43,6 +44,7 @@ from posbus.adapters.exchange.ccxt_order_book import OrderBook
 from posbus.adapters.exchange.ccxt_orders import CcxtOrders
 from posbus.adapters.exchange.ccxt_polling import WorkingOrderPoller
 from posbus.adapters.exchange.ccxt_reconcile_reads import ReconcileReads
+from posbus.bus.messages import MarketUpdate
 
 __all__ = ["BreakerOpen", "CcxtGateway", "Inbox"]
 
@@ -114,6 +116,7 @@ class CcxtGateway:
         """Build what the loop runs on top of the guard: orders, polling, reads, market, timer."""
         config = self.config
         self._book = OrderBook(self.account)
+        self._fee_marks = FeeMarks(guard=self._guard, clock=clock, counts=self.counts)
         self._orders = CcxtOrders(
             config,
             clock=clock,
@@ -122,6 +125,7 @@ class CcxtGateway:
             inbox=self._inbox,
             loop=self._loop,
             counts=self.counts,
+            fee_marks=self._fee_marks,
         )
         self._poller = WorkingOrderPoller(
             guard=self._guard, book=self._book, orders=self._orders, counts=self.counts
@@ -135,6 +139,7 @@ class CcxtGateway:
             loop=self._loop,
             tell=self._inbox.tell,
             counts=self.counts,
+            fee_marks=self._fee_marks,
         )
         self._market = MarketSubscription(
             config,
@@ -213,8 +218,16 @@ class CcxtGateway:
         self._loop.spawn(self._poller.poll())
 
     def subscribe_market(self, symbols: Sequence[str], sink: MarketSink) -> None:
-        """Feed top-of-book updates of `symbols` to `sink` (called on the I/O thread)."""
-        self._loop.call_soon(self._market.start, tuple(symbols), sink)
+        """Feed top-of-book updates of `symbols` to `sink` (called on the I/O thread).
+
+        The gateway keeps the latest of each too: a conversion mark of fees.
+        """
+
+        def remembered(update: MarketUpdate) -> None:
+            self._fee_marks.observe(update)
+            sink(update)
+
+        self._loop.call_soon(self._market.start, tuple(symbols), remembered)
 
     def inspect(self) -> dict[str, Any]:
         """Settings (credentials redacted), breaker, order tracking and counters, JSON-ready."""

@@ -137,6 +137,7 @@ class OrderBook:
             fee_currency=trade.fee_currency,
             ts_ns=trade.ts_ns,
             order_id=trade.client_order_id or "",
+            fee_mark=trade.fee_mark,
         )
 
 

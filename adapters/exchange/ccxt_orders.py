@@ -60,6 +60,7 @@ from posbus.adapters.exchange.ccxt_errors import (
     may_have_executed,
     to_posbus_error,
 )
+from posbus.adapters.exchange.ccxt_fee_marks import FeeMarks
 from posbus.adapters.exchange.ccxt_loop import GatewayLoop
 from posbus.adapters.exchange.ccxt_order_book import OrderBook, Placement
 
@@ -80,6 +81,7 @@ class CcxtOrders:
         inbox: where the execution reports go.
         loop: the I/O loop (its time, and tasks for deferred cancels).
         counts: the gateway's counters.
+        fee_marks: stamps the conversion mark of a fee in a third currency on trades.
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class CcxtOrders:
         inbox: ActorInbox,
         loop: GatewayLoop,
         counts: Counter[str],
+        fee_marks: FeeMarks,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -100,6 +103,7 @@ class CcxtOrders:
         self._inbox = inbox
         self._loop = loop
         self._counts = counts
+        self._fee_marks = fee_marks
 
     # -- placement -------------------------------------------------------------------
 
@@ -266,7 +270,10 @@ class CcxtOrders:
             raise
 
     async def order_trades(self, view: OrderView) -> list[TradeView]:
-        """The trades of one order (the symbol's history filtered when the venue has no call)."""
+        """The trades of one order (the symbol's history filtered when the venue has no call).
+
+        A fee in a third currency comes with its conversion mark when one is had.
+        """
         ex = self._guard.exchange
         symbol = view.symbol
         if ex.has.get("fetchOrderTrades"):
@@ -285,7 +292,7 @@ class CcxtOrders:
                 if str(t.get("order")) == view.exchange_order_id
             ]
         trades = [trade_view(t, view.client_order_id, None, self._clock.now_ns()) for t in listed]
-        return self.counted(trades)
+        return await self._fee_marks.stamp(self.counted(trades))
 
     def counted(self, trades: list[TradeView]) -> list[TradeView]:
         """`trades`, with those that needed a synthetic id logged and counted."""
@@ -319,6 +326,8 @@ class CcxtOrders:
             trades = self.counted(trades_in_order(placed, view, liquidity, self._clock.now_ns()))
             if sum((t.qty for t in trades), Decimal(0)) != view.filled_qty:
                 trades = await self.order_trades(view)
+            else:
+                trades = await self._fee_marks.stamp(trades)
             reports.extend(self._book.fills(trades, working))
         reports.extend(self._book.settle(view, working, ts))
         self._inbox.report(reports)

@@ -46,6 +46,7 @@ from posbus.adapters.exchange.ccxt_convert import (
     trade_view,
     with_client_order_id,
 )
+from posbus.adapters.exchange.ccxt_fee_marks import FeeMarks
 from posbus.adapters.exchange.ccxt_loop import GatewayLoop
 from posbus.adapters.exchange.ccxt_order_book import OrderBook
 from posbus.adapters.exchange.ccxt_orders import CcxtOrders
@@ -69,6 +70,7 @@ class ReconcileReads:
         loop: schedules the retry of an incomplete reconciliation.
         tell: hands the snapshot to the gateway actor.
         counts: the gateway's counters.
+        fee_marks: stamps the conversion mark of a fee in a third currency on trades.
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class ReconcileReads:
         loop: GatewayLoop,
         tell: Callable[[object], None],
         counts: Counter[str],
+        fee_marks: FeeMarks,
     ) -> None:
         self._config = config
         self._clock = clock
@@ -91,6 +94,7 @@ class ReconcileReads:
         self._loop = loop
         self._tell = tell
         self._counts = counts
+        self._fee_marks = fee_marks
 
     async def reconcile(self, request: ReconcileRequest) -> None:
         """Read what `request` asks for and tell the snapshot (with the reads that failed)."""
@@ -219,7 +223,8 @@ class ReconcileReads:
                 symbol=symbol,
             )
             now_ns = self._clock.now_ns()
-            out.extend(self._orders.counted([trade_view(t, None, None, now_ns) for t in page]))
+            listed = self._orders.counted([trade_view(t, None, None, now_ns) for t in page])
+            out.extend(await self._fee_marks.stamp(listed))
             if cursor is None or len(page) < _PAGE:
                 return out
             newest = out[-1]

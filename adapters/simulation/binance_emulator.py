@@ -172,6 +172,9 @@ class BinanceEmulator:
     are served on their own threads). Use as a context manager, or call
     `start()` and `stop()`. `keep_requests` bounds the request log (a long
     chaos run); None keeps every request, which `wait_for_requests` counts.
+    `fee_asset` charges fees in that asset instead of the quote (Binance's
+    "pay fees with BNB"): the quote fee converted at the mid of the
+    FEE_ASSET/QUOTE touch, which must be one of `symbols`.
     """
 
     def __init__(
@@ -184,11 +187,13 @@ class BinanceEmulator:
         taker_fee: Decimal = Decimal("0.001"),
         maker_fee: Decimal = Decimal("0.001"),
         keep_requests: int | None = None,
+        fee_asset: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.secret = secret
         self.taker_fee = taker_fee
         self.maker_fee = maker_fee
+        self.fee_asset = fee_asset
         self._lock = threading.Lock()
         self._answered = threading.Condition(self._lock)
         self._stopping = threading.Event()
@@ -733,9 +738,10 @@ class BinanceEmulator:
         rate = self.maker_fee if is_maker else self.taker_fee
         now = self._stamp_ms()
         out = []
+        fee_asset, fee_price = self._fee_asset_of(spec)
         for qty in parts:
             notional = qty * price
-            fee = (notional * rate).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
+            fee = (notional * rate / fee_price).quantize(_FEE_QUANTUM, rounding=ROUND_HALF_EVEN)
             trade = EmulatedTrade(
                 trade_id=next(self._trade_ids[order.symbol]),
                 order_id=order.order_id,
@@ -744,14 +750,15 @@ class BinanceEmulator:
                 price=price,
                 qty=qty,
                 commission=fee,
-                commission_asset=spec.quote,
+                commission_asset=fee_asset,
                 time_ms=now,
                 is_maker=is_maker,
             )
             sign = 1 if order.side == "BUY" else -1
             balances = self._balances
             balances[spec.base] = balances.get(spec.base, Decimal(0)) + sign * qty
-            balances[spec.quote] = balances.get(spec.quote, Decimal(0)) - sign * notional - fee
+            balances[spec.quote] = balances.get(spec.quote, Decimal(0)) - sign * notional
+            balances[fee_asset] = balances.get(fee_asset, Decimal(0)) - fee
             order.executed += qty
             order.quote += notional
             order.trade_ids.append(trade.trade_id)
@@ -761,6 +768,14 @@ class BinanceEmulator:
         self._resting.get(order.symbol, {}).pop(order.order_id, None)
         order.update_ms = now
         return out
+
+    def _fee_asset_of(self, spec: SymbolSpec) -> tuple[str, Decimal]:
+        """The asset a fill of `spec` pays its fee in, and its price in the quote (1 for quote)."""
+        asset = self.fee_asset
+        if asset is None or asset == spec.quote:
+            return spec.quote, Decimal(1)
+        bid, ask = self._touch[f"{asset}/{spec.quote}"]
+        return asset, (bid + ask) / 2
 
     def _split(self, qty: Decimal, step: Decimal) -> list[Decimal]:
         parts = self._partial_parts

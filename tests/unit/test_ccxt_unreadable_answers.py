@@ -30,6 +30,7 @@ from posbus.adapters.exchange.ccxt_actor_inbox import ActorInbox
 from posbus.adapters.exchange.ccxt_call_guard import CallGuard
 from posbus.adapters.exchange.ccxt_config import GatewayConfig
 from posbus.adapters.exchange.ccxt_convert import is_synthetic_trade_id
+from posbus.adapters.exchange.ccxt_fee_marks import FeeMarks
 from posbus.adapters.exchange.ccxt_order_book import OrderBook
 from posbus.adapters.exchange.ccxt_orders import CcxtOrders
 from posbus.adapters.exchange.ccxt_polling import WorkingOrderPoller
@@ -140,6 +141,7 @@ class Gateway:
         self.book = OrderBook("A")
         inbox = ActorInbox()
         inbox.attach(self.told.append)
+        fee_marks = FeeMarks(guard=self.guard, clock=clock, counts=self.counts)
         self.orders = CcxtOrders(
             config,
             clock=clock,
@@ -148,6 +150,7 @@ class Gateway:
             inbox=inbox,
             loop=self.loop,  # type: ignore[arg-type]
             counts=self.counts,
+            fee_marks=fee_marks,
         )
         self.poller = WorkingOrderPoller(
             guard=self.guard, book=self.book, orders=self.orders, counts=self.counts
@@ -161,6 +164,7 @@ class Gateway:
             loop=self.loop,  # type: ignore[arg-type]
             tell=self.told.append,
             counts=self.counts,
+            fee_marks=fee_marks,
         )
 
     def run(self, task: Coroutine[Any, Any, Any]) -> None:
