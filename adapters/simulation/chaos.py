@@ -587,6 +587,8 @@ def _settle(
         report.problems.append("not every worker serves after the faults stopped")
         return
 
+    still_working: list[dict[str, Any]] = []
+
     def no_order_working() -> bool:
         try:
             orders = stack.client.call_all_shards(
@@ -603,10 +605,12 @@ def _settle(
                     )
         except PosbusError:
             return False
+        still_working[:] = working
         return not working
 
     if not _wait(no_order_working, settings.settle_timeout_s, every=0.5):
-        report.problems.append("orders still working after the settle timeout")
+        stuck = ", ".join(f"{o['order_id']} {o['status']}" for o in still_working)
+        report.problems.append(f"orders still working after the settle timeout: {stuck}")
         return
 
     def clean() -> bool:
