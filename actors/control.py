@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from posbus.actors.model.exchange_reports import NewOrder
-from posbus.actors.model.risk import OrderRequest, PositionExposure
+from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskState
+from posbus.bus.messages import Message, RiskEvent
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -96,6 +97,33 @@ class Resume:
     """Lift a manual halt (never an unexpired cool-down)."""
 
     ts_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class TradingRestricted:
+    """Risk entered CoolDown or Halted (told to every position by its host).
+
+    A position then cancels its working orders that add risk, through the
+    journaled cancel path (`PositionActor`); risk-reducing ones stay.
+    """
+
+    state: str
+    reason: str
+    ts_ns: int
+
+
+_RESTRICTED = frozenset({RiskState.COOLDOWN.value, RiskState.HALTED.value})
+
+
+def trading_restricted(message: Message) -> TradingRestricted | None:
+    """The notice a risk event gives the positions: a state change into CoolDown or Halted."""
+    if (
+        isinstance(message, RiskEvent)
+        and message.event == "state_change"
+        and message.state in _RESTRICTED
+    ):
+        return TradingRestricted(message.state, message.reason, message.ts_ns)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,9 @@ class ActorFactory:
             corrupt: the Node and the workers halt the account there.
         symbols: each symbol's correlation group and correlation.
         exposure: exposure conflation of the positions.
+        cancel_risk_adding_orders: a position told `TradingRestricted`
+            cancels its working orders that add risk (`[risk]
+            cancel_risk_adding_orders`).
     """
 
     outbox: Outbox
@@ -101,6 +104,7 @@ class ActorFactory:
     on_corrupt: Callable[[str, JournalCorrupt], None] | None = None
     symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
     exposure: ExposureSettings = field(default_factory=ExposureSettings)
+    cancel_risk_adding_orders: bool = True
     _corrupt: dict[str, JournalCorrupt] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -143,6 +147,7 @@ class ActorFactory:
             "risk_reads_market": self.exposure.risk_reads_market,
             "snapshots": self.snapshots,
             "on_corrupt": self._position_corrupt,
+            "cancel_risk_adding_orders": self.cancel_risk_adding_orders,
         }
         return ActorRecipe(PositionActor, stream, kwargs, self.corruption(stream))
 

@@ -32,7 +32,15 @@ from typing import Any
 
 import pykka
 
-from posbus.actors.control import Crash, Halt, Inspect, Resume, Resync, Tick
+from posbus.actors.control import (
+    Crash,
+    Halt,
+    Inspect,
+    Resume,
+    Resync,
+    Tick,
+    trading_restricted,
+)
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.exchange_sync import MarketFeed, ReportingExchange
@@ -56,7 +64,7 @@ from posbus.actors.supervision.requests import Children, StartChild
 from posbus.actors.supervision.restart_type import RestartType
 from posbus.actors.supervision.supervisor import Supervisor
 from posbus.actors.symbol_info import SymbolInfo
-from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
+from posbus.bus.messages import CancelRequest, MarketUpdate, Message, OrderIntent
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +89,8 @@ class NodeConfig:
     # Periodic snapshots of every actor (clock time between two); None = only on
     # demand (`snapshot()`) and on a clean `stop()`.
     snapshot_interval_s: float | None = 30.0
+    # Entering CoolDown or Halted cancels the positions' risk-adding working orders.
+    cancel_risk_adding_orders: bool = True
 
     def exposure(self) -> ExposureSettings:
         """How the positions tell risk their exposure."""
@@ -139,7 +149,9 @@ class Node:
             on_corrupt=self._on_journal_corrupt,
             symbols=config.symbols,
             exposure=config.exposure(),
+            cancel_risk_adding_orders=config.cancel_risk_adding_orders,
         )
+        self.events.subscribe(self._on_event)
         self._snapshot_schedule = SnapshotSchedule(
             self._snapshot_targets,
             clock.now_ns,
@@ -280,6 +292,17 @@ class Node:
         logger.info("position closed; its actor stops", extra={"stream": stream})
         with self._lock:
             self._closed_at[stream] = applied_seq
+
+    def _on_event(self, message: Message) -> None:
+        """Risk entered CoolDown or Halted (the risk actor's thread): tell every running
+        position, which cancels its risk-adding working orders. Told, never asked."""
+        notice = trading_restricted(message)
+        if notice is None:
+            return
+        with self._lock:
+            handles = [h for h in self._positions.values() if h.state is HandleState.RUNNING]
+        for handle in handles:
+            handle.tell(notice)
 
     def _revive_missed(self) -> None:
         """Restart closed positions whose stream got records after they stopped.

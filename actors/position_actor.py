@@ -43,6 +43,7 @@ from posbus.actors.control import (
     Inspect,
     Resync,
     SubmitOrder,
+    TradingRestricted,
 )
 from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
@@ -53,6 +54,7 @@ from posbus.actors.model.exchange_reports import NewOrder
 from posbus.actors.model.order import TERMINAL_STATES, Order, OrderStatus
 from posbus.actors.model.position import Position, PositionStatus
 from posbus.actors.model.risk import OrderRequest, PositionExposure, RiskDecision
+from posbus.actors.model.risk_arithmetic import add, mul
 from posbus.actors.model.side import Side
 from posbus.actors.quote_slot import QuoteSlot
 from posbus.actors.recovery import RecoveryReport, TakeSnapshot, encode_snapshot, recover
@@ -178,7 +180,7 @@ class PositionActor(SupervisedActor):
     Runs in its own pykka thread; every method below runs there. Told:
     `Delivered` records (intents, submits, acks, fills, cancels, rejects),
     `MarketUpdate` (or a `QuoteSlot` holding the newest one), `Resync`,
-    `Crash`. Asked: `Inspect` (returns its state), `Resync` (re-sends
+    `TradingRestricted`, `Crash`. Asked: `Inspect` (returns its state), `Resync` (re-sends
     unacknowledged orders and its exposure; returns the `PositionExposure`).
 
     Args:
@@ -210,6 +212,13 @@ class PositionActor(SupervisedActor):
             first (None: no snapshots, recovery replays the whole stream).
         on_corrupt: called (in this thread) when recovery finds the stream
             corrupt, before the start fails (the node halts trading there).
+        cancel_risk_adding_orders: when told `TradingRestricted` (risk
+            entered CoolDown or Halted), journal a cancel of every working
+            order that adds risk (`_cancel_risk_adding`).
+
+    Its exposure carries its working orders (`_working_figures`): risk
+    counts them at their worst case, so it is told again whenever they
+    change (a submit, a fill, a cancel, a reject, an expiry).
     """
 
     # A daemon thread: CPython keeps a shutdown lock per live non-daemon thread
@@ -239,8 +248,10 @@ class PositionActor(SupervisedActor):
         risk_reads_market: bool = False,
         snapshots: SnapshotStore | None = None,
         on_corrupt: Callable[[str, JournalCorrupt], None] | None = None,
+        cancel_risk_adding_orders: bool = True,
     ) -> None:
         super().__init__(link)
+        self.cancel_risk_adding_orders = cancel_risk_adding_orders
         self.account = account
         self.symbol = symbol
         self.stream = position_stream(account, symbol)
@@ -262,6 +273,12 @@ class PositionActor(SupervisedActor):
         self._unpublished = False
         self.position = Position(account, symbol)
         self.orders: dict[str, Order] = {}
+        # The orders not yet terminal, and what the working ones add up to
+        # (None: to be summed again), so an exposure costs O(live orders).
+        self._live: dict[str, Order] = {}
+        self._working: _WorkingFigures | None = None
+        # Orders made from reduce-only intents: never cancelled for risk.
+        self.reduce_only: set[str] = set()
         self.by_client_id: dict[str, str] = {}
         self.stats: dict[str, ExecutionStats] = {}
         self.mark: Decimal | None = None
@@ -339,6 +356,10 @@ class PositionActor(SupervisedActor):
             return self.inspect()
         if isinstance(message, TakeSnapshot):
             return self.take_snapshot()
+        if isinstance(message, TradingRestricted):
+            if self.cancel_risk_adding_orders:
+                self._cancel_risk_adding(message)
+            return None
         if isinstance(message, Resync):
             for order in self.orders.values():
                 if order.status is OrderStatus.AWAITING_FILL:
@@ -352,6 +373,19 @@ class PositionActor(SupervisedActor):
     # -- journaled records -----------------------------------------------------------
 
     def _apply(self, d: Delivered) -> None:
+        m = d.message
+        if isinstance(m, OrderIntent | OrderFill):
+            self._working = None
+            self._apply_record(d)  # a fill tells risk itself; an intent is not working
+            return
+        before = self._working_figures()
+        self._working = None
+        self._apply_record(d)
+        if self.live and self._working_figures() != before:
+            # An order started or stopped working: risk counts it, filled, at its worst.
+            self._publish_exposure()
+
+    def _apply_record(self, d: Delivered) -> None:
         m = d.message
         if isinstance(m, OrderIntent):
             self._on_intent(d.seq, m)
@@ -392,6 +426,9 @@ class PositionActor(SupervisedActor):
             created_ts_ns=intent.ts_ns,
         )
         self.orders[order_id] = order
+        self._live[order_id] = order
+        if intent.reduce_only:
+            self.reduce_only.add(order_id)
         self.by_client_id[order.client_order_id] = order_id
         self.stats[order_id] = ExecutionStats(intent.ts_ns, self.mark, side)
         status = self.position.status
@@ -570,6 +607,48 @@ class PositionActor(SupervisedActor):
         )
         self.gateway.tell(SubmitOrder(new, order.order_id, self.stream, resend))
 
+    def _cancel_risk_adding(self, notice: TradingRestricted) -> None:
+        """Risk entered CoolDown or Halted: cancel every working order that adds risk.
+
+        Each cancel is journaled on this position's stream before the gateway
+        hears of it (`CancelRequest`, as `posbus cancel` journals one). An
+        order adds risk when it moves the position away from flat: every
+        order of a flat position, every order on the side of the position's
+        sign, and on the other side an order that, with the ones before it,
+        would carry the position past flat. Orders made from reduce-only
+        intents are never cancelled, nor are orders already being cancelled.
+        """
+        now = self.clock.now_ns()
+        for order_id in self._risk_adding_order_ids():
+            logger.info(
+                "risk-adding order cancelled: trading restricted",
+                extra={
+                    "stream": self.stream,
+                    "order_id": order_id,
+                    "state": notice.state,
+                    "reason": notice.reason,
+                },
+            )
+            request = CancelRequest(order_id=order_id, ts_ns=now)
+            self.cursor.offer(self.outbox.append(self.stream, request))
+        self._drain()
+
+    def _risk_adding_order_ids(self) -> list[str]:
+        """The working orders `_cancel_risk_adding` cancels, oldest first."""
+        held = self.position.qty
+        room = abs(held)
+        found = []
+        for order in list(self._live.values()):
+            if order.status not in _WORKING or order.status is OrderStatus.CANCEL_REQUESTED:
+                continue
+            reducing = held != 0 and (held > 0) != (order.side is Side.BUY)
+            if reducing:
+                room -= order.remaining_qty
+            if order.order_id in self.reduce_only or (reducing and room >= 0):
+                continue
+            found.append(order.order_id)
+        return found
+
     def _send_cancel(self, order: Order, ts_ns: int) -> None:
         self.gateway.tell(CancelOrder(order.client_order_id, order.order_id, self.stream, ts_ns))
 
@@ -689,6 +768,31 @@ class PositionActor(SupervisedActor):
         while self._followups:
             self._followups.popleft()()
 
+    def _working_figures(self) -> _WorkingFigures:
+        """What the working orders add up to, per side (summed once per record)."""
+        figures = self._working
+        if figures is not None:
+            return figures
+        live = self._live
+        for order_id in [oid for oid, order in live.items() if order.is_terminal]:
+            del live[order_id]
+        sums = [_ZERO] * 6  # buy qty, limit notional, market qty; sell the same
+        working = False
+        for order in live.values():
+            if order.status not in _WORKING:
+                continue
+            working = True
+            base = 0 if order.side is Side.BUY else 3
+            remaining = order.remaining_qty
+            sums[base] = add(sums[base], remaining)
+            if order.limit_price is None:
+                sums[base + 2] = add(sums[base + 2], remaining)
+            else:
+                sums[base + 1] = add(sums[base + 1], mul(remaining, order.limit_price))
+        figures = _WorkingFigures(*sums) if working else _NO_WORKING
+        self._working = figures
+        return figures
+
     def _publish_exposure(self) -> PositionExposure:
         exposure = self.exposure()
         self._published_mark_ts = exposure.mark_ts_ns
@@ -701,8 +805,21 @@ class PositionActor(SupervisedActor):
         """The risk supervisor's view of this position: qty, mark, P&L, correlation group."""
         mark = self.mark
         position = self.position
-        # Positional arguments, in field order: this runs on every mark change, and
-        # keywords would cost a third more.
+        working = self._working_figures()
+        if working is _NO_WORKING:
+            # Positional arguments, in field order: this runs on every mark change, and
+            # keywords would cost a third more.
+            return PositionExposure(
+                self.account,
+                self.symbol,
+                position.qty,
+                mark,
+                self.mark_ts_ns if mark is not None else None,
+                position.realized_pnl,
+                position.unrealized_pnl(mark) if mark is not None else _ZERO,
+                self.group,
+                self.correlation,
+            )
         return PositionExposure(
             self.account,
             self.symbol,
@@ -713,6 +830,7 @@ class PositionActor(SupervisedActor):
             position.unrealized_pnl(mark) if mark is not None else _ZERO,
             self.group,
             self.correlation,
+            *working.valued(mark),
         )
 
     def _log_order(self, order: Order, what: str, reason: str = "") -> None:
@@ -774,6 +892,7 @@ class PositionActor(SupervisedActor):
             "position": self.position.to_dict(),
             "orders": [order.to_dict() for order in self.orders.values()],
             "stats": {oid: stats.to_state() for oid, stats in self.stats.items()},
+            "reduce_only": sorted(self.reduce_only),
         }
 
     def restore_state(self, state: Any) -> None:
@@ -791,6 +910,10 @@ class PositionActor(SupervisedActor):
         self.orders = {order.order_id: order for order in orders}
         self.by_client_id = {order.client_order_id: order.order_id for order in orders}
         self.stats = stats
+        # Written since orders record it; older snapshots: none known.
+        self.reduce_only = {str(oid) for oid in state.get("reduce_only", ())}
+        self._live = {order.order_id: order for order in orders if not order.is_terminal}
+        self._working = None
 
     def take_snapshot(self) -> int | None:
         """Save the state at the current stream position (actor thread).
@@ -917,6 +1040,31 @@ class PositionActor(SupervisedActor):
             },
             "execution": self.execution_summary(),
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _WorkingFigures:
+    """The remaining quantities of a position's working orders, per side, and the
+    notional of its limit orders (market orders are valued at the mark when told)."""
+
+    buy_qty: Decimal
+    buy_limit_notional: Decimal
+    buy_market_qty: Decimal
+    sell_qty: Decimal
+    sell_limit_notional: Decimal
+    sell_market_qty: Decimal
+
+    def valued(self, mark: Decimal | None) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """(buy qty, buy notional, sell qty, sell notional), market orders at `mark`
+        (without a mark a market order counts at its quantity only)."""
+        buys, sells = self.buy_limit_notional, self.sell_limit_notional
+        if mark is not None:
+            buys = add(buys, mul(self.buy_market_qty, mark))
+            sells = add(sells, mul(self.sell_market_qty, mark))
+        return self.buy_qty, buys, self.sell_qty, sells
+
+
+_NO_WORKING = _WorkingFigures(_ZERO, _ZERO, _ZERO, _ZERO, _ZERO, _ZERO)
 
 
 def _texts(amounts: Mapping[str, Decimal]) -> dict[str, str]:

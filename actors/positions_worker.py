@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any
 
 from posbus.actors import positions_schema
-from posbus.actors.control import Halt, Resync, SubmitOrder
+from posbus.actors.control import Halt, Resync, SubmitOrder, trading_restricted
 from posbus.actors.execution_feed import APPLIED_PREFIX, ExecutionFeed
 from posbus.actors.journal import Journal, JournalCorrupt
 from posbus.actors.model.clock import Clock
@@ -50,6 +50,9 @@ from posbus.bus.command_schema import Route
 from posbus.bus.messages import Command, CommandArg, MarketUpdate, Message, OrderRejected
 from posbus.bus.subscriber import Received
 from posbus.bus.topics import PREFIX_EXECUTION, PREFIX_MARKET, risk_topic
+
+# The risk worker's state changes (`RiskEvent.event`), on rk|state_change|.
+STATE_CHANGE_EVENT = "state_change"
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +107,7 @@ class PositionsWorker(Worker):
             PREFIX_MARKET,
             PREFIX_EXECUTION + account.encode() + b"|",
             risk_topic(RESYNC_EVENT),
+            risk_topic(STATE_CHANGE_EVENT),
         ]
 
     def _children(self) -> list[ChildSpec]:
@@ -315,6 +319,11 @@ class PositionsWorker(Worker):
                 for stream, handle in self.position_handles().items():
                     if handle.state is HandleState.RUNNING:
                         self.tell(stream, handle, Resync())
+            elif (notice := trading_restricted(message)) is not None:
+                # CoolDown or Halted: each position cancels its risk-adding orders.
+                for stream, handle in self.position_handles().items():
+                    if handle.state is HandleState.RUNNING:
+                        self.tell(stream, handle, notice)
         if superseded:
             self.io.metrics.count("conflated_in_mailbox", superseded)
 

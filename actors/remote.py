@@ -31,6 +31,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 from posbus.actors.control import (
@@ -76,6 +77,7 @@ from posbus.bus.topics import exposure_topic
 
 # A check's arguments carry the ordering position's exposure under this prefix.
 EXPOSURE_PREFIX = "exposure."
+_ZERO = Decimal(0)
 
 ControlMessage = CheckOrder | ExposureChanged | Halt | Resume | Tick | SubmitOrder | CancelOrder
 
@@ -123,6 +125,11 @@ def _exposure_args(message: ExposureChanged) -> ExposureArgs:
         group=e.group,
         correlation=e.correlation,
         ts_ns=message.ts_ns,
+        # Left out when no order works: such a frame is the one it always was.
+        working_buy_qty=e.working_buy_qty if e.has_working else None,
+        working_buy_notional=e.working_buy_notional if e.has_working else None,
+        working_sell_qty=e.working_sell_qty if e.has_working else None,
+        working_sell_notional=e.working_sell_notional if e.has_working else None,
     )
 
 
@@ -130,6 +137,7 @@ def _check_args(message: CheckOrder) -> CheckArgs:
     r = message.request
     changed = message.exposure
     e = None if changed is None else changed.exposure
+    working = e is not None and e.has_working
     return CheckArgs(
         account=r.account,
         symbol=r.symbol,
@@ -148,6 +156,12 @@ def _check_args(message: CheckOrder) -> CheckArgs:
         exposure_group=None if e is None else e.group,
         exposure_correlation=None if e is None else e.correlation,
         exposure_ts_ns=None if changed is None else changed.ts_ns,
+        exposure_working_buy_qty=e.working_buy_qty if e is not None and working else None,
+        exposure_working_buy_notional=e.working_buy_notional if e is not None and working else None,
+        exposure_working_sell_qty=e.working_sell_qty if e is not None and working else None,
+        exposure_working_sell_notional=e.working_sell_notional
+        if e is not None and working
+        else None,
     )
 
 
@@ -206,8 +220,17 @@ def exposure_changed(args: ExposureArgs) -> ExposureChanged:
         unrealized_pnl=args.unrealized_pnl,
         group=args.group,
         correlation=args.correlation,
+        working_buy_qty=_zero_if_none(args.working_buy_qty),
+        working_buy_notional=_zero_if_none(args.working_buy_notional),
+        working_sell_qty=_zero_if_none(args.working_sell_qty),
+        working_sell_notional=_zero_if_none(args.working_sell_notional),
     )
     return ExposureChanged(exposure, args.ts_ns)
+
+
+def _zero_if_none(value: Decimal | None) -> Decimal:
+    """A working figure left out of a frame (none works, or an older sender) is 0."""
+    return _ZERO if value is None else value
 
 
 def _check_exposure(args: CheckArgs) -> ExposureChanged | None:
@@ -246,6 +269,10 @@ def _check_exposure(args: CheckArgs) -> ExposureChanged | None:
         unrealized_pnl=args.exposure_unrealized_pnl,
         group=args.exposure_group,
         correlation=args.exposure_correlation,
+        working_buy_qty=_zero_if_none(args.exposure_working_buy_qty),
+        working_buy_notional=_zero_if_none(args.exposure_working_buy_notional),
+        working_sell_qty=_zero_if_none(args.exposure_working_sell_qty),
+        working_sell_notional=_zero_if_none(args.exposure_working_sell_notional),
     )
     return ExposureChanged(exposure, args.exposure_ts_ns)
 

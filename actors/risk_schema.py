@@ -23,7 +23,7 @@ from posbus.bus.command_schema import (
     NoArguments,
     ServiceSchema,
 )
-from posbus.bus.constraints import MAX_TEXT_LEN, Id, Positive, Signed, Uint63
+from posbus.bus.constraints import MAX_TEXT_LEN, Id, NonNegative, Positive, Signed, Uint63
 
 CHECK_ORDER = "risk.check"
 EXPOSURE = "risk.exposure"
@@ -34,6 +34,8 @@ INSPECT = "risk.inspect"
 RESYNC = "positions.resync"
 
 _TS = "the sender's time, ns since the epoch"
+_WORKING = "of its working orders, remaining quantity; absent: none works (all four come together)"
+_WORKING_NOTIONAL = "at their limit prices (market orders at the mark); absent: 0"
 
 
 class ExposureArgs(Arguments, frozen=True, kw_only=True):
@@ -49,6 +51,14 @@ class ExposureArgs(Arguments, frozen=True, kw_only=True):
     group: Annotated[Id, Doc("the correlation group of the symbol")]
     correlation: Annotated[Signed, Doc("the symbol's correlation weight in its group")]
     ts_ns: Annotated[Uint63, Doc(_TS)]
+    working_buy_qty: Annotated[NonNegative | None, Doc("buys " + _WORKING)] = None
+    working_buy_notional: Annotated[
+        NonNegative | None, Doc("the working buys " + _WORKING_NOTIONAL)
+    ] = None
+    working_sell_qty: Annotated[NonNegative | None, Doc("sells " + _WORKING)] = None
+    working_sell_notional: Annotated[
+        NonNegative | None, Doc("the working sells " + _WORKING_NOTIONAL)
+    ] = None
 
 
 class CheckArgs(Arguments, frozen=True, kw_only=True):
@@ -94,6 +104,18 @@ class CheckArgs(Arguments, frozen=True, kw_only=True):
     exposure_ts_ns: Annotated[Uint63 | None, Doc("when the exposure was taken, ns")] = field(
         default=None, name="exposure.ts_ns"
     )
+    exposure_working_buy_qty: Annotated[NonNegative | None, Doc("its working buys' qty")] = field(
+        default=None, name="exposure.working_buy_qty"
+    )
+    exposure_working_buy_notional: Annotated[
+        NonNegative | None, Doc("its working buys' notional")
+    ] = field(default=None, name="exposure.working_buy_notional")
+    exposure_working_sell_qty: Annotated[NonNegative | None, Doc("its working sells' qty")] = field(
+        default=None, name="exposure.working_sell_qty"
+    )
+    exposure_working_sell_notional: Annotated[
+        NonNegative | None, Doc("its working sells' notional")
+    ] = field(default=None, name="exposure.working_sell_notional")
 
 
 class HaltArgs(Arguments, frozen=True, kw_only=True):

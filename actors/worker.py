@@ -98,6 +98,9 @@ class WorkerSettings:
     #: Periodic snapshots of the worker's actors (`[storage] snapshot_interval_s`);
     #: None: only on `posbus admin NAME snapshot` and on a clean stop.
     snapshot_interval_s: float | None = 30.0
+    #: Entering CoolDown or Halted cancels the positions' risk-adding working
+    #: orders (`[risk] cancel_risk_adding_orders`).
+    cancel_risk_adding_orders: bool = True
 
     def exposure(self) -> ExposureSettings:
         """How the positions tell risk their exposure."""
@@ -136,6 +139,7 @@ class Worker:
             on_corrupt=self.on_corrupt,
             symbols=settings.symbols,
             exposure=settings.exposure(),
+            cancel_risk_adding_orders=settings.cancel_risk_adding_orders,
         )
         self.snapshot_schedule = SnapshotSchedule(
             self.snapshot_targets,

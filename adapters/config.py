@@ -233,13 +233,17 @@ class RiskSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cooldown_s: int = 30
     stale_after_s: int = 10
     trading_day_offset_s: int = 0
+    #: Entering CoolDown or Halted cancels the working orders that add risk.
+    cancel_risk_adding_orders: bool = True
 
     def __post_init__(self) -> None:
         self.limits()  # so a limit out of range is reported at [risk]
 
     def limits(self) -> RiskLimits:
         """The limits these keys describe. Raises ValueError naming a limit out of range."""
-        return RiskLimits(**msgspec.structs.asdict(self))
+        keys = msgspec.structs.asdict(self)
+        del keys["cancel_risk_adding_orders"]
+        return RiskLimits(**keys)
 
 
 class SupervisorSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -336,6 +340,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             starting_equity=self.starting_equity,
             run_dir=self.run_dir,
             risk=self.risk.limits(),
+            cancel_risk_adding_orders=self.risk.cancel_risk_adding_orders,
             exchange=self.exchange.simulated(),
             gateway=self.exchange.gateway(),
             supervisor=self.supervisor.policy(),
@@ -381,6 +386,8 @@ class Config:
     starting_equity: Decimal = _BUILT_IN.starting_equity
     run_dir: Path = _BUILT_IN.run_dir
     risk: RiskLimits = field(default_factory=_BUILT_IN.risk.limits)
+    #: `[risk] cancel_risk_adding_orders`.
+    cancel_risk_adding_orders: bool = _BUILT_IN.risk.cancel_risk_adding_orders
     exchange: SimConfig = field(default_factory=_BUILT_IN.exchange.simulated)
     # `[exchange] kind` and the ccxt gateway's keys (the rest of `[exchange]` is `exchange`).
     gateway: GatewayConfig = field(default_factory=_BUILT_IN.exchange.gateway)
@@ -412,6 +419,7 @@ class Config:
             exposure_pnl_step=self.positions.exposure_pnl_step,
             risk_reads_market=self.positions.risk_marks == "market",
             snapshot_interval_s=self.storage.snapshot_interval_s or None,
+            cancel_risk_adding_orders=self.cancel_risk_adding_orders,
         )
 
 

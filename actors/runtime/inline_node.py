@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posbus.actors.control import Halt, Inspect, Resume, Tick
+from posbus.actors.control import Halt, Inspect, Resume, Tick, trading_restricted
 from posbus.actors.delivery import Delivered, Doorbell, Outbox
 from posbus.actors.events import EventLog
 from posbus.actors.factory import ActorFactory
@@ -27,7 +27,7 @@ from posbus.actors.model.clock import Clock
 from posbus.actors.node import NodeConfig
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.runtime.inline import InlineRef, InlineScheduler
-from posbus.bus.messages import CancelRequest, MarketUpdate, OrderIntent
+from posbus.bus.messages import CancelRequest, MarketUpdate, Message, OrderIntent
 
 RISK = "risk"
 
@@ -63,7 +63,9 @@ class InlineNode:
             snapshots=snapshots,
             symbols=config.symbols,
             exposure=config.exposure(),
+            cancel_risk_adding_orders=config.cancel_risk_adding_orders,
         )
+        self.events.subscribe(self._on_event)
         self.scheduler = InlineScheduler()
         self.risk: InlineRef | None = None
         self.gateway: InlineRef | None = None
@@ -142,6 +144,13 @@ class InlineNode:
     def position_names(self) -> list[str]:
         """Streams of every position actor this node has started, sorted."""
         return sorted(self._positions)
+
+    def _on_event(self, message: Message) -> None:
+        """Risk entered CoolDown or Halted: queue the notice for every position."""
+        notice = trading_restricted(message)
+        if notice is not None:
+            for ref in list(self._positions.values()):
+                ref.tell(notice)
 
     def _doorbell(self, stream: str) -> Doorbell | None:
         _, account, symbol = stream.split("/", 2)

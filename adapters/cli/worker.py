@@ -262,6 +262,7 @@ def _build(  # noqa: PLR0917 - private, called once
         exposure_pnl_step=node.exposure_pnl_step,
         risk_reads_market=node.risk_reads_market,
         snapshot_interval_s=node.snapshot_interval_s,
+        cancel_risk_adding_orders=node.cancel_risk_adding_orders,
     )
     journal = _journal(config, run_dir, name)
     clock = WallClock()

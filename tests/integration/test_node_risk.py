@@ -13,13 +13,14 @@ from typing import Any
 
 from node_inputs import ACCOUNT, BTC, CONFIG, LIMITS, intent, quote
 
+from posbus.actors.delivery import decode_record
 from posbus.actors.model.side import Side
 from posbus.actors.node import Node
 from posbus.actors.position_actor import position_stream
 from posbus.adapters.clock import ManualClock
 from posbus.adapters.journal.memory import MemoryJournal
 from posbus.adapters.simulation.simulated_exchange import SimConfig, SimulatedExchange
-from posbus.bus.messages import OrderIntent, RiskEvent
+from posbus.bus.messages import CancelRequest, OrderIntent, RiskEvent
 
 STREAM = position_stream(ACCOUNT, BTC)
 T0 = 1_700_000_000_000_000_000
@@ -171,3 +172,94 @@ def test_risk_reading_marks_from_the_market_forces_the_same_cooldown(start_node:
     assert change.values["equity"] == "98939.99"
     assert change.values["daily_pnl"] == "-1060.01"
     assert node.inspect("risk")["metrics"]["gross"] == "49000"  # priced at the newest mark
+
+
+# -- working orders --------------------------------------------------------------------
+# Total exposure capped at 150,000 (the group cap, 200,000, and leverage, 5 x
+# 100,000, stay out of the way). Resting limit buys of 1 BTC at 40,000 never
+# cross the 49,990 / 50,010 book: each is 40,000 of notional, below the 60,000
+# per-order cap, and counts filled at 40,000.
+TOTAL_CAP = replace(CONFIG, limits=replace(LIMITS, max_total_exposure=Decimal(150_000)))
+
+
+def resting_buy(node: Node, clock: ManualClock) -> dict[str, Any]:
+    return trade(node, intent(clock, BTC, Side.BUY, "1", limit="40000"))
+
+
+def worst_total(node: Node) -> str:
+    metrics: dict[str, str] = node.inspect("risk")["metrics"]
+    return metrics["worst_case_total_exposure"]
+
+
+def test_resting_orders_count_until_the_total_cap_and_a_cancel_frees_the_room(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    node = start_node(TOTAL_CAP, journal=MemoryJournal(), exchange=exchange, clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
+
+    held = trade(node, intent(clock, BTC, Side.BUY, "0.5"))  # 0.5 x mark 50,000 = 25,000
+    assert held["status"] == "Filled"
+    first, second, third = (resting_buy(node, clock) for _ in range(3))
+    assert [o["status"] for o in (first, second, third)] == ["Accepted"] * 3
+    assert worst_total(node) == "145000"  # 25,000 + 3 x 40,000
+
+    # 145,000 + 40,000 = 185,000 > 150,000: refused, though alone it is within every cap.
+    fourth = resting_buy(node, clock)
+    assert fourth["status"] == "Rejected"
+    assert "total exposure 185000 beyond 150000" in fourth["reason"]
+
+    node.cancel(ACCOUNT, BTC, first["order_id"])
+    node.settle()
+    assert worst_total(node) == "105000"
+    assert resting_buy(node, clock)["status"] == "Accepted"  # 145,000 again
+
+
+def test_a_halt_cancels_the_risk_adding_orders_and_keeps_the_reducing_ones(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    journal = MemoryJournal()
+    node = start_node(TOTAL_CAP, journal=journal, exchange=exchange, clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
+    assert trade(node, intent(clock, BTC, Side.BUY, "0.5"))["status"] == "Filled"
+    buys = [resting_buy(node, clock) for _ in range(2)]
+    # A reduce-only take-profit resting above the market: it only shrinks the position.
+    exit_order = trade(node, intent(clock, BTC, Side.SELL, "0.2", limit="60000", reduce_only=True))
+    assert exit_order["status"] == "Accepted"
+
+    assert node.halt("x") == "Halted"
+    node.settle()
+
+    orders = node.inspect(STREAM)["orders"]
+    assert [orders[o["order_id"]]["status"] for o in buys] == ["Cancelled", "Cancelled"]
+    assert orders[exit_order["order_id"]]["status"] == "Accepted"
+    # Cancelled through the journal: a cancel request on the stream for each, none other.
+    requests = [
+        record.message.order_id
+        for record in map(decode_record, journal.read(STREAM))
+        if isinstance(record.message, CancelRequest)
+    ]
+    assert requests == [o["order_id"] for o in buys]
+    assert worst_total(node) == "25000"  # the held 0.5 BTC; the resting sell only lowers it
+    # A reduce-only exit still passes the halt.
+    closed = trade(node, intent(clock, BTC, Side.SELL, "0.3", reduce_only=True))
+    assert closed["status"] == "Filled"
+
+
+def test_without_cancel_risk_adding_orders_a_halt_leaves_the_orders_working(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    config = replace(TOTAL_CAP, cancel_risk_adding_orders=False)
+    node = start_node(config, journal=MemoryJournal(), exchange=exchange, clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
+    buy = resting_buy(node, clock)
+
+    node.halt("x")
+    node.settle()
+
+    assert node.inspect(STREAM)["orders"][buy["order_id"]]["status"] == "Accepted"

@@ -54,12 +54,21 @@ EXPOSURE = PositionExposure(
     group="majors",
     correlation=Decimal("0.85"),
 )
+WORKING = replace(
+    EXPOSURE,
+    working_buy_qty=Decimal("1.5"),
+    working_buy_notional=Decimal("4500"),
+    working_sell_qty=Decimal(0),
+    working_sell_notional=Decimal(0),
+)
 ORDER = NewOrder("pbabc1", "acc", "BTC/USDT", Side.SELL, Decimal("0.25"), None, 99)
 
 MESSAGES = [
     CheckOrder(REQUEST),
     CheckOrder(REQUEST, ExposureChanged(replace(EXPOSURE, symbol="BTC/USDT"), 41)),
     ExposureChanged(EXPOSURE, 123),
+    ExposureChanged(WORKING, 124),
+    CheckOrder(REQUEST, ExposureChanged(replace(WORKING, symbol="BTC/USDT"), 41)),
     Halt("exchange incident", 5),
     Resume(6),
     Tick(7),
@@ -81,6 +90,28 @@ def test_decimals_travel_as_plain_strings() -> None:
     command = to_command(ExposureChanged(EXPOSURE, 1), "r")
     assert command.args["unrealized_pnl"] == "10.00000001"
     assert command.args["qty"] == "-2"
+
+
+def test_an_exposure_without_working_orders_travels_as_it_always_did() -> None:
+    """No working figure is sent when none works: such a frame is the older frame,
+    and a frame from an older sender (without them) means no working order."""
+    command = to_command(ExposureChanged(EXPOSURE, 1), "r")
+    assert not any(key.startswith("working_") for key in command.args)
+    check = to_command(
+        CheckOrder(REQUEST, ExposureChanged(replace(EXPOSURE, symbol="BTC/USDT"), 1))
+    )
+    assert not any("working" in key for key in check.args)
+    decoded = from_command(command)
+    assert isinstance(decoded, ExposureChanged)
+    assert decoded.exposure.working_buy_notional == decoded.exposure.working_sell_notional == 0
+
+
+def test_a_negative_working_figure_is_refused_naming_it() -> None:
+    args = dict(to_command(ExposureChanged(WORKING, 1), "r").args)
+    assert args["working_buy_notional"] == "4500"
+    args["working_sell_qty"] = "-1"
+    with pytest.raises(RemoteMessageError, match="working_sell_qty"):
+        from_command(Command("risk.exposure", args, "r"))
 
 
 def test_unknown_command_is_refused_with_its_name() -> None:
