@@ -13,13 +13,15 @@ It also keeps each symbol's latest mark, group and correlation (`SymbolInfo`).
 Working orders: a position's exposure carries the notionals of its working
 buys and sells (`PositionExposure.working_*`). If every working order filled,
 its notional would end anywhere between lo = qty * mark - sells and hi =
-qty * mark + buys (an unmarked position counts its orders only). The book
-keeps, by the same deltas, the worst cases the pre-trade checks need: the
-gross if each position ends at its larger |end| (`worst_gross`), and per group
-and in total the correlation-weighted net if every position ends at its
-highest (`total_up`) or its lowest (`total_down`) weighted end: whichever way
-the orders fill, the net lies between the two. With no working order the
-three are the gross and the net themselves.
+qty * mark + buys (an unmarked position counts its orders only). The
+pre-trade checks need the worst cases: the gross if each position ends at its
+larger |end| (`worst_gross`), and per group and in total the
+correlation-weighted net if every position ends at its highest (`total_up`)
+or its lowest (`total_down`) weighted end: whichever way the orders fill,
+the net lies between the two. The book keeps, by the same deltas, only what
+working orders add to the gross and the net (`_Extra`), summed over the
+positions that have some, so a position without working orders costs no more
+than before; each worst case is its figure plus that sum, O(1).
 
 Pure: no clock, no thread, no I/O; run by the risk engine's owner only.
 """
@@ -73,11 +75,8 @@ class ExposureBook:
     def __init__(self, starting_equity: Decimal) -> None:
         self._starting_equity = starting_equity
         self._positions: dict[tuple[str, str], PositionExposure] = {}
-        # (gross, net, worst gross, up, down) each stored exposure adds to the
-        # sums: replacing it subtracts these.
-        self._contributions: dict[
-            tuple[str, str], tuple[Decimal, Decimal, Decimal, Decimal, Decimal]
-        ] = {}
+        # (gross, net) each stored exposure adds to the sums: replacing it subtracts these.
+        self._contributions: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
         self._ages = MarkAges(self._positions)
         # Every pre-trade check asks: bound once, not forwarded per call.
         self.oldest_open = self._ages.oldest_open
@@ -99,17 +98,12 @@ class ExposureBook:
         self.total_net = ZERO
         """Sum of qty * mark * correlation over the marked positions (signed)."""
         self._group_net: dict[str, Decimal] = {}
-        self.worst_gross = ZERO
-        """Sum over the positions of the larger |notional| their working orders may end at."""
-        self.total_up = ZERO
-        """The highest correlation-weighted net the working orders may bring (signed)."""
-        self.total_down = ZERO
-        """The lowest correlation-weighted net the working orders may bring (signed)."""
-        self._group_up: dict[str, Decimal] = {}
-        self._group_down: dict[str, Decimal] = {}
-        # The (up, down) of the group the last applied position left, if it left one.
-        self._left_range: tuple[Decimal, ...] = ()
         self._group_members: dict[str, int] = {}
+        # What working orders add (worst gross, up, down over the gross and the net):
+        # per position that has some, in total, and per group (up, down).
+        self._extras: dict[tuple[str, str], _Extra] = {}
+        self._extra = _NO_EXTRA
+        self._group_extra: dict[str, _Extra] = {}
         self.open_count = 0
         """How many positions have qty != 0."""
 
@@ -119,9 +113,26 @@ class ExposureBook:
         """The signed net exposure of `group` (0 for a group no position names)."""
         return self._group_net.get(group, ZERO)
 
+    @property
+    def worst_gross(self) -> Decimal:
+        """The gross if every working order filled, each position at its larger |end|."""
+        return add(self.gross, self._extra[0])
+
+    @property
+    def total_up(self) -> Decimal:
+        """The highest correlation-weighted net the working orders may bring (signed)."""
+        return add(self.total_net, self._extra[1])
+
+    @property
+    def total_down(self) -> Decimal:
+        """The lowest correlation-weighted net the working orders may bring (signed)."""
+        return add(self.total_net, self._extra[2])
+
     def group_range(self, group: str) -> tuple[Decimal, Decimal]:
         """(highest, lowest) net of `group` its working orders may bring; (0, 0) if unnamed."""
-        return self._group_up.get(group, ZERO), self._group_down.get(group, ZERO)
+        net = self._group_net.get(group, ZERO)
+        extra = self._group_extra.get(group, _NO_EXTRA)
+        return add(net, extra[1]), add(net, extra[2])
 
     def group_nets(self) -> list[tuple[str, Decimal]]:
         """(group, signed net) for every group a position names, sorted by group."""
@@ -158,12 +169,17 @@ class ExposureBook:
         if mark is None:
             # Unmarked positions stay out of the sums and block new risk instead
             # (the `missing_data` check), so no guessed price enters an aggregate.
-            new_gross = new_net = notional = ZERO
+            new_gross = new_net = ZERO
         else:
             notional = mul(exp.qty, mark)
             new_gross = notional.copy_abs()
             new_net = mul(notional, exp.correlation)
-        new_range, ranges = self._ranges(exp, old, notional, new_gross, new_net)
+        # No working order, before or now (the common case): nothing else to add.
+        extras = (
+            self._extras_after(exp, old, new_gross, new_net)
+            if exp.working_buy_notional or exp.working_sell_notional or key in self._extras
+            else None
+        )
         group, group_net = exp.group, self._group_net
         unrealized = add(self._unrealized, exp.unrealized_pnl)
         # Truth of a Decimal, not `!= 0`: no int to convert on every mark.
@@ -182,7 +198,7 @@ class ExposureBook:
                 realized = sub(add(self._realized, exp.realized_pnl), old.realized_pnl)
             unrealized = sub(unrealized, old.unrealized_pnl)
             was_open = 1 if old.qty else 0
-            old_gross, old_net = self._contributions[key][:2]
+            old_gross, old_net = self._contributions[key]
             gross = add(self.gross, sub(new_gross, old_gross))
             net_change = sub(new_net, old_net)
             total = add(self.total_net, net_change)
@@ -198,72 +214,18 @@ class ExposureBook:
         )
         equity = add(booked, unrealized)
 
-        self._positions[key], self._contributions[key] = exp, (new_gross, new_net, *new_range)
+        self._positions[key], self._contributions[key] = exp, (new_gross, new_net)
         self._realized, self._booked_equity, self._unrealized = realized, booked, unrealized
         self.equity, self.gross, self.total_net = equity, gross, total
         self.open_count = open_count = self.open_count + is_open - was_open
         group_net[group] = net_after
-        self._set_ranges(group, ranges)
+        self._set_extras(key, extras)
         if old is None or left is not None:
             self._join_group(group, left)
         if old is None or is_open != was_open:
             self._index(key, exp, old)
         self._note_symbol(exp)
         self._ages.record(key, exp, open_count)
-
-    def _ranges(
-        self,
-        exp: PositionExposure,
-        old: PositionExposure | None,
-        notional: Decimal,
-        gross: Decimal,
-        net: Decimal,
-    ) -> tuple[tuple[Decimal, Decimal, Decimal], tuple[Decimal, ...]]:
-        """exp's (worst gross, up, down) given its `notional`, `gross` and `net`, and the
-        worst-case figures after it replaced `old`: worst gross, total up and down, its
-        group's up and down, and (when it left one) its old group's up and down.
-        Computed, not assigned (`_set_ranges` does), so a trapped signal changes nothing."""
-        if exp.working_buy_notional or exp.working_sell_notional:
-            new_range = _worst(exp, notional)
-        else:
-            new_range = (gross, net, net)
-        new_worst, new_up, new_down = new_range
-        group = exp.group
-        group_up, group_down = self._group_up, self._group_down
-        if old is None:
-            return new_range, (
-                add(self.worst_gross, new_worst),
-                add(self.total_up, new_up),
-                add(self.total_down, new_down),
-                add(group_up.get(group, ZERO), new_up),
-                add(group_down.get(group, ZERO), new_down),
-            )
-        old_worst, old_up, old_down = self._contributions[(exp.account, exp.symbol)][2:]
-        up_change, down_change = sub(new_up, old_up), sub(new_down, old_down)
-        figures = (
-            add(self.worst_gross, sub(new_worst, old_worst)),
-            add(self.total_up, up_change),
-            add(self.total_down, down_change),
-        )
-        if old.group == group:
-            return new_range, (
-                *figures,
-                add(group_up[group], up_change),
-                add(group_down[group], down_change),
-            )
-        return new_range, (
-            *figures,
-            add(group_up.get(group, ZERO), new_up),
-            add(group_down.get(group, ZERO), new_down),
-            sub(group_up[old.group], old_up),
-            sub(group_down[old.group], old_down),
-        )
-
-    def _set_ranges(self, group: str, ranges: tuple[Decimal, ...]) -> None:
-        """Assign what `_ranges` computed (a group left behind is kept by `_join_group`)."""
-        self.worst_gross, self.total_up, self.total_down = ranges[:3]
-        self._group_up[group], self._group_down[group] = ranges[3:5]
-        self._left_range = ranges[5:]
 
     def reprice(self, symbol: str) -> None:
         """Price every position of `symbol` at its latest mark, as its owner would report it.
@@ -340,7 +302,7 @@ class ExposureBook:
 
     def _join_group(self, group: str, left: tuple[str, Decimal] | None) -> None:
         """A position entered `group`: new, or moved from `left` (the group it left, and
-        that group's net after it left; its up and down after are `_left_range`)."""
+        that group's net after it left)."""
         self._group_members[group] = self._group_members.get(group, 0) + 1
         if left is None:
             return
@@ -349,14 +311,47 @@ class ExposureBook:
         if members:
             self._group_members[group] = members
             self._group_net[group] = net
-            self._group_up[group], self._group_down[group] = self._left_range
         else:
             # The last member left: its net is exactly zero, and a group that
             # no position names must not linger in metrics and snapshots.
             del self._group_members[group]
             del self._group_net[group]
-            del self._group_up[group]
-            del self._group_down[group]
+            self._group_extra.pop(group, None)
+
+    def _extras_after(
+        self,
+        exp: PositionExposure,
+        old: PositionExposure | None,
+        gross: Decimal,
+        net: Decimal,
+    ) -> tuple[_Extra | None, _Extra, dict[str, _Extra]]:
+        """What working orders add after exp replaces `old`: exp's own extra (None
+        without working orders), the total, and the groups that change. Computed, not
+        assigned (`_set_extras` does), so a trapped signal leaves the book unchanged."""
+        old_extra = self._extras.get((exp.account, exp.symbol))
+        new_extra = _extra_of(exp, gross, net)
+        change = _minus(new_extra, old_extra)
+        total = _plus(self._extra, change)
+        groups = self._group_extra
+        group = exp.group
+        if old is None or old.group == group:
+            return new_extra, total, {group: _plus(groups.get(group, _NO_EXTRA), change)}
+        moved = {group: _plus(groups.get(group, _NO_EXTRA), _minus(new_extra, None))}
+        moved[old.group] = _minus(groups.get(old.group, _NO_EXTRA), old_extra)
+        return new_extra, total, moved
+
+    def _set_extras(
+        self, key: tuple[str, str], extras: tuple[_Extra | None, _Extra, dict[str, _Extra]] | None
+    ) -> None:
+        """Assign what `_extras_after` computed (None: nothing changes)."""
+        if extras is None:
+            return
+        own, self._extra, groups = extras
+        if own is None:
+            self._extras.pop(key, None)
+        else:
+            self._extras[key] = own
+        self._group_extra.update(groups)
 
     def _note_symbol(self, exp: PositionExposure) -> None:
         """Record exp's mark as its symbol's latest if it is (by mark time, from any
@@ -375,14 +370,36 @@ class ExposureBook:
         info.correlation = exp.correlation
 
 
-def _worst(exp: PositionExposure, notional: Decimal) -> tuple[Decimal, Decimal, Decimal]:
-    """(larger |end|, higher weighted end, lower weighted end) of a position with working
-    orders: it ends between notional - sells and notional + buys if they all fill."""
+# (worst gross, up, down) a position's working orders add over its gross and its net.
+_Extra = tuple[Decimal, Decimal, Decimal]
+_NO_EXTRA: _Extra = (ZERO, ZERO, ZERO)
+
+
+def _extra_of(exp: PositionExposure, gross: Decimal, net: Decimal) -> _Extra | None:
+    """What exp's working orders add: it ends between notional - sells and notional +
+    buys if they all fill. None when no order works."""
+    if not (exp.working_buy_notional or exp.working_sell_notional):
+        return None
+    notional = ZERO if exp.mark is None else mul(exp.qty, exp.mark)
     high = add(notional, exp.working_buy_notional)
     low = sub(notional, exp.working_sell_notional)
     worst = max(high.copy_abs(), low.copy_abs())
     high_weighted = mul(high, exp.correlation)
     low_weighted = mul(low, exp.correlation)
-    if high_weighted >= low_weighted:
-        return worst, high_weighted, low_weighted
-    return worst, low_weighted, high_weighted
+    up, down = (
+        (high_weighted, low_weighted)
+        if high_weighted >= low_weighted
+        else (low_weighted, high_weighted)
+    )
+    return sub(worst, gross), sub(up, net), sub(down, net)
+
+
+def _plus(a: _Extra, b: _Extra) -> _Extra:
+    return add(a[0], b[0]), add(a[1], b[1]), add(a[2], b[2])
+
+
+def _minus(a: _Extra | None, b: _Extra | None) -> _Extra:
+    a = _NO_EXTRA if a is None else a
+    if b is None:
+        return a
+    return sub(a[0], b[0]), sub(a[1], b[1]), sub(a[2], b[2])
