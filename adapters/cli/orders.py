@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from posbus.adapters.cli.command import EXIT_OK, SubParsers, add_command
+from posbus.adapters.cli.decimal_text import format_decimal
 from posbus.adapters.cli.stack_options import add_stack_options
+from posbus.adapters.display_precision import Precision
 
 if TYPE_CHECKING:
     from posbus.bus.messages import CommandArg
 
 _POSITION_COLUMNS = ("symbol", "status", "qty", "avg_entry_price", "realized_pnl", "unrealized_pnl")
+
+#: The decimal fields of positions and orders, by how a table shows them: quantities
+#: at the venue's quantity step, prices at its tick, quote amounts at the tick too.
+_SHOWN_AS = {
+    "qty": "qty",
+    "filled_qty": "qty",
+    "avg_entry_price": "price",
+    "avg_fill_price": "price",
+    "limit_price": "price",
+    "mark": "price",
+    "realized_pnl": "money",
+    "unrealized_pnl": "money",
+    "fees": "money",
+}
 
 
 def register(subparsers: SubParsers) -> None:
@@ -64,9 +83,10 @@ def list_positions(args: argparse.Namespace) -> int:
         client.close()
     positions.sort(key=lambda p: (str(p.get("account")), str(p.get("symbol"))))
     if args.json:
-        print(json.dumps({"positions": positions}, indent=2, sort_keys=True))
+        rows = [_normalised(p) for p in positions]
+        print(json.dumps({"positions": rows}, indent=2, sort_keys=True))
         return EXIT_OK
-    _table(positions, ("account", *_POSITION_COLUMNS))
+    _table(positions, ("account", *_POSITION_COLUMNS), Precision.of_config(client.config))
     return EXIT_OK
 
 
@@ -94,9 +114,14 @@ def run_orders(args: argparse.Namespace) -> int:
     finally:
         client.close()
     if args.json:
-        print(json.dumps({"orders": orders, "shards": shards}, indent=2, sort_keys=True))
+        rows = [_normalised(o) for o in orders]
+        print(json.dumps({"orders": rows, "shards": shards}, indent=2, sort_keys=True))
         return EXIT_OK
-    _table(orders, ("order_id", "side", "qty", "filled_qty", "status", "reason"))
+    _table(
+        orders,
+        ("order_id", "side", "qty", "filled_qty", "status", "reason"),
+        Precision.of_config(client.config),
+    )
     for service, shard in sorted(shards.items()):
         if shard["truncated"]:
             print(
@@ -107,8 +132,31 @@ def run_orders(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _table(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
-    cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+def _normalised(row: dict[str, Any]) -> dict[str, Any]:
+    """`row` with its decimal fields written by the CLI's one rule (exact, no trailing zeros)."""
+    out = dict(row)
+    for key in _SHOWN_AS:
+        value = out.get(key)
+        # A text that is no number (a placeholder) is passed through as it is.
+        if isinstance(value, str):
+            with contextlib.suppress(InvalidOperation, ValueError):
+                out[key] = format_decimal(Decimal(value))
+    return out
+
+
+def _cell(row: dict[str, Any], column: str, precision: Precision) -> str:
+    value = row.get(column)
+    if value is None:
+        return "-"
+    shown_as = _SHOWN_AS.get(column)
+    if shown_as is None:
+        return str(value)
+    show: Callable[[str], str] = getattr(precision, shown_as)
+    return show(str(value))
+
+
+def _table(rows: list[dict[str, Any]], columns: tuple[str, ...], precision: Precision) -> None:
+    cells = [[_cell(r, c, precision) for c in columns] for r in rows]
     widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from posbus.adapters.web.precision import Precision
+from posbus.adapters.display_precision import Precision
 from posbus.bus.messages import MarketUpdate, OrderFill, RiskEvent
 from posbus.bus.subscriber import Received
 from posbus.bus.topics import PREFIX_EXECUTION, PREFIX_RISK

@@ -19,8 +19,8 @@ from decimal import Decimal
 from typing import Any
 
 from posbus.actors.model.symbol_currencies import SymbolCurrencies
+from posbus.adapters.display_precision import Precision
 from posbus.adapters.web.bus_view import BusView
-from posbus.adapters.web.precision import Precision
 from posbus.adapters.web.risk_usage import limit_usage
 from posbus.adapters.web.stack_reads import StackReading
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
-from posbus.adapters.web.precision import Precision
+from posbus.adapters.display_precision import Precision
 
 _PERCENT = Decimal("0.1")
 _RATIO = Decimal("0.0001")

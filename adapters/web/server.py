@@ -22,12 +22,12 @@ from aiohttp import web
 
 from posbus.actors.model.errors import PosbusError
 from posbus.adapters.config import Config
+from posbus.adapters.display_precision import Precision
 from posbus.adapters.launcher_client import StackClient
 from posbus.adapters.web.app import load_assets, make_app
 from posbus.adapters.web.dashboard import Venue
 from posbus.adapters.web.feed import StackFeed
 from posbus.adapters.web.hub import Hub
-from posbus.adapters.web.precision import Precision
 
 _log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def loopback_address(host: str) -> str:
 
 def venue_of(config: Config) -> Venue:
     """The venue the stack trades on and the precision its instruments are shown at."""
+    precision = Precision.of_config(config)
     if config.gateway.kind == "simulated":
-        steps = Precision.of_steps(config.exchange.price_tick, config.exchange.qty_step)
-        return Venue("simulated", steps)
-    return Venue(f"{config.gateway.kind} {config.gateway.exchange_id}", Precision())
+        return Venue("simulated", precision)
+    return Venue(f"{config.gateway.kind} {config.gateway.exchange_id}", precision)
 
 
 def listen(host: str, port: int) -> socket.socket:

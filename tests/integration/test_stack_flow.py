@@ -250,3 +250,22 @@ def test_a_misspelt_symbol_is_bad_input_naming_the_symbol_meant(
     assert result.stdout == ""
     assert stack.json("orders")["orders"] == before
     assert set(stack.positions()) <= {"BTC/USDT", "ETH/USDT", "SOL/USDT"}
+
+
+def test_positions_table_shows_the_venues_precision_and_json_every_digit(stack: Stack) -> None:
+    stack.json("order", "buy", "BTC/USDT", "0.1")
+    position = wait_for("a BTC/USDT position", lambda: stack.positions().get("BTC/USDT"))
+    exact = stack.admin("positions.0", "inspect", "position/default/BTC/USDT")
+    # JSON: the exact value, written one way (no exponent, no trailing zeros).
+    for key in ("qty", "avg_entry_price", "realized_pnl"):
+        text = str(position[key])
+        assert Decimal(text) == Decimal(exact[key])
+        assert "E" not in text and not ("." in text and text.endswith("0")), text
+    # The table: the simulated venue's qty_step 0.0001 and price_tick 0.01, half-even.
+    table = stack.cli("positions").stdout.splitlines()
+    header = table[0].split()
+    row = next(line.split() for line in table[1:] if "BTC/USDT" in line)
+    shown = dict(zip(header, row, strict=True))
+    assert shown["qty"] == format(Decimal(exact["qty"]).quantize(Decimal("0.0001")), "f")
+    price = Decimal(exact["avg_entry_price"]).quantize(Decimal("0.01"))
+    assert shown["avg_entry_price"] == format(price, "f")

@@ -6,9 +6,9 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from posbus.adapters.display_precision import Precision
 from posbus.adapters.web.bus_view import BusView
 from posbus.adapters.web.dashboard import Venue, build, currency_of
-from posbus.adapters.web.precision import Precision
 from posbus.adapters.web.stack_reads import StackReading
 
 VENUE = Venue("simulated", Precision(2, 4))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from posbus.adapters.web.precision import Precision
+from posbus.adapters.display_precision import Precision
 from posbus.adapters.web.risk_usage import limit_usage
 
 LIMITS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from posbus.adapters.web.precision import Precision, places_of
+from posbus.adapters.display_precision import Precision, places_of
 
 
 def test_places_of_a_tick_or_step() -> None:

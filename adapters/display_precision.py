@@ -1,5 +1,8 @@
 """Instrument precision: how many decimal places a price, a quantity or an amount is shown with.
 
+The CLI's tables, `posbus top` and the dashboard show values so; JSON keeps
+every digit (adapters/cli/decimal_text.py).
+
 The simulated venue declares one price tick and one quantity step for every
 symbol (`[exchange] price_tick`, `qty_step`); P&L and fees, amounts in the quote
 currency, are shown at the price tick's places. A venue whose steps posbus does
@@ -12,8 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from posbus.adapters.cli.decimal_text import format_decimal
+
+if TYPE_CHECKING:
+    from posbus.adapters.config import Config
 
 
 def places_of(step: Decimal) -> int:
@@ -52,6 +59,13 @@ class Precision:
     def of_steps(cls, price_tick: Decimal, qty_step: Decimal) -> Precision:
         """The precision of a venue with this price tick and quantity step."""
         return cls(places_of(price_tick), places_of(qty_step))
+
+    @classmethod
+    def of_config(cls, config: Config) -> Precision:
+        """The stack's venue: the simulated venue's tick and step; every digit on ccxt."""
+        if config.gateway.kind == "simulated":
+            return cls.of_steps(config.exchange.price_tick, config.exchange.qty_step)
+        return cls()
 
     def price(self, text: str) -> str:
         """A price as shown."""
