@@ -14,11 +14,23 @@ from posbus.adapters.cli.command import EXIT_OK, SubParsers, add_command
 from posbus.adapters.cli.decimal_text import format_decimal
 from posbus.adapters.cli.stack_options import add_stack_options
 from posbus.adapters.display_precision import Precision
+from posbus.adapters.portfolio_view import position_row, totals
 
 if TYPE_CHECKING:
     from posbus.bus.messages import CommandArg
 
 _POSITION_COLUMNS = ("symbol", "status", "qty", "avg_entry_price", "realized_pnl", "unrealized_pnl")
+#: The totals rows of `posbus positions`: one per account and quote currency, then the firm's.
+_TOTAL_COLUMNS = (
+    "totals",
+    "currency",
+    "positions",
+    "open",
+    "realized_pnl",
+    "unrealized_pnl",
+    "total_pnl",
+    "fees",
+)
 
 #: The decimal fields of positions and orders, by how a table shows them: quantities
 #: at the venue's quantity step, prices at its tick, quote amounts at the tick too.
@@ -32,6 +44,7 @@ _SHOWN_AS = {
     "realized_pnl": "money",
     "unrealized_pnl": "money",
     "fees": "money",
+    "total_pnl": "money",
 }
 
 
@@ -82,12 +95,39 @@ def list_positions(args: argparse.Namespace) -> int:
     finally:
         client.close()
     positions.sort(key=lambda p: (str(p.get("account")), str(p.get("symbol"))))
+    account = getattr(args, "account", None)
+    if account is not None:
+        positions = [p for p in positions if p.get("account") == account]
+    precision = Precision.of_config(client.config)
+    rows = [position_row(p, precision) for p in positions]
+    names = sorted({str(r["account"]) for r in rows})
+    by_account = {n: totals([r for r in rows if r["account"] == n], precision) for n in names}
+    firm = totals(rows, precision)
     if args.json:
-        rows = [_normalised(p) for p in positions]
-        print(json.dumps({"positions": rows}, indent=2, sort_keys=True))
+        doc = {
+            "positions": [_normalised(p) for p in positions],
+            "accounts": {n: [_exact_total(t) for t in ts] for n, ts in by_account.items()},
+            "firm": [_exact_total(t) for t in firm],
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
         return EXIT_OK
-    _table(positions, ("account", *_POSITION_COLUMNS), Precision.of_config(client.config))
+    _table(positions, ("account", *_POSITION_COLUMNS), precision)
+    if rows:
+        print()
+        lines = [{"totals": n, **t} for n, ts in by_account.items() for t in ts]
+        lines += [{"totals": "firm", **t} for t in firm] if len(names) > 1 else []
+        _table(lines, _TOTAL_COLUMNS, precision)
     return EXIT_OK
+
+
+def _exact_total(total: dict[str, Any]) -> dict[str, Any]:
+    """A totals row of one currency for JSON: exact amounts, written the CLI's one way."""
+    exact = {key: format_decimal(Decimal(value)) for key, value in total["exact"].items()}
+    return {
+        "currency": total["currency"],
+        "positions": total["positions"],
+        "open": total["open"],
+    } | exact
 
 
 def run_orders(args: argparse.Namespace) -> int:

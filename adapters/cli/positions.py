@@ -28,13 +28,17 @@ SUBCOMMANDS: tuple[Registrar, ...] = (positions_rebuild.register,)
 
 _DESCRIPTION = """\
 Show positions. Without a subcommand, list the positions held by the running
-stack (started with `posbus up`). With `rebuild`, recompute positions offline
-from a trade-history CSV export.
+stack (started with `posbus up`), by account and symbol, then the P&L totals of
+each account and of the firm, one row per quote currency (amounts in different
+currencies are never added). Tables show values at the venue's precision; JSON
+keeps every digit. With `rebuild`, recompute positions offline from a
+trade-history CSV export.
 """
 
 _EXAMPLES = """\
   posbus positions                 # list positions of the running stack
-  posbus positions --json          # same, as JSON
+  posbus positions --json          # same, as JSON (positions, accounts, firm)
+  posbus positions --account desk-a
   posbus positions rebuild --trades examples/trades.csv --mark BTC-USDT=64000
 """
 
@@ -63,6 +67,7 @@ def register(
         handler=list_handler,
     )
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
+    parser.add_argument("--account", metavar="NAME", help="only this account's positions")
     add_stack_options(parser)
     group = parser.add_subparsers(title="subcommands", metavar="SUBCOMMAND")
     for register_subcommand in subcommands:

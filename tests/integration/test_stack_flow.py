@@ -269,3 +269,32 @@ def test_positions_table_shows_the_venues_precision_and_json_every_digit(stack: 
     assert shown["qty"] == format(Decimal(exact["qty"]).quantize(Decimal("0.0001")), "f")
     price = Decimal(exact["avg_entry_price"]).quantize(Decimal("0.01"))
     assert shown["avg_entry_price"] == format(price, "f")
+
+
+def test_positions_json_totals_each_account_and_the_firm_per_quote_currency(stack: Stack) -> None:
+    stack.json("order", "sell", "ETH/USDT", "0.5")
+    wait_for("an ETH/USDT position", lambda: stack.positions().get("ETH/USDT"))
+    doc = stack.json("positions")
+    held = doc["positions"]
+    # Recomputed here from the listed positions: every symbol is quoted in USDT.
+    expected = {
+        key: sum((Decimal(p[key]) for p in held), Decimal(0))
+        for key in ("realized_pnl", "unrealized_pnl", "fees")
+    }
+    (firm,) = doc["firm"]
+    assert firm["currency"] == "USDT"
+    assert (firm["positions"], firm["open"]) == (
+        len(held),
+        sum(1 for p in held if Decimal(p["qty"]) != 0),
+    )
+    for key, value in expected.items():
+        assert Decimal(firm[key]) == value, key
+    assert Decimal(firm["total_pnl"]) == expected["realized_pnl"] + expected["unrealized_pnl"]
+    assert doc["accounts"] == {"default": doc["firm"]}
+    assert stack.json("positions", "--account", "nobody") == {
+        "positions": [],
+        "accounts": {},
+        "firm": [],
+    }
+    table = stack.cli("positions").stdout
+    assert "\ntotals" in table and "\ndefault  USDT" in table

@@ -7,8 +7,9 @@ from decimal import Decimal
 from typing import Any
 
 from posbus.adapters.display_precision import Precision
+from posbus.adapters.portfolio_view import currency_of
 from posbus.adapters.web.bus_view import BusView
-from posbus.adapters.web.dashboard import Venue, build, currency_of
+from posbus.adapters.web.dashboard import Venue, build
 from posbus.adapters.web.stack_reads import StackReading
 
 VENUE = Venue("simulated", Precision(2, 4))
