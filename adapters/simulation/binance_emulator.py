@@ -12,9 +12,14 @@ reproduces and the faults: docs/architecture.md, "Simulated venues". Money
 is exact: every amount is a Decimal, rendered as Binance's plain decimal
 strings.
 
+Account events (order updates, fills, balances) are pushed over the
+user-data stream's websockets (binance_user_stream.py): a listenKey stream
+and the WebSocket API subscription that ccxt.pro uses (`ccxt_urls(websocket=True)`).
+
 Threads: `start` serves HTTP from a `ThreadingHTTPServer` thread (a thread
-per request); the control API may be called from any thread, one lock
-guards the state. It holds no real money and must never be pointed at by a
+per request) and the websockets from an aiohttp loop on a thread of its
+own; the control API may be called from any thread, one lock guards the
+state. It holds no real money and must never be pointed at by a
 production config; the trading path (gateways, workers, the launcher) must
 never import this module: only tests, benchmarks and the chaos run do.
 """
@@ -25,6 +30,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import secrets
 import sys
 import threading
 import time
@@ -36,10 +42,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from posbus.adapters.simulation.binance_user_stream import UserStreamServer
+
 API_KEY = "emulator-api-key"
 SECRET = "emulator-secret"  # noqa: S105 - the emulator's fixed test secret, guards nothing
 _FEE_QUANTUM = Decimal("0.00000001")
 _DEFAULT_RECV_WINDOW_MS = 5000
+_OUTSIDE_WINDOW = "Timestamp for this request is outside of the recvWindow."
+_OVERLOADED = (
+    "Server is currently overloaded with other requests. Please try again in a few minutes."
+)
 
 PRIVATE = frozenset(
     {
@@ -52,6 +64,15 @@ PRIVATE = frozenset(
     }
 )
 """Endpoints that need an API key and a signature."""
+
+USER_STREAM = frozenset(
+    {
+        "POST /api/v3/userDataStream",
+        "PUT /api/v3/userDataStream",
+        "DELETE /api/v3/userDataStream",
+    }
+)
+"""The listenKey endpoints: an API key, no signature."""
 
 
 class EmulatorError(Exception):
@@ -222,11 +243,17 @@ class BinanceEmulator:
         self._requests: deque[RequestRecord] = deque(maxlen=keep_requests)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._listen_keys: set[str] = set()
+        self._refused_streams = 0
+        self._user_stream = UserStreamServer(
+            ws_api=self._ws_api, listen_key_open=self._listen_key_open
+        )
 
     # -- lifecycle ---------------------------------------------------------------
 
     def start(self) -> BinanceEmulator:
         """Listen on an ephemeral port of 127.0.0.1 (a daemon thread serves requests)."""
+        self._user_stream.start()
         server = _Server(("127.0.0.1", 0), _handler_for(self))
         server.daemon_threads = True
         self._server = server
@@ -244,6 +271,7 @@ class BinanceEmulator:
             self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self._user_stream.stop()
 
     def __enter__(self) -> BinanceEmulator:
         return self.start()
@@ -258,13 +286,26 @@ class BinanceEmulator:
         host, port = self._server.server_address[:2]
         return f"http://{host!s}:{port}"
 
-    def ccxt_urls(self) -> dict[str, str]:
-        """The entries of ccxt.binance's `urls['api']` that must point here."""
-        return {
+    @property
+    def ws_url(self) -> str:
+        """The user-data stream's base URL, ws://127.0.0.1:PORT (its own port)."""
+        return self._user_stream.url
+
+    def ccxt_urls(self, *, websocket: bool = False) -> dict[str, str]:
+        """The entries of ccxt.binance's `urls['api']` that must point here.
+
+        `websocket`: also ccxt.pro's user-data stream entries, each named by
+        its path in `urls['api']` ("ws.ws-api.spot").
+        """
+        urls = {
             "public": f"{self.url}/api/v3",
             "private": f"{self.url}/api/v3",
             "v1": f"{self.url}/api/v1",
         }
+        if websocket:
+            urls["ws.spot"] = f"{self.ws_url}/ws"
+            urls["ws.ws-api.spot"] = f"{self.ws_url}/ws-api/v3"
+        return urls
 
     # -- market ------------------------------------------------------------------
 
@@ -340,9 +381,30 @@ class BinanceEmulator:
         with self._lock:
             self._clock_offset_ms = ms
 
-    def clear_faults(self) -> None:
-        """Remove every pending rule, the latency, maintenance and any ban."""
+    def drop_user_streams(self) -> int:
+        """Close every user-data connection without a close frame; returns how many."""
+        return self._user_stream.drop()
+
+    def stall_user_streams(self) -> int:
+        """Make every open user-data connection silent (no events, no pongs); returns how many.
+
+        Connections opened afterwards are served normally.
+        """
+        return self._user_stream.stall()
+
+    def refuse_user_streams(self, times: int = 1) -> None:
+        """Refuse the next `times` listenKeys and WebSocket API subscriptions."""
         with self._lock:
+            self._refused_streams += times
+
+    def user_stream_connections(self) -> int:
+        """How many user-data connections are subscribed now."""
+        return self._user_stream.connections()
+
+    def clear_faults(self) -> None:
+        """Remove every pending rule, the latency, maintenance, any ban and user-stream refusal."""
+        with self._lock:
+            self._refused_streams = 0
             self._rules.clear()
             self._latency_s = 0.0
             self._maintenance = False
@@ -384,6 +446,19 @@ class BinanceEmulator:
             params.update(price=str(price), timeInForce="GTC")
         with self._lock:
             return self._new_order(params)
+
+    def expire_order(self, client_order_id: str) -> None:
+        """End an open order as expired (a time in force ran out, a venue sweep)."""
+        with self._lock:
+            order = next(
+                o
+                for o in reversed(self._orders.values())
+                if o.client_order_id == client_order_id and o.is_open
+            )
+            order.status = "EXPIRED"
+            self._resting.get(order.symbol, {}).pop(order.order_id, None)
+            order.update_ms = self._stamp_ms()
+            self._report(order, "EXPIRED")
 
     def orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Every order the exchange accepted, oldest first, as Binance's order JSON."""
@@ -488,6 +563,8 @@ class BinanceEmulator:
         try:
             if endpoint in PRIVATE:
                 self._authenticate(params, query, body, headers)
+            if endpoint in USER_STREAM and headers.get("x-mbx-apikey") != self.api_key:
+                raise EmulatorError(401, -2015, "Invalid API-key, IP, or permissions for action.")
             with self._lock:
                 result = self._route(endpoint, params)
         except EmulatorError as exc:
@@ -528,9 +605,7 @@ class BinanceEmulator:
             ) from exc
         now = _now_ms()
         if stamp > now + 1000 or now - stamp > window:
-            raise EmulatorError(
-                400, -1021, "Timestamp for this request is outside of the recvWindow."
-            )
+            raise EmulatorError(400, -1021, _OUTSIDE_WINDOW)
 
     # -- endpoints (under the lock) ---------------------------------------------------
 
@@ -577,6 +652,8 @@ class BinanceEmulator:
             return self._my_trades(p)
         if endpoint == "GET /api/v3/account":
             return self._account()
+        if endpoint in USER_STREAM:
+            return self._listen_key(endpoint, p)
         raise EmulatorError(404, -1000, f"unknown endpoint {endpoint}")
 
     def _symbol(self, p: Mapping[str, str]) -> str:
@@ -708,6 +785,7 @@ class BinanceEmulator:
             update_ms=now,
         )
         self._orders[order.order_id] = order
+        self._report(order, "NEW")
         fills: list[EmulatedTrade] = []
         if kind == "MARKET":
             fills = self._fill(order, ask if side == "BUY" else bid, is_maker=False)
@@ -764,9 +842,11 @@ class BinanceEmulator:
             order.trade_ids.append(trade.trade_id)
             self._trades.append(trade)
             out.append(trade)
-        order.status = "FILLED"
+            order.status = "FILLED" if order.executed == order.qty else "PARTIALLY_FILLED"
+            order.update_ms = now
+            self._report(order, "TRADE", trade)
         self._resting.get(order.symbol, {}).pop(order.order_id, None)
-        order.update_ms = now
+        self._balance_update(spec.base, spec.quote, fee_asset)
         return out
 
     def _fee_asset_of(self, spec: SymbolSpec) -> tuple[str, Decimal]:
@@ -815,10 +895,118 @@ class BinanceEmulator:
         order.status = "CANCELED"
         self._resting.get(order.symbol, {}).pop(order.order_id, None)
         order.update_ms = self._stamp_ms()
+        self._report(order, "CANCELED")
         answer = self._order_json(order)
         answer["origClientOrderId"] = order.client_order_id
         answer["transactTime"] = order.update_ms
         return answer
+
+    # -- the user-data stream (under the lock) ------------------------------------------
+
+    def _listen_key(self, endpoint: str, p: Mapping[str, str]) -> dict[str, Any]:
+        if endpoint == "POST /api/v3/userDataStream":
+            if self._refused_streams > 0:
+                self._refused_streams -= 1
+                raise EmulatorError(503, -1008, _OVERLOADED)
+            key = secrets.token_hex(30)
+            self._listen_keys.add(key)
+            return {"listenKey": key}
+        key = p.get("listenKey", "")
+        if key not in self._listen_keys:
+            raise EmulatorError(400, -1125, "This listenKey does not exist.")
+        if endpoint == "DELETE /api/v3/userDataStream":
+            self._listen_keys.discard(key)
+            self._user_stream.close_listen_key(key)
+        return {}
+
+    def _listen_key_open(self, key: str) -> bool:
+        with self._lock:
+            return key in self._listen_keys
+
+    def _ws_api(self, method: str, params: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """A WebSocket API request of the user-data stream: (status, result or error)."""
+        if method in ("ping", "userDataStream.unsubscribe"):
+            return 200, {}
+        if method != "userDataStream.subscribe.signature":
+            return 400, {"code": -1100, "msg": f"Unknown method {method}."}
+        signed = "&".join(f"{k}={v}" for k, v in sorted(params.items()) if k != "signature")
+        expected = hmac.new(self.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if params.get("apiKey") != self.api_key:
+            return 401, {"code": -2015, "msg": "Invalid API-key, IP, or permissions for action."}
+        if not hmac.compare_digest(str(params.get("signature", "")), expected):
+            return 400, {"code": -1022, "msg": "Signature for this request is not valid."}
+        try:
+            stamp = int(params["timestamp"])
+            window = int(params.get("recvWindow", _DEFAULT_RECV_WINDOW_MS))
+        except (KeyError, ValueError):
+            return 400, {"code": -1102, "msg": "Mandatory parameter 'timestamp' was not sent."}
+        now = _now_ms()
+        if stamp > now + 1000 or now - stamp > window:
+            return 400, {"code": -1021, "msg": _OUTSIDE_WINDOW}
+        with self._lock:
+            if self._refused_streams > 0:
+                self._refused_streams -= 1
+                return 503, {"code": -1008, "msg": _OVERLOADED}
+        return 200, {}
+
+    def _report(self, o: _Order, execution: str, trade: EmulatedTrade | None = None) -> None:
+        """Push an order's `executionReport` (Binance's spot event) to the user-data stream."""
+        now = self._stamp_ms()
+        cancel = execution == "CANCELED"
+        self._user_stream.publish(
+            {
+                "e": "executionReport",
+                "E": now,
+                "s": self._specs[o.symbol].market_id,
+                # A cancel names the cancel request in "c", the order in "C".
+                "c": f"cancel{o.order_id}" if cancel else o.client_order_id,
+                "S": o.side,
+                "o": o.type,
+                "f": o.time_in_force,
+                "q": _text(o.qty),
+                "p": _text(o.price),
+                "P": "0.00000000",
+                "F": "0.00000000",
+                "g": -1,
+                "C": o.client_order_id if cancel else "",
+                "x": execution,
+                "X": o.status,
+                "r": "NONE",
+                "i": o.order_id,
+                "l": _text(trade.qty if trade else Decimal(0)),
+                "z": _text(o.executed),
+                "L": _text(trade.price if trade else Decimal(0)),
+                "n": _text(trade.commission if trade else Decimal(0)),
+                "N": trade.commission_asset if trade else None,
+                "T": trade.time_ms if trade else o.update_ms,
+                "t": trade.trade_id if trade else -1,
+                "I": 0,
+                "w": o.is_open,
+                "m": trade.is_maker if trade else False,
+                "M": False,
+                "O": o.time_ms,
+                "Z": _text(o.quote),
+                "Y": _text(trade.price * trade.qty if trade else Decimal(0)),
+                "Q": "0.00000000",
+                "W": o.time_ms,
+                "V": "NONE",
+            }
+        )
+
+    def _balance_update(self, *assets: str) -> None:
+        """Push `outboundAccountPosition` with the balances of `assets` (after a fill)."""
+        now = self._stamp_ms()
+        self._user_stream.publish(
+            {
+                "e": "outboundAccountPosition",
+                "E": now,
+                "u": now,
+                "B": [
+                    {"a": a, "f": _text(self._balances.get(a, Decimal(0))), "l": "0.00000000"}
+                    for a in sorted(set(assets))
+                ],
+            }
+        )
 
     def _my_trades(self, p: Mapping[str, str]) -> list[dict[str, Any]]:
         name = self._symbol(p)
