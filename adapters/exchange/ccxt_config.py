@@ -36,6 +36,7 @@ KINDS = ("simulated", "ccxt")
 UNKNOWN_ORDER_POLICIES = ("flag", "adopt")
 BALANCE_MISMATCH_POLICIES = ("halt", "warn")
 MARKET_DATA_MODES = ("auto", "rest", "websocket")
+USER_STREAM_MODES = ("auto", "off")
 
 _Text = Annotated[str, msgspec.Meta(min_length=1)]
 
@@ -50,7 +51,8 @@ class GatewayConfig:
       the credentials; `credentials_file`: a 0600 TOML file with `api_key`
       and `secret` (used when set, instead of the environment).
     - `urls`: overrides of ccxt's `urls['api']` entries (name -> base URL),
-      e.g. to point at an exchange emulator or a testnet.
+      e.g. to point at an exchange emulator or a testnet; a dotted name is
+      a path into nested entries ("ws.ws-api.spot").
     - `options`: extra ccxt `options` (strings, numbers, booleans).
     - `timeout_ms`: ccxt's per-request timeout.
     - `recv_window_ms`: how long a signed request stays valid at the
@@ -67,6 +69,12 @@ class GatewayConfig:
       else REST; REST whenever `urls` overrides the REST endpoints, since
       ccxt's websocket URLs would still name the production venue), "rest"
       or "websocket".
+    - `user_stream`: "auto" (fills and order updates of resting orders from
+      ccxt.pro's `watch_my_trades` and `watch_orders` when the exchange has
+      them, polling only while that stream is down; never when `urls`
+      overrides the REST endpoints but no websocket one) or "off" (polling).
+    - `user_stream_liveness_s`: a user-data stream that answers nothing
+      (no event, no pong) for this long counts as down.
     - `unknown_orders`: "flag" (report and halt the account) or "adopt"
       (report, track and apply its fills) for an exchange order posbus did
       not place.
@@ -93,6 +101,8 @@ class GatewayConfig:
     reconcile_interval_s: float = 300.0
     poll_interval_s: float = 1.0
     market_data: str = "auto"
+    user_stream: str = "auto"
+    user_stream_liveness_s: float = 30.0
     unknown_orders: str = "flag"
     balance_mismatch: str = "halt"
     balance_tolerance: Decimal = Decimal(0)
@@ -102,6 +112,9 @@ class GatewayConfig:
         _one_of("unknown_orders", self.unknown_orders, UNKNOWN_ORDER_POLICIES)
         _one_of("balance_mismatch", self.balance_mismatch, BALANCE_MISMATCH_POLICIES)
         _one_of("market_data", self.market_data, MARKET_DATA_MODES)
+        _one_of("user_stream", self.user_stream, USER_STREAM_MODES)
+        if self.user_stream_liveness_s <= 0:
+            raise ValueError("user_stream_liveness_s must be > 0")
         if not self.exchange_id:
             raise ValueError("exchange_id must not be empty")
         if self.timeout_ms <= 0 or self.recv_window_ms <= 0:
@@ -149,6 +162,8 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     reconcile_interval_s: float = _DEFAULT.reconcile_interval_s
     poll_interval_s: float = _DEFAULT.poll_interval_s
     market_data: _Text = _DEFAULT.market_data
+    user_stream: _Text = _DEFAULT.user_stream
+    user_stream_liveness_s: float = _DEFAULT.user_stream_liveness_s
     unknown_orders: _Text = _DEFAULT.unknown_orders
     balance_mismatch: _Text = _DEFAULT.balance_mismatch
     balance_tolerance: Decimal = _DEFAULT.balance_tolerance
@@ -180,6 +195,8 @@ class GatewaySection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             reconcile_interval_s=self.reconcile_interval_s,
             poll_interval_s=self.poll_interval_s,
             market_data=self.market_data,
+            user_stream=self.user_stream,
+            user_stream_liveness_s=self.user_stream_liveness_s,
             unknown_orders=self.unknown_orders,
             balance_mismatch=self.balance_mismatch,
             balance_tolerance=self.balance_tolerance,

@@ -10,8 +10,8 @@ returns at once. Answers come back as messages told to the actor's inbox
 happens in its thread, in order, write-ahead.
 
 This class is a facade: it wires the loop, the call guard (breaker and
-retries), the orders, the polling, the reconciliation reads, the market data
-and the timer, each in its own module. Errors, order safety, fills and market
+retries), the orders, the polling, the user-data stream, the reconciliation
+reads, the market data and the timer, each in its own module. Errors, order safety, fills and market
 data: docs/architecture.md, "ccxt gateway".
 
 This module must never block an actor's thread on the network.
@@ -44,6 +44,7 @@ from posbus.adapters.exchange.ccxt_order_book import OrderBook
 from posbus.adapters.exchange.ccxt_orders import CcxtOrders
 from posbus.adapters.exchange.ccxt_polling import WorkingOrderPoller
 from posbus.adapters.exchange.ccxt_reconcile_reads import ReconcileReads
+from posbus.adapters.exchange.ccxt_user_stream import UserStream
 from posbus.bus.messages import MarketUpdate
 
 __all__ = ["BreakerOpen", "CcxtGateway", "Inbox"]
@@ -113,7 +114,7 @@ class CcxtGateway:
         self._wire_work(clock, rng)
 
     def _wire_work(self, clock: Clock, rng: random.Random) -> None:
-        """Build what the loop runs on top of the guard: orders, polling, reads, market, timer."""
+        """Build what runs on the loop above the guard: orders, polling, stream, reads, timer."""
         config = self.config
         self._book = OrderBook(self.account)
         self._fee_marks = FeeMarks(guard=self._guard, clock=clock, counts=self.counts)
@@ -129,6 +130,20 @@ class CcxtGateway:
         )
         self._poller = WorkingOrderPoller(
             guard=self._guard, book=self._book, orders=self._orders, counts=self.counts
+        )
+        self._stream = UserStream(
+            config,
+            self._credentials,
+            clock=clock,
+            guard=self._guard,
+            book=self._book,
+            orders=self._orders,
+            poller=self._poller,
+            inbox=self._inbox,
+            fee_marks=self._fee_marks,
+            rng=rng,
+            counts=self.counts,
+            on_change=self._publish_status,
         )
         self._reads = ReconcileReads(
             config,
@@ -158,9 +173,11 @@ class CcxtGateway:
             book=self._book,
             orders=self._orders,
             poller=self._poller,
+            stream=self._stream,
             market=self._market,
             tell=self._inbox.tell,
             after_tick=self._publish_status,
+            counts=self.counts,
         )
 
     # -- the actor's side (any thread) -----------------------------------------------
@@ -263,11 +280,12 @@ class CcxtGateway:
     def _on_loop_start(self) -> None:
         self._guard.exchange = new_ccxt_client(ccxt_async, self.config, self._credentials)
         timer = asyncio.get_running_loop().create_task(self._housekeeping.run())
-        self._loop.keep_in_background(timer)
+        self._loop.keep_in_background(timer, *self._stream.start())
 
     async def _on_loop_stop(self) -> None:
         await self._guard.exchange.close()
         await self._market.close()
+        await self._stream.close()
 
     def _on_task_failed(self, error: Exception) -> None:
         self._guard.last_error = repr(error)
@@ -281,6 +299,7 @@ class CcxtGateway:
         self._status = {
             "breaker": self._guard.breaker.to_dict(),
             "connected": self._guard.connected,
+            "user_stream": self._stream.status(),
             **self._book.status(),
             "last_error": self._guard.last_error,
             "counts": dict(self.counts),

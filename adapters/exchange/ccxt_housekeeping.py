@@ -3,8 +3,9 @@
 A tick lets the breaker's cool-off run out; while it is half-open one probe
 request decides whether it closes, and while it is open nothing else is
 done. Otherwise it retries what waited for the venue, starts a round of
-polling the working orders and of REST tickers (unless one runs), and asks
-for the periodic reconciliation when it is due.
+polling the working orders (unless one runs, or the user-data stream is
+trusted and owes no order a poll) and of REST tickers (unless one runs),
+and asks for the periodic reconciliation when it is due.
 
 Everything here runs on the gateway's I/O loop. A tick that fails is logged
 and the timer keeps ticking: it must never stop, and never start a second
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 
 from posbus.actors.model.clock import Clock
@@ -26,6 +28,7 @@ from posbus.adapters.exchange.ccxt_market_subscription import MarketSubscription
 from posbus.adapters.exchange.ccxt_order_book import OrderBook
 from posbus.adapters.exchange.ccxt_orders import CcxtOrders
 from posbus.adapters.exchange.ccxt_polling import WorkingOrderPoller
+from posbus.adapters.exchange.ccxt_user_stream import UserStream
 from posbus.adapters.exchange.circuit_breaker import BreakerState
 
 logger = logging.getLogger(__name__)
@@ -44,9 +47,11 @@ class Housekeeping:
         book: OrderBook,
         orders: CcxtOrders,
         poller: WorkingOrderPoller,
+        stream: UserStream,
         market: MarketSubscription,
         tell: Callable[[object], None],
         after_tick: Callable[[], None],
+        counts: Counter[str],
     ) -> None:
         self._config = config
         self._clock = clock
@@ -55,9 +60,11 @@ class Housekeeping:
         self._book = book
         self._orders = orders
         self._poller = poller
+        self._stream = stream
         self._market = market
         self._tell = tell
         self._after_tick = after_tick
+        self._counts = counts
         self._last_reconcile_due_ns = clock.now_ns()
 
     async def run(self) -> None:
@@ -85,7 +92,15 @@ class Housekeeping:
         if state is BreakerState.OPEN:
             return
         self._orders.resume()
-        if self._book.working and not self._poller.polling:
+        book = self._book
+        book.stream_rechecks = {
+            cid for cid in book.stream_rechecks if cid in book.working or book.outcome_unknown(cid)
+        }
+        owed = any(cid in book.working for cid in book.stream_rechecks)
+        paused = self._stream.trusted and not owed
+        if book.working and paused:
+            self._counts["polls_paused"] += 1  # a round the user-data stream made needless
+        elif book.working and not self._poller.polling:
             self._loop.spawn_local(self._poller.poll())
         self._market.tick()
         interval = int(self._config.reconcile_interval_s * 1e9)

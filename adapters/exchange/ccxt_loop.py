@@ -79,7 +79,7 @@ class GatewayLoop:
         if not self._ready.wait(timeout=10):
             raise RuntimeError("the ccxt I/O loop did not start")
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run `coro` on the loop (starting it); dropped, with a warning, once closed."""
         if self._closed:
             coro.close()
@@ -113,7 +113,7 @@ class GatewayLoop:
 
     # -- the loop's thread -------------------------------------------------------------
 
-    def spawn_local(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn_local(self, coro: Coroutine[Any, Any, object]) -> None:
         """Run `coro` as a task under the loop's boundary (on the loop only)."""
         task = self._loop.create_task(self._guard_task(coro))
         self._tasks.add(task)
@@ -150,7 +150,7 @@ class GatewayLoop:
             await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
             await self._on_stop()
 
-    async def _guard_task(self, coro: Awaitable[None]) -> None:
+    async def _guard_task(self, coro: Awaitable[object]) -> None:
         try:
             await coro
         except asyncio.CancelledError:

@@ -61,6 +61,9 @@ class OrderBook:
         self.unresolved: dict[str, Placement] = {}
         self.inflight: set[str] = set()
         self.deferred_cancels: dict[str, tuple[str, int]] = {}  # cid -> (symbol, ts_ns)
+        # Orders the user-data stream saw fill or end while their placement was
+        # still unanswered: polled once they work (the answer may predate it).
+        self.stream_rechecks: set[str] = set()
         self._done: OrderedDict[str, None] = OrderedDict()
 
     def knows(self, cid: str) -> bool:
@@ -71,6 +74,17 @@ class OrderBook:
             or cid in self.unresolved
             or cid in self._done
         )
+
+    def is_done(self, cid: str) -> bool:
+        """Whether the order ended and its end was reported (within the bounded memory)."""
+        return cid in self._done
+
+    def working_cid(self, exchange_order_id: str) -> str | None:
+        """The client order id of the working order with this exchange id, if one works."""
+        for cid, working in self.working.items():
+            if working.exchange_order_id == exchange_order_id:
+                return cid
+        return None
 
     def outcome_unknown(self, cid: str) -> bool:
         """Whether the order is being placed or its placement is unresolved."""

@@ -39,6 +39,7 @@ from posbus.actors.model.exchange_reports import (
     NewOrder,
     OrderAccepted,
     OrderCancelled,
+    OrderFilled,
     OrderRejected,
     OrderView,
 )
@@ -304,18 +305,19 @@ class CcxtOrders:
 
     async def apply_order(
         self, placed: Any, *, liquidity: Liquidity, ack: bool, cid: str | None = None
-    ) -> None:
+    ) -> int:
         """Report what an order dict says (ack, new fills, end) and track it while open.
 
         `cid`: posbus's id of the order when the caller knows it. An order whose
         state cannot be read is kept working (acknowledged first when `ack`);
         without an order id and symbol to follow, UnreadableField propagates.
+        Returns how many fills were reported.
         """
         try:
             view = order_view(placed, self._book.account, cid)
         except UnreadableField as error:
             self._keep_unknown(placed, error, ack=ack, cid=cid)
-            return
+            return 0
         cid = view.client_order_id
         ts = ns_of_ms(placed.get("timestamp"), self._clock.now_ns())
         reports: list[ExecutionReport] = []
@@ -331,6 +333,7 @@ class CcxtOrders:
             reports.extend(self._book.fills(trades, working))
         reports.extend(self._book.settle(view, working, ts))
         self._inbox.report(reports)
+        return sum(isinstance(r, OrderFilled) for r in reports)
 
     def _keep_unknown(
         self, placed: Any, error: UnreadableField, *, ack: bool, cid: str | None
@@ -395,6 +398,10 @@ class CcxtOrders:
             await self._cancelled_as_looked_up(cid, symbol)
             return
         working = book.working.pop(cid, None)
+        if working is None and book.is_done(cid):
+            # A poll or the user-data stream saw it end first and said how: not twice.
+            self._counts["cancels_already_reported"] += 1
+            return
         reports: list[ExecutionReport] = []
         if working is not None and view.filled_qty > working.reported_filled:
             reports.extend(book.fills(await self.order_trades(view), working))

@@ -1,9 +1,12 @@
-"""Polling of the ccxt gateway's working orders for fills and ends (REST; no user-data stream).
+"""Polling of the ccxt gateway's working orders for fills and ends (REST).
 
 Each round reads the open orders of every symbol with a working order; an
 order that left the list is looked up by client order id, and whatever
-filled or ended since the last report is reported. One round runs at a time
-(the gateway's timer skips a tick while one runs; `poll_now` waits its turn).
+filled or ended since the last report is reported (`fills_from_poll`). One
+round runs at a time (the gateway's timer skips a tick while one runs;
+`poll_now` and the user-data stream's reconciliation wait their turn). While
+the user-data stream is up and reconciled the timer starts no rounds
+(ccxt_user_stream.py).
 
 Everything here runs on the gateway's I/O loop. A failed round is counted
 and logged and waits for the next one: it must never end a working order on
@@ -48,13 +51,19 @@ class WorkingOrderPoller:
         """Poll an order known to be open (after a restart, or adopted) from the next round."""
         self._book.track(cid, symbol, exchange_order_id)
 
-    async def poll(self) -> None:
-        """Find fills and ends of working orders: their symbols' open orders, then lookups."""
-        async with self._lock:
-            await self._poll_once()
+    async def poll(self) -> bool:
+        """Find fills and ends of working orders: their symbols' open orders, then lookups.
 
-    async def _poll_once(self) -> None:
-        working_orders = self._book.working
+        Returns whether the round read every symbol (False: it failed, counted
+        and logged, and waits for the next one).
+        """
+        async with self._lock:
+            return await self._poll_once()
+
+    async def _poll_once(self) -> bool:
+        book = self._book
+        working_orders = book.working
+        polled = set(working_orders)
         ex = self._guard.exchange
         try:
             for symbol in sorted({w.symbol for w in working_orders.values()}):
@@ -77,7 +86,18 @@ class WorkingOrderPoller:
                             continue
                     filled = decimal_of(order.get("filled")) or Decimal(0)
                     if filled > working.reported_filled or order.get("status") != "open":
-                        await self._orders.apply_order(order, liquidity="maker", ack=False, cid=cid)
+                        found = await self._orders.apply_order(
+                            order, liquidity="maker", ack=False, cid=cid
+                        )
+                        self._counts["fills_from_poll"] += found
         except PosbusError as error:
             self._counts["poll_failures"] += 1
             logger.info("polling working orders failed", extra=log_fields(error))
+            return False
+        # What the stream saw of these before their placement was answered is now read.
+        book.stream_rechecks = {
+            cid
+            for cid in book.stream_rechecks - polled
+            if cid in book.working or book.outcome_unknown(cid)
+        }
+        return True
