@@ -191,3 +191,86 @@ def test_a_gateway_killed_with_a_resting_order_knows_it_after_its_restart(
             assert len(emulator.orders("BTC/USDT")) == 1  # never sent twice
         finally:
             posbus("down", "--timeout", "30", *cfg, check=False, timeout=60)
+
+
+def stream_config(run_dir: Path, emulator: BinanceEmulator) -> str:
+    """CONFIG with the user-data stream's URLs too (`[exchange.urls]`, dotted names quoted)."""
+    urls = emulator.ccxt_urls(websocket=True)
+    text = CONFIG.format(run_dir=run_dir, **{k: v for k, v in urls.items() if "." not in k})
+    stream = "".join(f'"{k}" = "{v}"\n' for k, v in urls.items() if "." in k)
+    return text.replace("\n[symbols.", f"{stream}\n[symbols.", 1)
+
+
+# The REST reads that find fills: polling, lookups, trades.
+FILL_READS = ("GET /api/v3/openOrders", "GET /api/v3/order", "GET /api/v3/myTrades")
+
+
+def test_stack_fills_a_resting_order_from_the_user_data_stream_with_polling_paused(
+    emulator: BinanceEmulator,
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="pb-", dir="/tmp") as name:
+        root = Path(name)
+        config = root / "posbus.toml"
+        config.write_text(stream_config(root / "var", emulator), encoding="utf-8")
+        cfg = ("--config", str(config))
+        posbus("up", "--detach", *cfg, timeout=120)
+        try:
+
+            def exchange() -> dict[str, Any]:
+                reply = posbus("admin", "gateway.default", "inspect", "gateway.default", *cfg)
+                found: dict[str, Any] = json.loads(reply.stdout)["network"]["exchange"]
+                return found
+
+            def order(order_id: str) -> dict[str, Any]:
+                doc = json.loads(posbus("orders", "--json", *cfg).stdout)
+                found: dict[str, Any] = next(o for o in doc["orders"] if o["order_id"] == order_id)
+                return found
+
+            def resting() -> str | None:
+                placed = json.loads(
+                    posbus(
+                        "order", "buy", "BTC/USDT", "0.01", "--limit", "59000", "--json", *cfg
+                    ).stdout
+                )
+                state = wait_for(
+                    "the order acknowledged or refused",
+                    lambda: where(
+                        order(placed["order_id"]), lambda o: o["status"] not in ("PendingOrder",)
+                    ),
+                )
+                if state["status"] == "Rejected" and "mark" in str(state["reason"]):
+                    return None  # before the first quote reached risk: try again
+                assert state["status"] == "Accepted", state
+                return str(placed["order_id"])
+
+            def fill_reads() -> int:
+                return sum(len(emulator.requests(endpoint)) for endpoint in FILL_READS)
+
+            wait_for(
+                "the user-data stream trusted",
+                lambda: where(exchange(), lambda e: e["user_stream"]["trusted"]),
+                timeout=60,
+                every=0.5,
+            )
+            order_id = wait_for("a limit order resting", resting, timeout=60, every=0.5)
+            reads = fill_reads()
+            paused = exchange()["counts"].get("polls_paused", 0)
+            # Ticks of the 0.1 s timer pass with the order working and no polling round.
+            wait_for(
+                "ticks with polling paused",
+                lambda: where(
+                    exchange(), lambda e: e["counts"].get("polls_paused", 0) > paused + 5
+                ),
+            )
+            emulator.set_touch("BTC/USDT", Decimal("58990.00"), Decimal("58990.10"))
+            filled = wait_for(
+                "the resting order filled",
+                lambda: where(order(order_id), lambda o: o["status"] == "Filled"),
+            )
+
+            assert Decimal(str(filled["filled_qty"])) == Decimal("0.01")
+            assert fill_reads() == reads  # nothing read the fill but the stream
+            assert exchange()["counts"]["fills_from_stream"] == 1
+            assert len(emulator.orders("BTC/USDT")) == 1
+        finally:
+            posbus("down", "--timeout", "30", *cfg, check=False, timeout=60)
