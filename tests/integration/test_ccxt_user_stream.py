@@ -276,3 +276,39 @@ def test_bnb_fees_of_stream_fills_carry_their_conversion_mark(
         Decimal("600.00"),
     )
     assert counts(rig)["fills_from_stream"] == 1
+
+
+def test_a_fill_the_stream_shows_before_the_placement_is_answered_is_polled_once_it_works(
+    emulator: BinanceEmulator, rigs: RigFactory
+) -> None:
+    rig = streaming_rig(rigs, emulator)
+    # The order rests at once, but its answer (open, nothing filled) is held back
+    # while the touch fills it: the stream reports the fill of an order in flight.
+    emulator.hang("POST /api/v3/order", 0.3, after=True)
+    rig.quote()
+    rig.order(Side.BUY, "0.1", limit="59000.00")
+    wait_until(lambda: len(emulator.orders()) == 1)
+    emulator.set_touch(BTC, *CROSSING)
+    wait_until(lambda: filled(rig))
+    rig.settle()
+
+    assert only_order(rig)["status"] == "Filled"
+    assert [f.trade_id for f in journaled_fills(rig)] == ["5001"]
+    seen = counts(rig)
+    assert seen["fills_from_poll"] == 1
+    assert "fills_from_stream" not in seen
+
+
+def test_an_order_the_venue_expires_ends_through_the_stream(
+    emulator: BinanceEmulator, rigs: RigFactory
+) -> None:
+    rig = streaming_rig(rigs, emulator)
+    resting_buy(rig)
+    reads = fill_reads(emulator)
+
+    emulator.expire_order(str(only_order(rig)["client_order_id"]))
+    wait_until(lambda: only_order(rig)["status"] == "Expired")
+    rig.settle()
+
+    assert fill_reads(emulator) == reads
+    assert Decimal(rig.position()["qty"]) == 0
