@@ -20,7 +20,9 @@ the order's first word): the order is polled once it works
 
 An error, a disconnect or silence past the liveness bound (no event, no pong)
 ends the session: the stream is no longer trusted, so polling resumes at the
-next tick, and a new session starts after the retry backoff.
+next tick, and a new session starts after a backoff with full jitter, from
+`retry_min_s` doubling up to `user_stream_liveness_s` while sessions fail
+(a venue refusing streams is not asked every second).
 
 Everything here runs on the gateway's I/O loop. It must never report a fill
 twice, and never trust the stream before the reconciliation after a connect.
@@ -39,6 +41,7 @@ from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.exchange_events import ReconcileDue
 from posbus.actors.model.exchange_reports import ExecutionReport
+from posbus.actors.supervision.backoff import Backoff
 from posbus.adapters.exchange.ccxt_actor_inbox import ActorInbox
 from posbus.adapters.exchange.ccxt_call_guard import CallGuard, log_fields
 from posbus.adapters.exchange.ccxt_client import new_ccxt_client
@@ -89,6 +92,8 @@ class UserStream:
         self._rng = rng
         self._counts = counts
         self._on_change = on_change
+        retry = config.retry
+        self._reconnect = Backoff(retry.min_s, max(retry.max_s, config.user_stream_liveness_s))
         self._ws: Any = None
         self._trusted_sessions = 0
         self.mode = "off"
@@ -130,6 +135,10 @@ class UserStream:
         has = {} if cls is None else cls().has
         if not (has.get("watchMyTrades") and has.get("watchOrders")):
             return "polling: ccxt.pro has no watch_my_trades and watch_orders for this exchange"
+        if not callable(getattr(cls, "authenticate", None)):
+            # Without it the subscription cannot be known to stand before the
+            # reconciliation reads: an event in between could be lost.
+            return "polling: ccxt.pro has no authenticate to confirm the subscription"
         return "stream"
 
     # -- sessions --------------------------------------------------------------------
@@ -154,7 +163,7 @@ class UserStream:
                 self._on_change()
             if self._trusted_sessions != trusted_before:
                 attempt = 0  # the last session was trusted: back off from the start
-            await asyncio.sleep(self._config.retry.delay(attempt, self._rng))
+            await asyncio.sleep(self._reconnect.delay(attempt, self._rng))
             attempt += 1
 
     async def _session(self) -> None:

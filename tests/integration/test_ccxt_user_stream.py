@@ -158,7 +158,8 @@ def test_partial_fills_through_the_stream_are_each_journaled_once(
 def test_a_dropped_stream_resumes_polling_which_finds_the_fill_and_the_reconnect_repeats_none(
     emulator: BinanceEmulator, rigs: RigFactory
 ) -> None:
-    rig = streaming_rig(rigs, emulator)
+    # The bound caps the reconnect backoff too: refused sessions retry within 2 s.
+    rig = streaming_rig(rigs, emulator, user_stream_liveness_s=2)
     resting_buy(rig)
 
     emulator.refuse_user_streams(times=1_000_000)  # it stays down until the test says
