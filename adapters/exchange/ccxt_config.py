@@ -71,7 +71,8 @@ class GatewayConfig:
       or "websocket".
     - `user_stream`: "auto" (fills and order updates of resting orders from
       ccxt.pro's `watch_my_trades` and `watch_orders` when the exchange has
-      them and `authenticate`, polling only while that stream is down; never when `urls`
+      them and its subscription is confirmed (binance), polling only while
+      that stream is down; never when `urls`
       overrides the REST endpoints but no websocket one) or "off" (polling).
     - `user_stream_liveness_s`: a user-data stream that answers nothing
       (no event, no pong) for this long counts as down.

@@ -1,7 +1,8 @@
 """The ccxt gateway's user-data stream: fills and order updates of resting orders, pushed.
 
 With `user_stream = "auto"` and an exchange whose ccxt.pro class has
-`watchMyTrades` and `watchOrders`, a session builds a ccxt.pro client (its
+`watchMyTrades` and `watchOrders` and confirms the subscription
+(`CONFIRMED_SUBSCRIPTIONS`), a session builds a ccxt.pro client (its
 ping-pong keepalive set from `user_stream_liveness_s`), shares the REST
 client's markets, subscribes (`authenticate`, which binance answers once the
 venue acknowledged the subscription), starts both watches and then
@@ -53,6 +54,10 @@ from posbus.adapters.exchange.ccxt_orders import CcxtOrders
 from posbus.adapters.exchange.ccxt_polling import WorkingOrderPoller
 
 logger = logging.getLogger(__name__)
+
+#: Exchanges whose ccxt.pro `authenticate` returns once the venue acknowledged the
+#: user-data subscription (binance: the WebSocket API's userDataStream.subscribe).
+CONFIRMED_SUBSCRIPTIONS = frozenset({"binance"})
 
 _Batch = tuple[str, Any]  # ("trades" | "orders", list of ccxt structures) or ("error", exception)
 
@@ -135,10 +140,10 @@ class UserStream:
         has = {} if cls is None else cls().has
         if not (has.get("watchMyTrades") and has.get("watchOrders")):
             return "polling: ccxt.pro has no watch_my_trades and watch_orders for this exchange"
-        if not callable(getattr(cls, "authenticate", None)):
-            # Without it the subscription cannot be known to stand before the
-            # reconciliation reads: an event in between could be lost.
-            return "polling: ccxt.pro has no authenticate to confirm the subscription"
+        if self._config.exchange_id not in CONFIRMED_SUBSCRIPTIONS:
+            # The subscription cannot be known to stand before the reconciliation
+            # reads: an event in between could be lost.
+            return "polling: ccxt.pro's authenticate does not confirm the subscription here"
         return "stream"
 
     # -- sessions --------------------------------------------------------------------
