@@ -449,16 +449,26 @@ class BinanceEmulator:
 
     def expire_order(self, client_order_id: str) -> None:
         """End an open order as expired (a time in force ran out, a venue sweep)."""
+        self._end_order(client_order_id, "EXPIRED")
+
+    def reject_order(self, client_order_id: str) -> None:
+        """End an open order as rejected after it was accepted.
+
+        Binance's stream reports this, e.g. for the new order of a cancel-replace it refused.
+        """
+        self._end_order(client_order_id, "REJECTED")
+
+    def _end_order(self, client_order_id: str, status: str) -> None:
         with self._lock:
             order = next(
                 o
                 for o in reversed(self._orders.values())
                 if o.client_order_id == client_order_id and o.is_open
             )
-            order.status = "EXPIRED"
+            order.status = status
             self._resting.get(order.symbol, {}).pop(order.order_id, None)
             order.update_ms = self._stamp_ms()
-            self._report(order, "EXPIRED")
+            self._report(order, status)
 
     def orders(self, symbol: str | None = None) -> list[dict[str, Any]]:
         """Every order the exchange accepted, oldest first, as Binance's order JSON."""

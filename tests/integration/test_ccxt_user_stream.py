@@ -313,3 +313,19 @@ def test_an_order_the_venue_expires_ends_through_the_stream(
 
     assert fill_reads(emulator) == reads
     assert Decimal(rig.position()["qty"]) == 0
+
+
+def test_an_order_the_venue_rejects_after_accepting_it_ends_cancelled_through_the_stream(
+    emulator: BinanceEmulator, rigs: RigFactory
+) -> None:
+    rig = streaming_rig(rigs, emulator)
+    resting_buy(rig)
+    reads = fill_reads(emulator)
+
+    emulator.reject_order(str(only_order(rig)["client_order_id"]))
+    # Refused by the venue: off the book, nothing of it will fill (docs/venues.md).
+    wait_until(lambda: only_order(rig)["status"] == "Cancelled")
+    rig.settle()
+
+    assert fill_reads(emulator) == reads
+    assert Decimal(rig.position()["qty"]) == 0
