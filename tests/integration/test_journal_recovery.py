@@ -115,6 +115,7 @@ def test_a_restarted_node_recovers_every_actor_from_its_shutdown_snapshots(
     trade_part_one(first, clock)
     trade_part_two(first, clock)
     assert first.halt("end of day") == "Halted"
+    first.settle()  # the halt cancels the resting buy: let the venue answer
     before = books(first)
     first.stop()
 
