@@ -4,16 +4,15 @@
 `module:Class` imports `module` and takes its attribute `Class` (any class
 implementing `posbus.actors.strategy.Strategy` whose constructor takes
 keyword parameters). Each `--param name=value` is converted to the type the
-constructor's annotation names (int, float, Decimal, bool, str); an unknown
-name, a repeated name or a value of the wrong type is a `StrategyError`
-that lists what the strategy accepts.
+constructor's annotation names (int, float, Decimal, bool, str) and checked
+against its declared `Range` (`posbus.actors.strategy_params`); an unknown
+name, a repeated name, a value of the wrong type or out of range is a
+`StrategyError` naming the parameter (an unknown one: with those declared).
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
-import typing
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.strategies import BUILTIN
 from posbus.actors.strategy import Strategy
+from posbus.actors.strategy_params import Param, declared_params
 
 _TRUE = frozenset(("1", "true", "yes", "on"))
 _FALSE = frozenset(("0", "false", "no", "off"))
@@ -68,48 +68,52 @@ def find_strategy(spec: str) -> type:
     return cls
 
 
-def build_strategy(spec: str, params: dict[str, str]) -> Strategy:
-    """An instance of the strategy `spec` names, built with `params` converted to its types."""
-    cls = find_strategy(spec)
-    signature = inspect.signature(cls)
-    try:
-        hints = typing.get_type_hints(cls.__init__)
-    except (NameError, TypeError):
-        hints = {}
-    accepted = {
-        name: hints.get(name, str)
-        for name, p in signature.parameters.items()
-        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
-    }
-    unknown = sorted(set(params) - set(accepted))
+def strategy_params(spec: str) -> dict[str, Param]:
+    """The parameters the strategy `spec` declares (`posbus.actors.strategy_params`)."""
+    return declared_params(find_strategy(spec))
+
+
+def convert_params(spec: str, params: dict[str, str]) -> dict[str, Any]:
+    """`params` converted to the types of strategy `spec` and checked against their ranges.
+
+    Raises StrategyError naming an unknown parameter (with the declared ones)
+    or the parameter whose value is of the wrong type or out of its range.
+    """
+    declared = strategy_params(spec)
+    unknown = sorted(set(params) - set(declared))
     if unknown:
         raise StrategyError(
-            f"strategy {spec!r}: unknown parameter(s) {unknown}; it accepts {_describe(accepted)}"
+            f"strategy {spec!r}: unknown parameter(s) {unknown}; it accepts {_describe(declared)}"
         )
-    kwargs = {name: _convert(spec, name, value, accepted[name]) for name, value in params.items()}
+    values: dict[str, Any] = {}
+    for name, text in params.items():
+        param = declared[name]
+        value = _convert(spec, name, text, param.kind)
+        if param.range is not None:
+            problem = param.range.violation(value)
+            if problem is not None:
+                raise StrategyError(f"strategy {spec!r} parameter {name}: {problem}, got {text!r}")
+        values[name] = value
+    return values
+
+
+def build_strategy(spec: str, params: dict[str, str]) -> Strategy:
+    """An instance of the strategy `spec` names, built with `params` converted to its types."""
+    kwargs = convert_params(spec, params)
     try:
-        strategy: Strategy = cls(**kwargs)
+        strategy: Strategy = find_strategy(spec)(**kwargs)
     except (ValueError, TypeError) as exc:
         raise StrategyError(f"strategy {spec!r}: {exc}") from exc
     return strategy
 
 
 def describe(spec: str) -> str:
-    """The parameters of strategy `spec` with their types and defaults, for help texts."""
-    cls = find_strategy(spec)
-    hints = typing.get_type_hints(cls.__init__)
-    parts = []
-    for name, p in inspect.signature(cls).parameters.items():
-        kind = getattr(hints.get(name), "__name__", "str")
-        default = "" if p.default is inspect.Parameter.empty else f"={p.default}"
-        parts.append(f"{name}:{kind}{default}")
-    return ", ".join(parts)
+    """The parameters of strategy `spec` with their types, ranges and defaults, for help texts."""
+    return _describe(strategy_params(spec))
 
 
-def _describe(accepted: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{name} ({getattr(kind, '__name__', kind)})" for name, kind in accepted.items()
-    )
+def _describe(declared: dict[str, Param]) -> str:
+    return ", ".join(param.describe() for param in declared.values())
 
 
 def _convert(spec: str, name: str, value: str, kind: Any) -> Any:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Annotated
 
 from posbus.actors.strategy import StrategyContext, TargetPosition
+from posbus.actors.strategy_params import Range, check_ranges
 from posbus.bus.messages import MarketUpdate, OrderFill, OrderIntent
 
 
@@ -21,11 +23,13 @@ class Flip:
     (default: the first symbol it sees).
     """
 
-    def __init__(self, every: int = 1000, qty: Decimal = Decimal("0.1"), symbol: str = "") -> None:
-        if every < 1:
-            raise ValueError("every must be >= 1")
-        if qty <= 0:
-            raise ValueError("qty must be positive")
+    def __init__(
+        self,
+        every: Annotated[int, Range(ge=1)] = 1000,
+        qty: Annotated[Decimal, Range(gt=0)] = Decimal("0.1"),
+        symbol: str = "",
+    ) -> None:
+        check_ranges(Flip, {"every": every, "qty": qty})
         self.every = every
         self.qty = qty
         self.symbol = symbol

@@ -17,8 +17,10 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Annotated
 
 from posbus.actors.strategy import StrategyContext, TargetPosition
+from posbus.actors.strategy_params import Range, check_ranges
 from posbus.bus.messages import MarketUpdate, OrderFill, OrderIntent
 
 _TWO = Decimal(2)
@@ -52,16 +54,15 @@ class MovingAverageCrossover:
 
     def __init__(
         self,
-        fast: int = 20,
-        slow: int = 80,
-        qty: Decimal = Decimal("0.1"),
+        fast: Annotated[int, Range(ge=1)] = 20,
+        slow: Annotated[int, Range(ge=2)] = 80,
+        qty: Annotated[Decimal, Range(gt=0)] = Decimal("0.1"),
         symbol: str = "",
         allow_short: bool = True,
     ) -> None:
-        if not 1 <= fast < slow:
+        check_ranges(MovingAverageCrossover, {"fast": fast, "slow": slow, "qty": qty})
+        if not fast < slow:
             raise ValueError("need 1 <= fast < slow")
-        if qty <= 0:
-            raise ValueError("qty must be positive")
         self.fast = fast
         self.slow = slow
         self.qty = qty

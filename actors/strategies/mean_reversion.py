@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from decimal import Decimal
+from typing import Annotated
 
 from posbus.actors.strategy import StrategyContext, TargetPosition
+from posbus.actors.strategy_params import Range, check_ranges
 from posbus.bus.messages import MarketUpdate, OrderFill, OrderIntent
 
 _TWO = Decimal(2)
@@ -32,18 +34,17 @@ class MeanReversion:
 
     def __init__(
         self,
-        window: int = 100,
-        entry_z: Decimal = Decimal(2),
-        exit_z: Decimal = Decimal("0.5"),
-        qty: Decimal = Decimal("0.1"),
+        window: Annotated[int, Range(ge=2)] = 100,
+        entry_z: Annotated[Decimal, Range(gt=0)] = Decimal(2),
+        exit_z: Annotated[Decimal, Range(ge=0)] = Decimal("0.5"),
+        qty: Annotated[Decimal, Range(gt=0)] = Decimal("0.1"),
         symbol: str = "",
     ) -> None:
-        if window < 2:
-            raise ValueError("window must be >= 2")
-        if not 0 <= exit_z < entry_z:
-            raise ValueError("need 0 <= exit_z < entry_z")
-        if qty <= 0:
-            raise ValueError("qty must be positive")
+        check_ranges(
+            MeanReversion, {"window": window, "entry_z": entry_z, "exit_z": exit_z, "qty": qty}
+        )
+        if not exit_z < entry_z:
+            raise ValueError("need exit_z < entry_z")
         self.window = window
         self.entry_z = entry_z
         self.exit_z = exit_z
