@@ -67,6 +67,13 @@ and others: final_equity, realized_pnl, fills, orders, risk, journal_sha256...
 --report DIR writes equity.csv, trades.csv, summary.json and report.html
 (equity and drawdown charts as inline SVG). A progress bar
 with ticks/s and ETA shows on a terminal (not with --quiet or --json).
+
+--sweep NAME=V1,V2 (repeatable) runs one backtest per point of the grid,
+on --workers local processes or a Dask --scheduler, each seeded from the
+base seed and its parameters (the same sweep gives the same results on any
+number of workers); it prints the runs ranked by --rank-by, and --out DIR
+writes sweep.json, sweep.csv and report.html (heat map, equity curves).
+A run that fails is listed with its error (exit 1); the others finish.
 """
 
 _EXAMPLES = """\
@@ -76,6 +83,8 @@ _EXAMPLES = """\
   posbus backtest --data examples/data/eth_bars_1h.csv --strategy ma_crossover \\
       --param fast=10 --param slow=40 --param qty=2 --json
   posbus backtest --data ticks.parquet --strategy mypkg.strategies:Breakout --seed 3
+  posbus backtest --data examples/data/btc_quotes.csv --strategy mean_reversion \\
+      --sweep window=24,48,96 --sweep entry_z=1.5,2 --rank-by sharpe --out var/sweep
 
 built-in strategies: ma_crossover (fast, slow, qty, symbol, allow_short),
 mean_reversion (window, entry_z, exit_z, qty, symbol), flip (every, qty, symbol)
@@ -114,10 +123,64 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--report", metavar="DIR", help="write the report files into DIR")
     parser.add_argument("--seed", type=int, help="seed of the simulated exchange ([exchange] seed)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep = parser.add_argument_group(
+        "sweeps",
+        "one backtest per point of a grid over the strategy's parameters, run in parallel",
+    )
+    sweep.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="values of one strategy parameter to sweep; repeat for a grid",
+    )
+    sweep.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local worker processes (default: the number of CPUs)",
+    )
+    sweep.add_argument(
+        "--scheduler",
+        metavar="tcp://HOST:8786",
+        help="run on this Dask distributed scheduler instead (the 'sweep' extra)",
+    )
+    sweep.add_argument(
+        "--rank-by",
+        default="sharpe",
+        metavar="METRIC",
+        help="rank runs by sharpe (default), sortino, total_return, max_drawdown, win_rate, "
+        "final_equity, realized_pnl or fees (lowest first)",
+    )
+    sweep.add_argument(
+        "--out", metavar="DIR", help="write sweep.json, sweep.csv and report.html into DIR"
+    )
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus backtest`."""
+    if args.sweep:
+        from posbus.adapters.cli.backtest_sweep import run_sweep_command
+
+        return run_sweep_command(args)
+    for option, given in (
+        ("--workers", args.workers is not None),
+        ("--scheduler", args.scheduler is not None),
+        ("--out", args.out is not None),
+        ("--rank-by", args.rank_by != "sharpe"),
+    ):
+        if given:
+            raise UsageError(f"{option} applies to a sweep: give --sweep NAME=V1,V2")
     from posbus.actors.runtime.inline import ActorFailed
     from posbus.adapters.backtest import Backtest, BacktestError
     from posbus.adapters.backtest_report import write_report
