@@ -4,7 +4,7 @@
 checked against what the strategy declares (`posbus.actors.strategy_params`):
 an unknown name is refused with the declared ones, a bad value with its
 parameter's name. `run_sweep` runs them on local worker processes
-(`concurrent.futures`, spawned) or on a Dask distributed cluster (the
+(`concurrent.futures`, forked from a fork server) or on a Dask distributed cluster (the
 `sweep` extra), and `rank` orders the outcomes by a metric.
 
 Deterministic whatever the number of workers and the order runs finish in:
@@ -232,8 +232,10 @@ def _run_on_processes(
     log_level: str,
     log_format: str,
 ) -> list[RunOutcome]:
-    # spawn, not fork: the parent may run threads (the progress bar) a fork would copy mid-step.
-    context = multiprocessing.get_context("spawn")
+    # Not fork: the parent may run threads (the progress bar) a fork would copy mid-step. A fork
+    # server is a fresh process that imports the engine once; each worker is forked from it.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
     outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(
         max_workers=max(1, min(workers, len(specs))),
