@@ -1,8 +1,10 @@
-"""Fixtures of the actor-layer integration tests: nodes that are always stopped.
+"""Fixtures of the integration tests: nodes and ccxt rigs that are always stopped.
 
 Every test that builds a `Node` gets it from `start_node`, which stops every
 node it started when the test ends, pass or fail, so a failing test cannot
-leave actor threads behind and hang the suite.
+leave actor threads behind and hang the suite. The ccxt tests get a Binance
+emulator (`emulator`; a module may define its own) and the rigs that trade
+with it (`rigs`), both closed at teardown.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from ccxt_rig import RigFactory
 
 from posbus.actors.events import EventLog
 from posbus.actors.gateway_actor import ExchangeClient
@@ -17,6 +20,7 @@ from posbus.actors.journal import Journal
 from posbus.actors.model.clock import Clock
 from posbus.actors.node import Node, NodeConfig
 from posbus.actors.supervision.errors import RestartIntensityExceeded
+from posbus.adapters.simulation.binance_emulator import BinanceEmulator
 
 StartNode = Callable[..., Node]
 
@@ -58,3 +62,20 @@ def start_node() -> Iterator[StartNode]:
     finally:
         for node in reversed(started):
             node.stop()
+
+
+@pytest.fixture
+def emulator() -> Iterator[BinanceEmulator]:
+    """A Binance emulator on 127.0.0.1 with its default symbols and balances."""
+    with BinanceEmulator() as emu:
+        yield emu
+
+
+@pytest.fixture
+def rigs() -> Iterator[RigFactory]:
+    """Makes ccxt rigs (`rigs(emulator, journal, **overrides)`); every one is closed at teardown."""
+    factory = RigFactory()
+    try:
+        yield factory
+    finally:
+        factory.close()

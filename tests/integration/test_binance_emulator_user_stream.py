@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -28,12 +28,6 @@ from posbus.adapters.simulation.binance_emulator import API_KEY, BinanceEmulator
 
 BTC = "BTC/USDT"
 CROSSING = (Decimal("58990.00"), Decimal("58999.00"))  # crosses a buy at 59000
-
-
-@pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
-    with BinanceEmulator() as emu:
-        yield emu
 
 
 def pro_client(emulator: BinanceEmulator, **config: Any) -> Any:

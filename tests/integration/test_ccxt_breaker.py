@@ -25,12 +25,6 @@ SECOND = 1_000_000_000
 
 
 @pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
-    with BinanceEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
 def rig(emulator: BinanceEmulator) -> Iterator[CcxtRig]:
     factory = RigFactory()
     try:

@@ -46,15 +46,6 @@ def emulator() -> Iterator[BinanceEmulator]:
         yield emu
 
 
-@pytest.fixture
-def rigs() -> Iterator[RigFactory]:
-    factory = RigFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
-
-
 def journaled_fills(rig: CcxtRig) -> list[OrderFill]:
     messages = [decode_record(r).message for r in rig.journal.read(STREAM)]
     return [m for m in messages if isinstance(m, OrderFill)]

@@ -14,7 +14,6 @@ Prices: the emulator quotes BTC/USDT 60000.00 / 60000.10 and charges a
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -28,21 +27,6 @@ from posbus.bus.messages import MarketUpdate
 
 ORDER = "POST /api/v3/order"
 MAINTENANCE = {"code": 1, "msg": "System is under maintenance."}
-
-
-@pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
-    with BinanceEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def rigs() -> Iterator[RigFactory]:
-    factory = RigFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
 
 
 def only_order(rig: CcxtRig) -> dict[str, object]:

@@ -13,10 +13,8 @@ resting bids at 59000.00 fill as maker when the ask drops to 58999.00
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 
-import pytest
 from ccxt_rig import ACCOUNT, BTC, STREAM, CcxtRig, RigFactory
 
 from posbus.actors.delivery import Outbox
@@ -29,21 +27,6 @@ from posbus.bus.messages import OrderIntent, OrderSubmit, RiskEvent
 
 SECOND = 1_000_000_000
 ORDER = "POST /api/v3/order"
-
-
-@pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
-    with BinanceEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def rigs() -> Iterator[RigFactory]:
-    factory = RigFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
 
 
 def reconciliations(rig: CcxtRig) -> list[RiskEvent]:

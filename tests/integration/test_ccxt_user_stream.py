@@ -36,21 +36,6 @@ CROSSING = (Decimal("58990.00"), Decimal("58999.00"))  # crosses a buy at 59000
 FILL_READS = ("GET /api/v3/openOrders", "GET /api/v3/order", "GET /api/v3/myTrades")
 
 
-@pytest.fixture
-def emulator() -> Iterator[BinanceEmulator]:
-    with BinanceEmulator() as emu:
-        yield emu
-
-
-@pytest.fixture
-def rigs() -> Iterator[RigFactory]:
-    factory = RigFactory()
-    try:
-        yield factory
-    finally:
-        factory.close()
-
-
 def streaming_rig(rigs: RigFactory, emulator: BinanceEmulator, **overrides: Any) -> CcxtRig:
     """A rig whose gateway reads the emulator's user-data stream, once it is trusted."""
     overrides = {"urls": emulator.ccxt_urls(websocket=True), **overrides}
