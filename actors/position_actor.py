@@ -806,20 +806,9 @@ class PositionActor(SupervisedActor):
         mark = self.mark
         position = self.position
         working = self._working_figures()
-        if working is _NO_WORKING:
-            # Positional arguments, in field order: this runs on every mark change, and
-            # keywords would cost a third more.
-            return PositionExposure(
-                self.account,
-                self.symbol,
-                position.qty,
-                mark,
-                self.mark_ts_ns if mark is not None else None,
-                position.realized_pnl,
-                position.unrealized_pnl(mark) if mark is not None else _ZERO,
-                self.group,
-                self.correlation,
-            )
+        # Positional arguments, in field order: this runs on every mark change, and
+        # keywords would cost a third more. Without working orders their fields keep
+        # their defaults.
         return PositionExposure(
             self.account,
             self.symbol,
@@ -830,7 +819,7 @@ class PositionActor(SupervisedActor):
             position.unrealized_pnl(mark) if mark is not None else _ZERO,
             self.group,
             self.correlation,
-            *working.valued(mark),
+            *(() if working is _NO_WORKING else working.valued(mark)),
         )
 
     def _log_order(self, order: Order, what: str, reason: str = "") -> None:
