@@ -22,6 +22,7 @@ from posbus.actors.factory import ActorFactory
 from posbus.actors.journal import SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import OrderValidationError
+from posbus.actors.model.instrument_steps import InstrumentSteps
 from posbus.actors.model.symbol_names import unknown_symbol_message
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.positions_schema import (
@@ -47,6 +48,7 @@ class PositionsCommands:
         *,
         account: str,
         symbols: Collection[str],
+        steps: InstrumentSteps | None,
         clock: Clock,
         outbox: Outbox,
         factory: ActorFactory,
@@ -58,6 +60,8 @@ class PositionsCommands:
         self._account = account
         # The symbols the stack trades (`[symbols]`): an order names one of them.
         self._symbols = frozenset(symbols)
+        # The venue's grid, when known here: an order off it is refused unjournaled.
+        self._steps = steps
         self._clock = clock
         self._outbox = outbox
         self._factory = factory
@@ -74,6 +78,7 @@ class PositionsCommands:
         An order for a symbol the stack does not trade is refused before
         anything is journaled, naming the spelling meant; a reduce-only
         order may still close a position the shard holds in such a symbol.
+        So is a quantity or limit price off the venue's grid, when known.
         """
         account = args.account or self._account
         stream = position_stream(account, args.symbol)
@@ -83,6 +88,9 @@ class PositionsCommands:
             raise OrderValidationError(
                 unknown_symbol_message(args.symbol, self._symbols), symbol=args.symbol
             )
+        off_grid = None if self._steps is None else self._steps.off_grid(args.qty, args.limit_price)
+        if off_grid is not None:
+            raise OrderValidationError(off_grid, symbol=args.symbol)
         try:
             intent = OrderIntent(
                 account=account,

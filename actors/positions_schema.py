@@ -131,8 +131,9 @@ ORDER = CommandSpec(
     },
     errors={
         "WorkerError": _CORRUPT,
-        "OrderValidationError": "the intent is not a valid order, or names a symbol the stack "
-        "does not trade (the message names the spelling meant, e.g. BTCUSDT: BTC/USDT); "
+        "OrderValidationError": "the intent is not a valid order, names a symbol the stack "
+        "does not trade (the message names the spelling meant, e.g. BTCUSDT: BTC/USDT), or "
+        "has a qty or limit price off the venue's grid (the message names the nearest); "
         "nothing was journaled",
     },
     example=Example(

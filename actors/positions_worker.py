@@ -86,6 +86,7 @@ class PositionsWorker(Worker):
         self.commands = PositionsCommands(
             account=settings.account,
             symbols=settings.symbols.keys(),
+            steps=settings.steps,
             clock=clock,
             outbox=self.outbox,
             factory=self.factory,

@@ -32,6 +32,7 @@ from posbus.actors.factory import ActorFactory, ExposureSettings
 from posbus.actors.journal import Journal, JournalCorrupt, SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import PosbusError
+from posbus.actors.model.instrument_steps import InstrumentSteps
 from posbus.actors.risk_schema import RESYNC
 from posbus.actors.sharding import Shard
 from posbus.actors.snapshot_schedule import SnapshotSchedule
@@ -80,6 +81,9 @@ class WorkerSettings:
     account: str
     policy: SupervisorPolicy
     symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
+    #: The venue's price tick and quantity step when known here (the simulated
+    #: venue's); None on ccxt, whose markets the gateway holds.
+    steps: InstrumentSteps | None = None
     shard: Shard | None = None
     position_shards: int = 1
     curve: CurveClient | None = None

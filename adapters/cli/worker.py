@@ -252,6 +252,7 @@ def _build(  # noqa: PLR0917 - private, called once
         account=account,
         policy=node.policy,
         symbols=node.symbols,
+        steps=_venue_steps(config),
         shard=shard,
         position_shards=config.workers.position_shards,
         curve=launcher_bus.curve_client(config.bus),
@@ -283,6 +284,15 @@ def _build(  # noqa: PLR0917 - private, called once
             settings, journal=journal, clock=clock, exchange=exchange, symbols=tuple(config.symbols)
         )
     return PositionsWorker(settings, journal=journal, clock=clock)
+
+
+def _venue_steps(config: Any) -> Any:
+    """The simulated venue's tick and step; None on ccxt (its markets live in the gateway)."""
+    from posbus.actors.model.instrument_steps import InstrumentSteps
+
+    if config.gateway.kind != "simulated":
+        return None
+    return InstrumentSteps(config.exchange.price_tick, config.exchange.qty_step)
 
 
 def _journal(config: Any, run_dir: Any, name: str) -> Any:

@@ -298,3 +298,28 @@ def test_positions_json_totals_each_account_and_the_firm_per_quote_currency(stac
     }
     table = stack.cli("positions").stdout
     assert "\ntotals" in table and "\ndefault  USDT" in table
+
+
+@pytest.mark.parametrize(
+    ("command", "expected"),
+    [
+        (
+            ("order", "buy", "BTC/USDT", "0.00005"),
+            "qty 0.00005 is not a multiple of the venue's quantity step 0.0001 (nearest: 0.0001)",
+        ),
+        (
+            ("order", "buy", "BTC/USDT", "0.1", "--limit", "50000.125"),
+            "limit price 50000.125 is not a multiple of the venue's price tick 0.01 "
+            "(nearest: 50000.12 or 50000.13)",
+        ),
+    ],
+    ids=["qty", "price"],
+)
+def test_an_order_off_the_venues_grid_is_bad_input_naming_the_nearest_values(
+    stack: Stack, command: tuple[str, ...], expected: str
+) -> None:
+    before = stack.json("orders")["orders"]
+    result = stack.cli(*command, check=False)
+    assert result.returncode == 2, result.stderr
+    assert expected in result.stderr
+    assert stack.json("orders")["orders"] == before
