@@ -1,4 +1,4 @@
-"""An order's quantity and limit price must sit on the venue's grid; the refusal names the nearest."""
+"""An order's quantity and limit price must sit on the venue's grid; a refusal names the nearest."""
 
 from __future__ import annotations
 
