@@ -296,6 +296,78 @@ class ExchangeSection(GatewaySection, frozen=True, forbid_unknown_fields=True):
         return SimConfig(**{f.name: getattr(self, f.name) for f in fields(SimConfig)})
 
 
+class RiskOverrides(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[accounts.NAME.risk]`: any `[risk]` limit, set for this account only.
+
+    A key left out takes `[risk]`'s value; `cancel_risk_adding_orders` is
+    the stack's, in `[risk]` only.
+    """
+
+    daily_loss_limit: Decimal | None = None
+    max_drawdown: Decimal | None = None
+    max_leverage: Decimal | None = None
+    warning_fraction: Decimal | None = None
+    warning_leverage_factor: Decimal | None = None
+    max_group_exposure: Decimal | None = None
+    max_total_exposure: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_orders_per_second: int | None = None
+    cooldown_s: int | None = None
+    stale_after_s: int | None = None
+    trading_day_offset_s: int | None = None
+
+    def over(self, base: RiskSection) -> RiskSection:
+        """`base` with the keys set here replaced (ranges checked again)."""
+        changes = {k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}
+        return msgspec.structs.replace(base, **changes)
+
+
+ACCOUNT_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""An account's name: it is part of worker names, file names and bus topics."""
+
+
+class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[accounts.NAME]`: one trading account: its venue, its equity and its own limits."""
+
+    exchange: ExchangeSection = ExchangeSection()
+    starting_equity: Decimal | None = None
+    risk: RiskOverrides = RiskOverrides()
+
+    def __post_init__(self) -> None:
+        if self.starting_equity is not None:
+            _positive("starting_equity", self.starting_equity)
+
+
+class FirmSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`[firm]`: limits over every account together, in `reporting_currency`.
+
+    Without `[firm.risk]` there is no firm-wide check: each account is
+    judged by its own limits only.
+    """
+
+    reporting_currency: NonEmpty = "USDT"
+    risk: RiskSection | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AccountConfig:
+    """One account as the stack runs it: its venue, starting equity and limits."""
+
+    name: str
+    exchange: SimConfig
+    gateway: GatewayConfig
+    risk: RiskLimits
+    starting_equity: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class FirmConfig:
+    """Firm-wide risk: None limits means each account is judged on its own only."""
+
+    reporting_currency: str = "USDT"
+    limits: RiskLimits | None = None
+
+
 def _default_symbols() -> dict[str, SymbolConfig]:
     return {
         "BTC/USDT": SymbolConfig(Decimal(60_000), Decimal("0.1"), "majors", Decimal(1)),
@@ -327,22 +399,28 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     positions: PositionsConfig = PositionsConfig()
     backtest: BacktestConfig = BacktestConfig()
     alerts: AlertsConfig = AlertsConfig()
+    accounts: dict[str, AccountSection] | None = None
+    firm: FirmSection = FirmSection()
 
     def __post_init__(self) -> None:
         _positive("starting_equity", self.starting_equity)
         _check_symbol_names(self.symbols)
         _check_conflation_below_staleness(self.positions, self.risk)
+        _check_accounts(self)
 
     def config(self) -> Config:
         """The node's configuration: the tables, with risk, exchange and supervisor built."""
+        accounts = self._accounts()
+        # With [accounts], the single-account fields describe the first account.
+        first = None if accounts is None else next(iter(accounts.values()))
         return Config(
-            account=self.account,
-            starting_equity=self.starting_equity,
+            account=self.account if first is None else first.name,
+            starting_equity=self.starting_equity if first is None else first.starting_equity,
             run_dir=self.run_dir,
-            risk=self.risk.limits(),
+            risk=self.risk.limits() if first is None else first.risk,
             cancel_risk_adding_orders=self.risk.cancel_risk_adding_orders,
-            exchange=self.exchange.simulated(),
-            gateway=self.exchange.gateway(),
+            exchange=self.exchange.simulated() if first is None else first.exchange,
+            gateway=self.exchange.gateway() if first is None else first.gateway,
             supervisor=self.supervisor.policy(),
             symbols=self.symbols,
             demo=self.demo,
@@ -355,7 +433,54 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             positions=self.positions,
             backtest=self.backtest,
             alerts=self.alerts,
+            account_configs=accounts,
+            firm=FirmConfig(
+                self.firm.reporting_currency,
+                None if self.firm.risk is None else self.firm.risk.limits(),
+            ),
         )
+
+    def _accounts(self) -> dict[str, AccountConfig] | None:
+        if self.accounts is None:
+            return None
+        return {
+            name: AccountConfig(
+                name=name,
+                exchange=section.exchange.simulated(),
+                gateway=section.exchange.gateway(),
+                risk=section.risk.over(self.risk).limits(),
+                starting_equity=section.starting_equity or self.starting_equity,
+            )
+            for name, section in self.accounts.items()
+        }
+
+
+def _check_accounts(document: ConfigFile) -> None:
+    """`[accounts]` names, their limits in range, and one quote currency for firm sums."""
+    if document.accounts is not None:
+        if not document.accounts:
+            raise ValueError("[accounts]: at least one account is needed (or leave it out)")
+        for name, section in document.accounts.items():
+            if not ACCOUNT_NAME.fullmatch(name):
+                raise ValueError(
+                    f"[accounts.{name}]: an account name is 1 to 64 letters, digits, _ or -"
+                )
+            try:
+                section.risk.over(document.risk).limits()
+            except ValueError as exc:
+                raise ValueError(f"[accounts.{name}.risk]: {exc}") from exc
+    several = document.accounts is not None and len(document.accounts) > 1
+    if several or document.firm.risk is not None:
+        currency = document.firm.reporting_currency
+        for symbol in document.symbols:
+            quote = symbol.rpartition("/")[2]
+            if quote != currency:
+                # Firm sums add the accounts' figures as they are, in their quote currency.
+                raise ValueError(
+                    f"[firm] reporting_currency: {symbol} quotes in {quote}, not {currency}; "
+                    "firm-wide figures add the accounts' figures without conversion, so "
+                    "every symbol must quote in the reporting currency"
+                )
 
 
 def _check_symbol_names(symbols: Mapping[str, SymbolConfig]) -> None:
@@ -403,6 +528,18 @@ class Config:
     positions: PositionsConfig = _BUILT_IN.positions
     backtest: BacktestConfig = _BUILT_IN.backtest
     alerts: AlertsConfig = _BUILT_IN.alerts
+    #: `[accounts]` as built; None: the one account of `account` and `[exchange]`.
+    account_configs: Mapping[str, AccountConfig] | None = None
+    firm: FirmConfig = field(default_factory=FirmConfig)
+
+    def accounts(self) -> dict[str, AccountConfig]:
+        """Every account of the stack, by name, in the order of the file."""
+        if self.account_configs is not None:
+            return dict(self.account_configs)
+        one = AccountConfig(
+            self.account, self.exchange, self.gateway, self.risk, self.starting_equity
+        )
+        return {self.account: one}
 
     def node_config(self) -> NodeConfig:
         """The part of the configuration a Node needs."""
@@ -449,6 +586,12 @@ def config_from_dict(data: Mapping[str, Any], where: str = "config") -> Config:
     Raises ConfigError naming the key (`[risk] max_leverage`) for an unknown
     key, a wrong type or a value out of range.
     """
+    legacy = [key for key in ("account", "exchange") if key in data]
+    if "accounts" in data and legacy:
+        raise ConfigError(
+            f"{where}: [accounts] replaces the top-level `account` and [exchange]; "
+            f"move {' and '.join(legacy)} into an [accounts.NAME] table"
+        )
     try:
         document: ConfigFile = _decode(data, ConfigFile)
     except msgspec.ValidationError as exc:
