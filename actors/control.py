@@ -86,17 +86,23 @@ class Tick:
 
 @dataclass(frozen=True, slots=True)
 class Halt:
-    """The manual kill switch: stop new risk until `Resume`."""
+    """The manual kill switch: stop new risk until `Resume`.
+
+    `account`: halt that account only (a stack with several); None: the
+    whole stack (its firm-wide risk, or its one account's).
+    """
 
     reason: str
     ts_ns: int
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Resume:
-    """Lift a manual halt (never an unexpired cool-down)."""
+    """Lift a manual halt (never an unexpired cool-down); `account` as for `Halt`."""
 
     ts_ns: int
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +111,17 @@ class TradingRestricted:
 
     A position then cancels its working orders that add risk, through the
     journaled cancel path (`PositionActor`); risk-reducing ones stay.
+    `account`: the account whose risk changed; None: firm-wide (every account).
     """
 
     state: str
     reason: str
     ts_ns: int
+    account: str | None = None
+
+    def concerns(self, account: str) -> bool:
+        """True when this restriction applies to a position of `account`."""
+        return self.account is None or self.account == account
 
 
 _RESTRICTED = frozenset({RiskState.COOLDOWN.value, RiskState.HALTED.value})
@@ -122,7 +134,7 @@ def trading_restricted(message: Message) -> TradingRestricted | None:
         and message.event == "state_change"
         and message.state in _RESTRICTED
     ):
-        return TradingRestricted(message.state, message.reason, message.ts_ns)
+        return TradingRestricted(message.state, message.reason, message.ts_ns, message.account)
     return None
 
 

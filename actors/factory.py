@@ -32,7 +32,7 @@ from posbus.actors.journal import JournalCorrupt, SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.risk import PositionExposure, RiskLimits
 from posbus.actors.position_actor import PositionActor, position_stream
-from posbus.actors.risk_supervisor import RiskSupervisor
+from posbus.actors.risk_supervisor import RiskSupervisor, risk_stream
 from posbus.actors.supervision.errors import ChildIgnored
 from posbus.actors.supervision.link import SupervisorLink
 from posbus.actors.symbol_info import SymbolInfo
@@ -157,14 +157,17 @@ class ActorFactory:
         limits: RiskLimits,
         starting_equity: Decimal,
         on_started: Callable[[], Sequence[PositionExposure] | None] | None = None,
+        scope: str | None = None,
     ) -> ActorRecipe[RiskSupervisor]:
-        """The risk supervisor.
+        """A risk supervisor, named as its journal stream (`risk`, `risk.ACCOUNT`).
 
         Args:
-            limits, starting_equity: the account's risk configuration.
+            limits, starting_equity: the limits it judges and the equity they start from.
             on_started: called once it has recovered, to collect the positions'
                 exposures: the Node asks its positions; a risk worker asks the
                 positions workers over the bus (and returns None).
+            scope: the one account it judges in a stack of several; None: all
+                of the stack's positions (its one account, or firm-wide).
         """
         kwargs = {
             "limits": limits,
@@ -174,8 +177,9 @@ class ActorFactory:
             "clock": self.clock,
             "on_started": on_started,
             "snapshots": self.snapshots,
+            "scope": scope,
         }
-        return ActorRecipe(RiskSupervisor, "risk", kwargs)
+        return ActorRecipe(RiskSupervisor, risk_stream(scope), kwargs)
 
     def gateway(
         self,

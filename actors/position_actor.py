@@ -357,7 +357,7 @@ class PositionActor(SupervisedActor):
         if isinstance(message, TakeSnapshot):
             return self.take_snapshot()
         if isinstance(message, TradingRestricted):
-            if self.cancel_risk_adding_orders:
+            if self.cancel_risk_adding_orders and message.concerns(self.account):
                 self._cancel_risk_adding(message)
             return None
         if isinstance(message, Resync):

@@ -68,6 +68,7 @@ from posbus.actors.risk_schema import (
     CheckArgs,
     ExposureArgs,
     HaltArgs,
+    ResumeArgs,
     TimeArgs,
 )
 from posbus.bus.command_schema import CommandSpec
@@ -174,10 +175,15 @@ def to_command(message: ControlMessage, request_id: str | None = None) -> Comman
         return Command(EXPOSURE, EXPOSURE_SPEC.encode(_exposure_args(message)), rid)
     if isinstance(message, Halt):
         return Command(
-            HALT, HALT_SPEC.encode(HaltArgs(reason=message.reason, ts_ns=message.ts_ns)), rid
+            HALT,
+            HALT_SPEC.encode(
+                HaltArgs(reason=message.reason, ts_ns=message.ts_ns, account=message.account)
+            ),
+            rid,
         )
     if isinstance(message, Resume):
-        return Command(RESUME, RESUME_SPEC.encode(TimeArgs(ts_ns=message.ts_ns)), rid)
+        resume_args = ResumeArgs(ts_ns=message.ts_ns, account=message.account)
+        return Command(RESUME, RESUME_SPEC.encode(resume_args), rid)
     if isinstance(message, Tick):
         return Command(TICK, TICK_SPEC.encode(TimeArgs(ts_ns=message.ts_ns)), rid)
     if isinstance(message, SubmitOrder):
@@ -293,12 +299,12 @@ def check_order(args: CheckArgs) -> CheckOrder:
 
 def halt(args: HaltArgs) -> Halt:
     """The Halt of a "risk.halt" command's arguments."""
-    return Halt(args.reason, args.ts_ns)
+    return Halt(args.reason, args.ts_ns, args.account)
 
 
-def resume(args: TimeArgs) -> Resume:
+def resume(args: ResumeArgs) -> Resume:
     """The Resume of a "risk.resume" command's arguments."""
-    return Resume(args.ts_ns)
+    return Resume(args.ts_ns, args.account)
 
 
 def tick(args: TimeArgs) -> Tick:

@@ -34,6 +34,7 @@ INSPECT = "risk.inspect"
 RESYNC = "positions.resync"
 
 _TS = "the sender's time, ns since the epoch"
+_SCOPE = "one account of a stack with several; null: the whole stack (firm-wide)"
 _WORKING = "of its working orders, remaining quantity; absent: none works (all four come together)"
 _WORKING_NOTIONAL = "at their limit prices (market orders at the mark); absent: 0"
 
@@ -125,12 +126,20 @@ class HaltArgs(Arguments, frozen=True, kw_only=True):
         str, Meta(min_length=1, max_length=MAX_TEXT_LEN), Doc("why, as journaled and announced")
     ]
     ts_ns: Annotated[Uint63, Doc(_TS)]
+    account: Annotated[Id | None, Doc(_SCOPE)] = None
 
 
 class TimeArgs(Arguments, frozen=True, kw_only=True):
     """Only the sender's time."""
 
     ts_ns: Annotated[Uint63, Doc(_TS)]
+
+
+class ResumeArgs(Arguments, frozen=True, kw_only=True):
+    """The sender's time, and which account's halt to lift."""
+
+    ts_ns: Annotated[Uint63, Doc(_TS)]
+    account: Annotated[Id | None, Doc(_SCOPE)] = None
 
 
 _STATE_REPLY = {"state": "the risk state after the command: Normal, Warning, CoolDown or Halted"}
@@ -169,9 +178,11 @@ CHECK = CommandSpec(
 
 HALT_SPEC = CommandSpec(
     HALT,
-    "Halt trading: every later order is refused until `risk.resume`.",
+    "Halt trading (one account's, with `account`): every later order that adds risk is "
+    "refused until `risk.resume`.",
     HaltArgs,
     reply=_STATE_REPLY,
+    errors={"InvalidArgument": "`account` is not an account of the stack"},
     example=Example(
         args={"reason": "exchange incident", "ts_ns": 1767225600000000000},
         reply={"state": "Halted"},
@@ -181,8 +192,9 @@ HALT_SPEC = CommandSpec(
 RESUME_SPEC = CommandSpec(
     RESUME,
     "Lift a manual halt (never an unexpired cool-down).",
-    TimeArgs,
+    ResumeArgs,
     reply=_STATE_REPLY,
+    errors={"InvalidArgument": "`account` is not an account of the stack"},
     example=Example(args={"ts_ns": 1767225600000000000}, reply={"state": "Normal"}),
 )
 

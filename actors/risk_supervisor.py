@@ -22,6 +22,12 @@ Exposures are volatile: after a restart the positions re-send theirs
 (`on_started` lets the node ask them, and returns what they said), and they
 are loaded all at once: one by one, each would be judged on a partial book.
 
+Scope: one supervisor judges one set of limits. A stack with one account
+runs one, on the `risk` stream, for everything; a stack with several runs
+one per account (`scope` = the account, stream `risk.ACCOUNT`) and, with
+firm-wide limits, one more over every account (scope None, stream `risk`).
+Its risk events carry the scope as their account (None: firm-wide).
+
 This actor must never approve an order it could not check.
 """
 
@@ -65,6 +71,12 @@ from posbus.bus.messages import Command, MarketUpdate, RiskEvent
 logger = logging.getLogger(__name__)
 
 RISK_STREAM = "risk"
+
+
+def risk_stream(scope: str | None) -> str:
+    """The journal stream of the risk supervisor of `scope` (an account; None: the stack)."""
+    return RISK_STREAM if scope is None else f"{RISK_STREAM}.{scope}"
+
 # Engine fields that must survive a restart; journaled with every state record.
 _DURABLE = (
     "state",
@@ -118,8 +130,11 @@ class RiskSupervisor(SupervisedActor):
         on_started: Callable[[], Sequence[PositionExposure] | None] | None = None,
         decision_log: int = 10_000,
         snapshots: SnapshotStore | None = None,
+        scope: str | None = None,
     ) -> None:
         super().__init__(link)
+        self.scope = scope
+        self.stream = risk_stream(scope)
         self.limits = limits
         self.starting_equity = starting_equity
         self.outbox = outbox
@@ -148,14 +163,14 @@ class RiskSupervisor(SupervisedActor):
             self.recovery = recover(
                 journal,
                 self.snapshots,
-                StreamCursor(journal, RISK_STREAM, self._apply_record),
+                StreamCursor(journal, self.stream, self._apply_record),
                 kind="risk",
                 restore=self.restore_state,
             )
         except JournalCorrupt as exc:
             logger.critical(
                 "risk recovery failed: journal corrupt; every order is refused",
-                extra={"stream": RISK_STREAM, "seq": exc.seq, "problem": exc.problem},
+                extra={"stream": self.stream, "seq": exc.seq, "problem": exc.problem},
             )
             raise
         self._snapshot_seq = self.recovery.snapshot_seq
@@ -166,7 +181,11 @@ class RiskSupervisor(SupervisedActor):
         self._durable_mark()
         logger.info(
             "risk supervisor started",
-            extra={"state": self.engine.state.value, "restored_from_seq": self.restored_from},
+            extra={
+                "stream": self.stream,
+                "state": self.engine.state.value,
+                "restored_from_seq": self.restored_from,
+            },
         )
         if self.on_started is not None:
             exposures = self.on_started()
@@ -299,7 +318,7 @@ class RiskSupervisor(SupervisedActor):
     def _journal_durable(self, ts_ns: int) -> None:
         """Journal the engine's durable part (see the module docstring)."""
         self.outbox.append(
-            RISK_STREAM,
+            self.stream,
             Command(
                 name=DURABLE_RECORD,
                 args=dict(self._durable_values()),
@@ -331,16 +350,17 @@ class RiskSupervisor(SupervisedActor):
                 state=transition.state.value,
                 previous_state=transition.previous.value,
                 reason=transition.reason or manual,
-                account=None,
+                account=self.scope,
                 symbol=None,
                 values=_decimal_values(transition.values),
                 ts_ns=transition.ts_ns,
             )
-            self.outbox.append(RISK_STREAM, event)
+            self.outbox.append(self.stream, event)
             self.counts[f"state.{transition.state.value}"] += 1
             logger.warning(
                 "risk state change",
                 extra={
+                    "account": self.scope,
                     "previous": transition.previous.value,
                     "state": transition.state.value,
                     "reason": transition.reason,
@@ -368,11 +388,11 @@ class RiskSupervisor(SupervisedActor):
         """Save the engine at the `risk` stream's position (actor thread; this actor is
         the stream's only writer). Returns the seq, or None when there is no store or
         nothing was journaled since the last one. Durable on return."""
-        seq = self.outbox.journal.last_seq(RISK_STREAM)
+        seq = self.outbox.journal.last_seq(self.stream)
         if self.snapshots is None or seq in (0, self._snapshot_seq):
             return None
         self.snapshots.save_snapshot(
-            RISK_STREAM, seq, encode_snapshot("risk", self.snapshot_state())
+            self.stream, seq, encode_snapshot("risk", self.snapshot_state())
         )
         self._snapshot_seq = seq
         return seq
@@ -394,7 +414,8 @@ class RiskSupervisor(SupervisedActor):
     def inspect(self) -> dict[str, Any]:
         """State, metrics, limits, decision counts and the newest decisions, JSON-ready."""
         return {
-            "name": "risk",
+            "name": self.stream,
+            "account": self.scope,
             "state": self.engine.state.value,
             "halt_reason": self.engine.halt_reason,
             "cooldown_until_ns": self.engine.cooldown_until_ns,
