@@ -77,6 +77,7 @@ def risk_stream(scope: str | None) -> str:
     """The journal stream of the risk supervisor of `scope` (an account; None: the stack)."""
     return RISK_STREAM if scope is None else f"{RISK_STREAM}.{scope}"
 
+
 # Engine fields that must survive a restart; journaled with every state record.
 _DURABLE = (
     "state",
