@@ -11,6 +11,13 @@ baseline in the same run it times a naive check that loops over every
 position to recompute gross, group and total exposure and the stalest mark
 before deciding; it gets fewer calls at large sizes so the run stays short.
 
+A stack of several accounts checks each order twice: its account's engine,
+then the firm's over every account. Desks of 1 account x 10 positions and
+of 10 accounts x 1,000 positions with 10,000 working orders (one per
+position) are timed checking that pair; the ratio says the desk's check is
+O(1) in accounts, positions and working orders (target < 1.2), and the
+pair's cost against one lone engine is printed too (about 2: two checks).
+
 Then it times the two ways marks reach the engine, ns per mark: a position's
 exposure at a new mark (`update_position`, the same quantity and realized P&L
 objects, as a position actor sends them) and a market mark inside its band
@@ -32,6 +39,7 @@ import sys
 import time
 from collections.abc import Callable
 from decimal import Decimal
+from typing import Any
 
 from posbus.actors.model.risk import (
     OrderRequest,
@@ -207,6 +215,59 @@ def time_naive(engine: RiskEngine, n: int) -> float:
     return statistics.median(samples)
 
 
+DESK_ACCOUNTS = 10
+DESK = f"{DESK_ACCOUNTS} x {WORKING_POSITIONS:,} + {DESK_ACCOUNTS * WORKING_POSITIONS:,} orders"
+
+
+def build_desk(accounts: int, per_account: int) -> tuple[RiskEngine, RiskEngine]:
+    """(the checked account's engine, the firm's), as a risk worker of `accounts` holds them.
+
+    Every account holds `per_account` positions, each with a resting buy and
+    sell; the firm's engine holds all of them. The checked account is the last.
+    """
+    firm = RiskEngine(LIMITS, STARTING_EQUITY * accounts, T0)
+    own = firm
+    for a in range(accounts):
+        own = RiskEngine(LIMITS, STARTING_EQUITY, T0)
+        for i in range(per_account):
+            exposure = PositionExposure(
+                f"a{a}",
+                f"S{i}",
+                Decimal("1.5") if i % 2 else Decimal("-0.75"),
+                Decimal("100.25"),
+                T0,
+                Decimal("0"),
+                Decimal("0.5"),
+                f"g{i % GROUPS}",
+                Decimal("0.85"),
+                working_buy_qty=Decimal("0.02"),
+                working_buy_notional=Decimal("2.02"),
+                working_sell_qty=Decimal("0.01"),
+                working_sell_notional=Decimal("0.99"),
+            )
+            own.update_position(exposure, T0)
+            firm.update_position(exposure, T0)
+    return own, firm
+
+
+def time_desks(desks: dict[str, tuple[RiskEngine, RiskEngine]]) -> dict[str, float]:
+    """Median ns per order through the account's check and then the firm's."""
+    samples: dict[str, list[float]] = {name: [] for name in desks}
+    for r in range(REPEATS):
+        orders = make_orders(CALLS, T0 + (r + 1) * 10 * NS)
+        for name, (own, firm) in desks.items():
+            own_check, firm_check = own.check_order, firm.check_order
+
+            def both(req: OrderRequest, a: Any = own_check, f: Any = firm_check) -> bool:
+                return bool(a(req).approved and f(req).approved)
+
+            samples[name].append(_timed(both, orders))
+    for own, firm in desks.values():
+        order = make_orders(1, T0 + 100 * NS)[0]
+        assert own.check_order(order).approved and firm.check_order(order).approved
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
 def _mark(i: int) -> Decimal:
     """The i-th mark of a walk a few cents around the positions' own."""
     return Decimal("100.25") + Decimal(i % 7).scaleb(-2)
@@ -300,6 +361,18 @@ def main() -> None:
     print(
         f"engine with working orders: {engine_ns[WORKING]:,.0f} ns; ratio {WORKING} working"
         f" / {SIZES[0]:,} positions without: {working:.3f} (target < 1.2: {verdict})"
+    )
+    small = f"1 x {SIZES[0]}"
+    desk_ns = time_desks(
+        {small: build_desk(1, SIZES[0]), DESK: build_desk(DESK_ACCOUNTS, WORKING_POSITIONS)}
+    )
+    ratio = desk_ns[DESK] / desk_ns[small]
+    pair = desk_ns[small] / engine_ns[SIZES[0]]
+    verdict = "ok" if ratio < 1.2 else "ABOVE TARGET"
+    print(
+        f"desk (account + firm check): {small} positions {desk_ns[small]:,.0f} ns, {DESK}"
+        f" working {desk_ns[DESK]:,.0f} ns; ratio {ratio:.3f} (target < 1.2: {verdict});"
+        f" the pair / one engine of {SIZES[0]} positions: {pair:.2f}"
     )
     print(f"marks, ns per mark (median of {REPEATS} repeats)")
     print(f"{'positions':>10} {'update_position':>16} {'update_mark':>12}")
