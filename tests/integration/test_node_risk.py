@@ -263,3 +263,27 @@ def test_without_cancel_risk_adding_orders_a_halt_leaves_the_orders_working(
     node.settle()
 
     assert node.inspect(STREAM)["orders"][buy["order_id"]]["status"] == "Accepted"
+
+
+def test_another_accounts_cooldown_leaves_the_orders_working_and_the_firms_cancels_them(
+    start_node: Any,
+) -> None:
+    clock = ManualClock(T0)
+    exchange = SimulatedExchange(SimConfig(seed=4), account=ACCOUNT)
+    node = start_node(TOTAL_CAP, journal=MemoryJournal(), exchange=exchange, clock=clock)
+    node.market(quote(clock, BTC, "49990", "50010"))
+    buy = resting_buy(node, clock)
+
+    def state_change(account: str | None) -> RiskEvent:
+        # As the risk worker of a stack with several accounts announces them.
+        return RiskEvent(
+            "state_change", "CoolDown", "Normal", "daily loss", account, None, {}, clock.now_ns()
+        )
+
+    node.events.publish(state_change("other-account"))
+    node.settle()
+    assert node.inspect(STREAM)["orders"][buy["order_id"]]["status"] == "Accepted"
+
+    node.events.publish(state_change(None))  # firm-wide: every account's positions
+    node.settle()
+    assert node.inspect(STREAM)["orders"][buy["order_id"]]["status"] == "Cancelled"
