@@ -13,7 +13,7 @@ a position actor (start, inspect), never on the I/O thread.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from posbus.actors.control import Inspect
@@ -23,7 +23,7 @@ from posbus.actors.journal import SnapshotStore
 from posbus.actors.model.clock import Clock
 from posbus.actors.model.errors import OrderValidationError
 from posbus.actors.model.instrument_steps import InstrumentSteps
-from posbus.actors.model.symbol_names import unknown_symbol_message
+from posbus.actors.model.symbol_names import unknown_account_message, unknown_symbol_message
 from posbus.actors.position_actor import PositionActor, position_stream
 from posbus.actors.positions_schema import (
     ORDERS_LIMIT_MAX,
@@ -46,9 +46,9 @@ class PositionsCommands:
     def __init__(
         self,
         *,
-        account: str,
+        accounts: Sequence[str],
         symbols: Collection[str],
-        steps: InstrumentSteps | None,
+        steps: Mapping[str, InstrumentSteps],
         clock: Clock,
         outbox: Outbox,
         factory: ActorFactory,
@@ -57,10 +57,11 @@ class PositionsCommands:
         position_handles: Callable[[], dict[str, ChildHandle]],
         last_told: dict[str, int],
     ) -> None:
-        self._account = account
+        # The stack's accounts, the default (an order that names none) first.
+        self._accounts = tuple(accounts)
         # The symbols the stack trades (`[symbols]`): an order names one of them.
         self._symbols = frozenset(symbols)
-        # The venue's grid, when known here: an order off it is refused unjournaled.
+        # Per account, its venue's grid when known here: an order off it is refused unjournaled.
         self._steps = steps
         self._clock = clock
         self._outbox = outbox
@@ -75,20 +76,28 @@ class PositionsCommands:
     def order(self, args: OrderArgs) -> dict[str, Any]:
         """Journal an OrderIntent on its position's stream and hand it over; reply its order id.
 
-        An order for a symbol the stack does not trade is refused before
-        anything is journaled, naming the spelling meant; a reduce-only
-        order may still close a position the shard holds in such a symbol.
-        So is a quantity or limit price off the venue's grid, when known.
+        An order for an account or a symbol the stack does not trade is
+        refused before anything is journaled, naming the spelling meant; a
+        reduce-only order may still close a position the shard holds in such
+        a symbol or account. So is a quantity or limit price off the
+        account's venue's grid, when known.
         """
-        account = args.account or self._account
+        account = args.account or self._accounts[0]
         stream = position_stream(account, args.symbol)
+        if account not in self._accounts and not (
+            args.reduce_only and stream in self._position_handles()
+        ):
+            raise OrderValidationError(
+                unknown_account_message(account, self._accounts), symbol=args.symbol
+            )
         if args.symbol not in self._symbols and not (
             args.reduce_only and stream in self._position_handles()
         ):
             raise OrderValidationError(
                 unknown_symbol_message(args.symbol, self._symbols), symbol=args.symbol
             )
-        off_grid = None if self._steps is None else self._steps.off_grid(args.qty, args.limit_price)
+        steps = self._steps.get(account)
+        off_grid = None if steps is None else steps.off_grid(args.qty, args.limit_price)
         if off_grid is not None:
             raise OrderValidationError(off_grid, symbol=args.symbol)
         try:

@@ -1,8 +1,10 @@
 """The positions role on the bus: the PositionActors of shard I/N as "positions.I".
 
-Owns the positions whose crc32 of account+symbol falls in its shard, fans
-market data out to them (one conflated quote per mailbox), applies the
-account's execution signals through its `ExecutionFeed` and answers commands
+Owns the positions of every account of the stack whose crc32 of
+account+symbol falls in its shard, fans market data out to them (one
+conflated quote per mailbox), applies each account's execution signals
+through that account's `ExecutionFeed` (one per gateway), sends each
+position's orders and cancels to its account's gateway and answers commands
 through `PositionsCommands`. A corrupt journal stream halts the account
 through the risk worker. It must never wait for an actor on the I/O thread.
 
@@ -68,23 +70,29 @@ class PositionsWorker(Worker):
         self.shard: Shard = settings.shard
         super().__init__(settings, journal=journal, clock=clock)
         self.remote_risk = RemoteRisk(self.io)
-        self.remote_gateway = RemoteGateway(self.io, settings.account, self._not_sent)
+        # Per account, its gateway: a position's orders go to its own account's.
+        self._gateways: dict[str, RemoteGateway] = {}
+        self._gateways_lock = threading.Lock()
         self._spawn_lock = threading.Lock()
         # symbol -> {stream: handle}: market data fans out without a scan of every actor.
         self._by_symbol: dict[str, dict[str, ChildHandle]] = {}
         # stream -> the current incarnation's conflated market mailbox entry.
         self._quote_slots: dict[str, QuoteSlot] = {}
         self._last_market: dict[str, MarketUpdate] = {}
-        self.feed = ExecutionFeed(
-            io=self.io,
-            journal=journal,
-            worker_name=settings.name,
-            account=settings.account,
-            apply=self._apply_signal,
-            position_handles=self.position_handles,
-        )
+        # Per account, the execution signals of its gateway (gap repair, incarnations).
+        self.feeds: dict[str, ExecutionFeed] = {
+            account: ExecutionFeed(
+                io=self.io,
+                journal=journal,
+                worker_name=settings.name,
+                account=account,
+                apply=self._apply_signal,
+                position_handles=self.position_handles,
+            )
+            for account in settings.stack_accounts()
+        }
         self.commands = PositionsCommands(
-            account=settings.account,
+            accounts=settings.stack_accounts(),
             symbols=settings.symbols.keys(),
             steps=settings.steps,
             clock=clock,
@@ -103,10 +111,12 @@ class PositionsWorker(Worker):
         return [self.shard.service]
 
     def prefixes(self) -> list[bytes]:
-        account = self.settings.account
+        executions = [
+            PREFIX_EXECUTION + account.encode() + b"|" for account in self.settings.stack_accounts()
+        ]
         return [
             PREFIX_MARKET,
-            PREFIX_EXECUTION + account.encode() + b"|",
+            *executions,
             risk_topic(RESYNC_EVENT),
             risk_topic(STATE_CHANGE_EVENT),
         ]
@@ -126,15 +136,38 @@ class PositionsWorker(Worker):
                 if self.shard.owns(account, symbol):
                     owned.append((account, symbol))
             elif stream.startswith(APPLIED_PREFIX):
-                self.feed.restore_mark(stream)
+                feed = self._feed_of_sender(stream[len(APPLIED_PREFIX) :])
+                if feed is not None:
+                    feed.restore_mark(stream)
         super().start()
         # Journaled positions recover (replay) now; what the gateway published
         # since then comes with the Clone fetch in `recover`.
         self.positions(owned)
 
     def after_start(self) -> None:
-        # Clone pattern: subscribed already; now fetch the gateway's records.
-        self.io.control(self.feed.recover)
+        # Clone pattern: subscribed already; now fetch each gateway's records.
+        for feed in self.feeds.values():
+            self.io.control(feed.recover)
+
+    def _feed_of_sender(self, sender: str) -> ExecutionFeed | None:
+        """The feed of the gateway that published as `sender` (`gateway.ACCOUNT.PID.N`).
+
+        A gateway's sender names its worker, `gateway.ACCOUNT`, so an account
+        never takes another's incarnation for its own; with one account, every
+        mark is its gateway's (whatever the worker was named).
+        """
+        if len(self.feeds) == 1:
+            return next(iter(self.feeds.values()))
+        name = sender.rsplit(".", 2)[0]
+        return self.feeds.get(name.removeprefix("gateway."))
+
+    def _gateway(self, account: str) -> RemoteGateway:
+        """The gateway of `account` (any thread; one per account, made when first needed)."""
+        with self._gateways_lock:
+            gateway = self._gateways.get(account)
+            if gateway is None:
+                gateway = self._gateways[account] = RemoteGateway(self.io, account, self._not_sent)
+            return gateway
 
     # -- positions ----------------------------------------------------------------------------
 
@@ -216,7 +249,7 @@ class PositionsWorker(Worker):
                 account,
                 symbol,
                 risk=self.remote_risk,
-                gateway=self.remote_gateway,
+                gateway=self._gateway(account),
                 last_market=self._last_market.get(symbol),
             )
             return recipe.start(link)
@@ -315,7 +348,11 @@ class PositionsWorker(Worker):
             elif topic.startswith(PREFIX_EXECUTION):
                 # May start a position actor, which may ask the risk supervisor
                 # through this very I/O thread: the control thread applies it.
-                self.io.control(partial(self.feed.on_signal, received))
+                feed = self.feeds.get(topic.split(b"|", 2)[1].decode(errors="replace"))
+                if feed is None:
+                    self.io.metrics.count("rejects")
+                else:
+                    self.io.control(partial(feed.on_signal, received))
             elif isinstance(message, Command) and message.name == RESYNC_COMMAND:
                 for stream, handle in self.position_handles().items():
                     if handle.state is HandleState.RUNNING:
@@ -369,10 +406,27 @@ class PositionsWorker(Worker):
 
     def status(self, args: dict[str, CommandArg]) -> dict[str, Any]:
         out = super().status(args)
-        out["recovered"] = json_ready(dict(self.feed.recovered))
-        out["gaps_repaired"] = self.feed.gaps_repaired
-        out["gaps_unrepaired"] = self.feed.gaps_unrepaired
-        # With the gateway's published_seq, the journal lag a metrics scrape shows.
-        out["applied_seq"] = dict(self.feed.applied)
+        feeds = self.feeds.values()
+        out["recovered"] = json_ready(self._recovered())
+        out["gaps_repaired"] = sum(feed.gaps_repaired for feed in feeds)
+        out["gaps_unrepaired"] = sum(feed.gaps_unrepaired for feed in feeds)
+        # With the gateways' published_seq, the journal lag a metrics scrape shows
+        # (senders name their gateway's incarnation: no two accounts share one).
+        out["applied_seq"] = {s: n for feed in feeds for s, n in feed.applied.items()}
         out["positions"] = len(self.position_handles())
         return out
+
+    def _recovered(self) -> dict[str, Any]:
+        """The start-up fetch from every gateway: pending until each is done or failed."""
+        accounts = {account: dict(feed.recovered) for account, feed in self.feeds.items()}
+        states = {entry["state"] for entry in accounts.values()}
+        errors = [f"{a}: {e['error']}" for a, e in accounts.items() if e["state"] == "failed"]
+        if "pending" in states:
+            state = "pending"
+        elif errors:
+            state = "failed"
+        else:
+            state = "done"
+        return {"state": state, "accounts": accounts} | (
+            {"error": "; ".join(errors)} if errors else {}
+        )

@@ -78,12 +78,15 @@ class WorkerSettings:
     run_dir: Path
     endpoints: BusEndpoints
     admin_endpoint: str
+    #: A gateway's account; elsewhere the stack's first account.
     account: str
     policy: SupervisorPolicy
     symbols: Mapping[str, SymbolInfo] = field(default_factory=dict)
-    #: The venue's price tick and quantity step when known here (the simulated
-    #: venue's); None on ccxt, whose markets the gateway holds.
-    steps: InstrumentSteps | None = None
+    #: Per account, its venue's price tick and quantity step when known here (a
+    #: simulated venue's); an account on ccxt, whose markets its gateway holds, has none.
+    steps: Mapping[str, InstrumentSteps] = field(default_factory=dict)
+    #: Every account of the stack, in the configuration's order; empty: `account` alone.
+    accounts: tuple[str, ...] = ()
     shard: Shard | None = None
     position_shards: int = 1
     curve: CurveClient | None = None
@@ -105,6 +108,10 @@ class WorkerSettings:
     #: Entering CoolDown or Halted cancels the positions' risk-adding working
     #: orders (`[risk] cancel_risk_adding_orders`).
     cancel_risk_adding_orders: bool = True
+
+    def stack_accounts(self) -> tuple[str, ...]:
+        """Every account of the stack, the first one first."""
+        return self.accounts or (self.account,)
 
     def exposure(self) -> ExposureSettings:
         """How the positions tell risk their exposure."""

@@ -315,6 +315,7 @@ class Launcher:
                 "name": name,
                 "role": spec.role,
                 "shard": None if spec.shard is None else str(spec.shard),
+                "account": spec.account,
                 "pid": running.process.pid,
                 "started_ns": running.started_ns,
                 "restarts": running.restarts,
@@ -332,6 +333,8 @@ class Launcher:
                 "config": None if self.config_path is None else str(self.config_path),
                 "run_dir": str(self.run_dir.root),
                 "bus": _bus_entry(self.config_path, self.run_dir.root),
+                # The accounts the stack trades, one gateway each, in the config's order.
+                "accounts": [spec.account for spec in self.specs if spec.role == "gateway"],
                 "workers": workers,
             }
         )

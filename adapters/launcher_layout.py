@@ -20,8 +20,9 @@ by an older version is fixed on the next start), and the processes that write
 there run with umask 077 (`OWNER_ONLY_UMASK`).
 
 Worker names are stable: `broker`, `alerts` (webhook alerts, when `[alerts]`
-has a sink), `risk`, `gateway.ACCOUNT`, `positions.I` (shard I of N), and
-`feed` (the demo's market and signal source). Pure
+has a sink), `risk`, `gateway.ACCOUNT` (one per account), `positions.I`
+(shard I of N, holding the positions of every account), and `feed` (the
+demo's market and signal source). Pure
 bookkeeping plus small file reads and writes; no processes are started here.
 """
 
@@ -31,6 +32,7 @@ import contextlib
 import json
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,7 @@ _ROOT_FILES = ("run.json", "launcher.lock", "journal.sqlite", "demo.log", "backt
 
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
-    """One worker process of a stack: its name, role and (positions only) shard."""
+    """One worker process of a stack: its name, role, (positions) shard and (gateway) account."""
 
     name: str
     role: str
@@ -64,20 +66,24 @@ class WorkerSpec:
 
 
 def plan(
-    account: str, position_shards: int, *, demo: bool, alerts: bool = False
+    accounts: Sequence[str], position_shards: int, *, demo: bool, alerts: bool = False
 ) -> list[WorkerSpec]:
     """The workers of one stack, in start order (broker first, the demo feed last).
 
+    `accounts`: the stack's accounts in the configuration's order, one
+    gateway each; the positions shards hold every account's positions.
     `alerts`: the alerts worker starts right after the broker, so it hears the
     risk events of every other worker's start (and stops after them).
     """
+    if not accounts:
+        raise ValueError("a stack needs at least one account")
+    if len(set(accounts)) != len(accounts):
+        raise ValueError(f"accounts named twice: {', '.join(accounts)}")
     specs = [WorkerSpec("broker", "broker")]
     if alerts:
         specs.append(WorkerSpec("alerts", "alerts"))
-    specs += [
-        WorkerSpec("risk", "risk"),
-        WorkerSpec(f"gateway.{account}", "gateway", account=account),
-    ]
+    specs.append(WorkerSpec("risk", "risk"))
+    specs += [WorkerSpec(f"gateway.{a}", "gateway", account=a) for a in accounts]
     specs += [
         WorkerSpec(f"positions.{i}", "positions", Shard(i, position_shards))
         for i in range(position_shards)

@@ -204,7 +204,7 @@ def _worker_journals(config: Config, run_dir: Path) -> list[_Target]:
 
     storage = config.storage
     if storage.backend == "mongodb":
-        specs = plan(config.account, config.workers.position_shards, demo=False)
+        specs = plan(list(config.accounts()), config.workers.position_shards, demo=False)
         targets = []
         for spec in specs:
             if spec.role == "broker":

@@ -25,10 +25,15 @@ if TYPE_CHECKING:
     from posbus.adapters.launcher_layout import RunDir
 
 _DESCRIPTION = """\
-Start a stack: the broker, the risk worker, the gateway of the account, the
-positions workers ([workers] position_shards of them) and, with --demo, the
-demo feed (a seeded random-walk market and a random signal source sending
-orders), each as its own OS process with its own root supervisor.
+Start a stack: the broker, the risk worker, one gateway per account
+(gateway.NAME), the positions workers ([workers] position_shards of them,
+holding every account's positions) and, with --demo, the demo feed (a seeded
+random-walk market and a random signal source per account sending orders),
+each as its own OS process with its own root supervisor.
+
+--demo without --config runs two simulated accounts, `main` and `hedge`, on
+two simulated venues (their configuration is written to RUN_DIR/demo.toml);
+--demo with --config runs that file's accounts.
 
 A worker that dies is started again (at most [launcher] max_restarts within
 period_s, then the launcher gives up loudly: every worker is stopped and the
@@ -60,7 +65,7 @@ logs, pid and ready files, run.json) is readable by its owner only: files
 """
 
 _EXAMPLES = """\
-  posbus up --demo                       # everything on one machine, simulated market
+  posbus up --demo                       # two accounts on one machine, simulated venues
   posbus up --config deploy/local.toml --detach
   posbus status; posbus positions; posbus down
   POSBUS_RUN_DIR=/srv/posbus/var posbus up --detach; POSBUS_RUN_DIR=/srv/posbus/var posbus status
@@ -101,9 +106,14 @@ def run(args: argparse.Namespace) -> int:
 
     os.umask(OWNER_ONLY_UMASK)
     config = load_config(args.config)
+    demo_accounts = args.demo and args.config is None
+    if demo_accounts:
+        from posbus.adapters.simulation.demo_accounts import demo_config
+
+        config = demo_config()
     run_dir = RunDir(run_dir_of(args.run_dir, config))
     specs = plan(
-        config.account,
+        list(config.accounts()),
         config.workers.position_shards,
         demo=args.demo,
         alerts=bool(config.alerts.sinks),
@@ -122,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
             _begin_demo(run_dir)
         if args.detach:
             return _detach(args, run_dir, len(specs), lock.fd)
-        return _foreground(args, config, run_dir, specs)
+        return _foreground(args, config, run_dir, specs, demo_accounts=demo_accounts)
     finally:
         lock.release()
 
@@ -140,7 +150,10 @@ def _begin_demo(run_dir: RunDir) -> None:
         print(f"posbus: a new demo; the previous demo's journals are in {kept}", flush=True)
 
 
-def _foreground(args: argparse.Namespace, config: Any, run_dir: RunDir, specs: list[Any]) -> int:
+def _foreground(
+    args: argparse.Namespace, config: Any, run_dir: RunDir, specs: list[Any], *, demo_accounts: bool
+) -> int:
+    """Run the launcher here; `demo_accounts`: the workers read the demo's RUN_DIR/demo.toml."""
     from posbus.adapters.launcher import Launcher, LauncherPolicy, LaunchError
     from posbus.adapters.log_format import configure_logging
 
@@ -150,9 +163,13 @@ def _foreground(args: argparse.Namespace, config: Any, run_dir: RunDir, specs: l
         stop_timeout_s=config.launcher.stop_timeout_s,
         ready_timeout_s=args.ready_timeout,
     )
-    launcher = Launcher(
-        specs, run_dir, config_path=Path(args.config) if args.config else None, policy=policy
-    )
+    config_path = Path(args.config) if args.config else None
+    if demo_accounts:
+        from posbus.adapters.simulation.demo_accounts import write_demo_config
+
+        run_dir.prepare()
+        config_path = write_demo_config(run_dir.root)
+    launcher = Launcher(specs, run_dir, config_path=config_path, policy=policy)
 
     def _on_signal(signum: int, frame: FrameType | None) -> None:
         launcher.request_stop()

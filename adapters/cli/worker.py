@@ -55,6 +55,7 @@ _EXAMPLES = """\
   posbus worker --role broker --config deploy/local.toml
   posbus worker --role positions --shard 0/2 --config deploy/local.toml
   posbus worker --role gateway --account default
+  posbus worker --instance gateway-hedge --config /etc/posbus/posbus.toml  # systemd
   posbus worker --instance positions-1 --config /etc/posbus/posbus.toml   # systemd
 """
 
@@ -80,12 +81,15 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument(
         "--instance",
         metavar="NAME",
-        help="role from a service instance name: broker, risk, gateway, feed, alerts, positions-I",
+        help="role from a service instance name: broker, risk, gateway[-ACCOUNT], feed, alerts, "
+        "positions-I",
     )
     parser.add_argument("--config", metavar="FILE", help="TOML config (default: embedded)")
     parser.add_argument("--run-dir", metavar="DIR", help=RUN_DIR_HELP)
     parser.add_argument("--name", help="worker name (default: from role, shard and account)")
-    parser.add_argument("--account", help="gateway only: the account (default: account)")
+    parser.add_argument(
+        "--account", help="gateway only: its account, a name of [accounts] (default: the first)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,12 +101,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     if args.instance:
-        role, _, index = args.instance.partition("-")
-        if role not in ("broker", "risk", "gateway", "positions", "feed", "alerts") or (
-            bool(index) != (role == "positions")
-        ):
-            raise UsageError(f"--instance {args.instance!r}: ROLE or positions-I")
-        args.role, args.shard = role, index or args.shard
+        _from_instance(args)
     if args.role is None:
         raise UsageError("--role (or --instance) is required")
     if args.shard and "/" not in args.shard:
@@ -115,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from exc
     elif args.shard:
         raise UsageError("--shard is for --role positions only")
-    account = args.account or config.account
+    account = _account(args, config)
     name = args.name or worker_name(args.role, shard, account)
     run_dir = _run_dir(args.run_dir, config)
     configure_logging(config.log.level, config.log.format)
@@ -152,6 +151,29 @@ def run(args: argparse.Namespace) -> int:
     if not _io_alive(worker) and not stop.is_set():
         return 1
     return EXIT_OK
+
+
+def _from_instance(args: argparse.Namespace) -> None:
+    """Set role, shard and account from `--instance` (ROLE, gateway-ACCOUNT, positions-I)."""
+    role, _, index = args.instance.partition("-")
+    if role == "gateway" and index:
+        args.account, index = index, ""
+    if role not in ("broker", "risk", "gateway", "positions", "feed", "alerts") or (
+        bool(index) != (role == "positions")
+    ):
+        raise UsageError(f"--instance {args.instance!r}: ROLE, gateway-ACCOUNT or positions-I")
+    args.role, args.shard = role, index or args.shard
+
+
+def _account(args: argparse.Namespace, config: Any) -> str:
+    """The worker's account: `--account` (gateway only), else the first; UsageError if unknown."""
+    if args.account is not None and args.role != "gateway":
+        raise UsageError("--account is for --role gateway only")
+    accounts = config.accounts()
+    account: str = args.account or config.account
+    if account not in accounts:
+        raise UsageError(f"unknown account {account!r}; the accounts: {', '.join(accounts)}")
+    return account
 
 
 def _run_dir(option: str | None, config: Any) -> Any:
@@ -250,6 +272,7 @@ def _build(  # noqa: PLR0917 - private, called once
         endpoints=endpoints,
         admin_endpoint=admin,
         account=account,
+        accounts=tuple(config.accounts()),
         policy=node.policy,
         symbols=node.symbols,
         steps=_venue_steps(config),
@@ -268,17 +291,20 @@ def _build(  # noqa: PLR0917 - private, called once
     journal = _journal(config, run_dir, name)
     clock = WallClock()
     if role == "risk":
-        return RiskWorker(
-            settings,
-            journal=journal,
-            clock=clock,
-            limits=node.limits,
-            starting_equity=node.starting_equity,
+        from posbus.actors.risk_scope import risk_scopes
+
+        accounts = config.accounts()
+        scopes = risk_scopes(
+            {name: (a.risk, a.starting_equity) for name, a in accounts.items()},
+            config.firm.limits,
+            # Without [accounts] and firm-wide limits: the one supervisor of old, stream `risk`.
+            per_account=config.account_configs is not None or config.firm.limits is not None,
         )
+        return RiskWorker(settings, journal=journal, clock=clock, scopes=scopes)
     if role == "gateway":
         from posbus.adapters.exchange.factory import exchange_client
 
-        # `[exchange] kind`: the simulated exchange, or ccxt to a real venue.
+        # The account's exchange `kind`: the simulated exchange, or ccxt to a real venue.
         exchange = exchange_client(config, clock=clock, account=account)
         return GatewayWorker(
             settings, journal=journal, clock=clock, exchange=exchange, symbols=tuple(config.symbols)
@@ -287,12 +313,14 @@ def _build(  # noqa: PLR0917 - private, called once
 
 
 def _venue_steps(config: Any) -> Any:
-    """The simulated venue's tick and step; None on ccxt (its markets live in the gateway)."""
+    """Each simulated account's venue tick and step; none for ccxt (its gateway has the markets)."""
     from posbus.actors.model.instrument_steps import InstrumentSteps
 
-    if config.gateway.kind != "simulated":
-        return None
-    return InstrumentSteps(config.exchange.price_tick, config.exchange.qty_step)
+    return {
+        name: InstrumentSteps(account.exchange.price_tick, account.exchange.qty_step)
+        for name, account in config.accounts().items()
+        if account.gateway.kind == "simulated"
+    }
 
 
 def _journal(config: Any, run_dir: Any, name: str) -> Any:

@@ -1,10 +1,11 @@
-"""The exchange client a node trades through, as the configuration says (`[exchange] kind`).
+"""The exchange client an account trades through, as its configuration says (`kind`).
 
 `kind = "simulated"` gives the deterministic SimulatedExchange; `kind =
 "ccxt"` gives a CcxtGateway for `exchange_id` with the credentials the
-config points at (environment or a 0600 file). A worker or a command builds
-its client here and hands it to its `Node`; whoever builds a CcxtGateway
-must `close()` it after the node stops (it owns an I/O thread).
+account's exchange table points at (environment or a 0600 file). A worker
+or a command builds its client here and hands it to its `Node` or gateway
+worker; whoever builds a CcxtGateway must `close()` it after the node stops
+(it owns an I/O thread).
 """
 
 from __future__ import annotations
@@ -19,15 +20,21 @@ from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 def exchange_client(
     config: Config, *, clock: Clock, account: str | None = None
 ) -> SimulatedExchange | CcxtGateway:
-    """The configured exchange client of `account` (default: the config's account).
+    """The configured exchange client of `account` (default: the config's first account).
 
-    Raises ConfigError when the ccxt credentials are missing or unsafe, or
-    the exchange id is unknown to ccxt.
+    Raises ConfigError for an account the configuration does not have, when
+    the ccxt credentials are missing or unsafe, or the exchange id is
+    unknown to ccxt.
     """
+    accounts = config.accounts()
     name = account if account is not None else config.account
-    settings = config.gateway
+    if name not in accounts:
+        raise ConfigError(f"unknown account {name!r} (accounts: {', '.join(accounts)})")
+    chosen = accounts[name]
+    settings = chosen.gateway
     if settings.kind != "ccxt":
-        return SimulatedExchange(config.exchange, name)
+        return SimulatedExchange(chosen.exchange, name)
+    table = "[exchange]" if config.account_configs is None else f"[accounts.{name}.exchange]"
     try:
         credentials = load_credentials(settings)
         return CcxtGateway(
@@ -38,4 +45,4 @@ def exchange_client(
             symbols=tuple(config.symbols),
         )
     except (CredentialsError, ValueError) as exc:
-        raise ConfigError(f"[exchange]: {exc}") from exc
+        raise ConfigError(f"{table}: {exc}") from exc

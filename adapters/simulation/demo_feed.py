@@ -1,10 +1,11 @@
 """The demo feed of `posbus up --demo`: a seeded market and signal source on the bus.
 
 Runs as the `feed` worker: every step it publishes a market_update per symbol
-(``md|SYMBOL|``, from adapters/simulation/random_walk.py) and sends the random
-signal source's intents (actors/signal_source.py) as `positions.order`
-commands to the positions shard that owns each account+symbol, exactly like a
-strategy would. Everything runs on the I/O thread's timer; there are no actors.
+(``md|SYMBOL|``, from adapters/simulation/random_walk.py) and sends the
+intents of one random signal source per account (actors/signal_source.py) as
+`positions.order` commands to the positions shard that owns each
+account+symbol, exactly like a strategy would. Everything runs on the I/O
+thread's timer; there are no actors.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from posbus.actors.sharding import Shard, shard_of
 from posbus.actors.worker_io import IOConfig, WorkerIO
 from posbus.adapters.clock import WallClock
 from posbus.adapters.config import Config
-from posbus.adapters.simulation.demo_sources import demo_sources
+from posbus.adapters.simulation.demo_sources import demo_market, demo_signals
 from posbus.bus.curve import CurveClient
 from posbus.bus.endpoints import BusEndpoints
 from posbus.bus.messages import Command, CommandArg
@@ -45,7 +46,8 @@ class Feed:
         self.config = config
         self.clock = WallClock()
         self.started_ns = time.time_ns()
-        self.market, self.signals = demo_sources(config)
+        self.market = demo_market(config)
+        self.signals = demo_signals(config, self.market)
         self.steps = 0
         self.intents = 0
         self.escalated = None
@@ -77,7 +79,8 @@ class Feed:
         for update in self.market.step(now):
             publisher.publish(update, topic=market_topic(update.symbol), ts_ns=now)
         shards = self.config.workers.position_shards
-        for intent in self.signals.step(now):
+        intents = [intent for signals in self.signals for intent in signals.step(now)]
+        for intent in intents:
             self.intents += 1
             args: dict[str, CommandArg] = {
                 "account": intent.account,

@@ -129,7 +129,7 @@ def test_execution_seqs_stay_contiguous_and_journaled_while_the_gateway_relays_q
     assert {e.sender for e in quotes} == {gateway.io.market_sender}
     assert len(quotes) >= ORDERS * QUOTES_PER_ORDER
     # Downstream: no signal taken for lost, nothing repaired or refused.
-    assert positions.feed.gaps_repaired == 0
-    assert positions.feed.gaps_unrepaired == 0
-    assert positions.feed.applied.get(gateway.io.sender) == journaled
+    assert positions.feeds["default"].gaps_repaired == 0
+    assert positions.feeds["default"].gaps_unrepaired == 0
+    assert positions.feeds["default"].applied.get(gateway.io.sender) == journaled
     assert watcher.gaps == 0

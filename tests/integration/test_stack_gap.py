@@ -126,8 +126,8 @@ def test_a_lost_fill_is_repaired_from_the_gateway_journal(workers: dict[str, Any
 
     # 0.1 (the lost fill, repaired) + 0.2 (delivered) = 0.3
     assert wait_for("both fills applied", qty) == Decimal("0.3")
-    assert positions.feed.gaps_repaired == 1
-    assert positions.feed.gaps_unrepaired == 0
+    assert positions.feeds["default"].gaps_repaired == 1
+    assert positions.feeds["default"].gaps_unrepaired == 0
 
 
 def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, Any]) -> None:
@@ -165,7 +165,10 @@ def test_a_repair_stops_at_the_frame_that_revealed_the_gap(workers: dict[str, An
     wait_for("the orders filled", lambda: _filled(gateway) == Decimal("0.3"))
     release.set()
     last = published(gateway.published_stream)
-    wait_for("everything applied", lambda: positions.feed.applied.get(gateway.io.sender) == last)
+    wait_for(
+        "everything applied",
+        lambda: positions.feeds["default"].applied.get(gateway.io.sender) == last,
+    )
     stream = "position/default/BTC/USDT"
     received = [
         decode(r.payload).message
@@ -214,7 +217,7 @@ def test_what_a_dead_gateway_published_last_is_fetched_from_its_journal(
     wait_for("the new gateway hears quotes", lambda: (quote(market), True)[1])
     order(client, "0.4")
     assert wait_for("every fill applied", lambda: _qty(positions) == Decimal("0.7"), 15)
-    assert positions.feed.applied[first] == gateway_last(again, first)
+    assert positions.feeds["default"].applied[first] == gateway_last(again, first)
 
 
 def _qty(positions: PositionsWorker) -> Decimal:
@@ -270,7 +273,7 @@ def test_a_restarted_shard_knows_what_it_applied_before_its_bus_starts(
     io_start = WorkerIO.start
 
     def start(io: WorkerIO, timeout_s: float = 10.0) -> None:
-        known_at_bus_start.append(dict(positions.feed.applied))
+        known_at_bus_start.append(dict(positions.feeds["default"].applied))
         io_start(io, timeout_s)
 
     monkeypatch.setattr(WorkerIO, "start", start)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from posbus.actors.model.symbol_names import nearest_symbol, unknown_symbol_message
+from posbus.actors.model.symbol_names import (
+    nearest_symbol,
+    unknown_account_message,
+    unknown_symbol_message,
+)
 
 KNOWN = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "ETH/BTC")
 
@@ -39,3 +43,10 @@ def test_the_message_names_the_symbol_meant_and_every_known_one() -> None:
     assert unknown_symbol_message("DOGE/USDT", ["BTC/USDT"]) == (
         "unknown symbol 'DOGE/USDT' (trades: BTC/USDT)"
     )
+
+
+def test_an_unknown_account_is_refused_naming_the_account_meant() -> None:
+    assert unknown_account_message("Hedge", ["main", "hedge"]) == (
+        "unknown account 'Hedge'; did you mean 'hedge'? (accounts: main, hedge)"
+    )
+    assert unknown_account_message("zzz", ["main"]) == "unknown account 'zzz' (accounts: main)"
