@@ -19,9 +19,10 @@ from typing import Any
 
 import zmq
 
+from posbus.actors.model.symbol_names import unknown_account_message
 from posbus.actors.sharding import Shard, shard_of
 from posbus.adapters import launcher_bus
-from posbus.adapters.cli.command import EXIT_USAGE, CommandError
+from posbus.adapters.cli.command import EXIT_USAGE, CommandError, UsageError
 from posbus.adapters.cli.stack_options import run_dir_of
 from posbus.adapters.config import Config, load_config
 from posbus.adapters.launcher_layout import RunDir, pid_alive
@@ -57,6 +58,30 @@ class StackClient:
         if data is None or not pid_alive(int(data.get("launcher_pid", 0))):
             raise NoStack(f"no stack is running in {self.run_dir.root}; start one with 'posbus up'")
         return data
+
+    def accounts(self) -> list[str]:
+        """The stack's accounts, its default (first) one first.
+
+        Those the running stack here was started with (run.json: a demo's
+        accounts are not the embedded defaults'), else the configuration's.
+        """
+        data = self.run_dir.read_run() or {}
+        listed = data.get("accounts")
+        if isinstance(listed, list) and listed and pid_alive(int(data.get("launcher_pid", 0))):
+            return [str(name) for name in listed]
+        return list(self.config.accounts())
+
+    def account(self, name: str | None) -> str:
+        """`name` (default: the first account) when the stack has it; UsageError if not.
+
+        Refused before anything is sent, naming the account meant.
+        """
+        accounts = self.accounts()
+        if name is None:
+            return accounts[0]
+        if name not in accounts:
+            raise UsageError(unknown_account_message(name, accounts))
+        return name
 
     def require_stack(self) -> None:
         """On one machine (ipc), fail fast with a hint when no stack runs here.

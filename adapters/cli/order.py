@@ -50,14 +50,16 @@ def register(subparsers: SubParsers) -> None:
         summary="place an order (buy or sell) through the running stack",
         description=(
             "Send an order intent to the positions shard of ACCOUNT + SYMBOL. It is journaled,\n"
-            "checked by the risk supervisor and sent to the gateway; the command waits for the\n"
-            "outcome and prints it. Exit 0: the venue accepted the order; 1: refused by risk,\n"
-            "rejected by the venue, or no outcome within --timeout (look it up with\n"
-            "'posbus orders'; it is never re-sent); 2: bad input.\n"
+            "checked by the risk supervisor and sent to the account's gateway; the command\n"
+            "waits for the outcome and prints it. Exit 0: the venue accepted the order; 1:\n"
+            "refused by risk, rejected by the venue, or no outcome within --timeout (look it\n"
+            "up with 'posbus orders'; it is never re-sent); 2: bad input (an account or symbol\n"
+            "the stack does not trade, named with the one meant; nothing is sent).\n"
         ),
         examples=(
             "  posbus order buy BTC/USDT 0.1\n"
             "  posbus order sell ETH/USDT 2 --limit 3100.5 --json\n"
+            "  posbus order buy BTC/USDT 0.05 --account hedge\n"
         ),
         handler=run_order,
     )
@@ -65,7 +67,9 @@ def register(subparsers: SubParsers) -> None:
     order.add_argument("symbol", metavar="SYMBOL")
     order.add_argument("qty", metavar="QTY")
     order.add_argument("--limit", metavar="PRICE", help="limit price (default: market order)")
-    order.add_argument("--account", help="account (default: account of the config)")
+    order.add_argument(
+        "--account", metavar="NAME", help="the account (default: the stack's first account)"
+    )
     order.add_argument("--json", action="store_true", help="print the reply as JSON")
     _add_wait_options(order)
     add_stack_options(order)
@@ -79,11 +83,13 @@ def register(subparsers: SubParsers) -> None:
             "for a long position, a buy for a short one) and wait for the outcome, as\n"
             "'posbus order' does. A flat position has nothing to close: exit 1, no order.\n"
         ),
-        examples="  posbus close BTC/USDT\n",
+        examples="  posbus close BTC/USDT\n  posbus close SOL/USDT --account hedge\n",
         handler=run_close,
     )
     close.add_argument("symbol", metavar="SYMBOL")
-    close.add_argument("--account", help="account (default: account of the config)")
+    close.add_argument(
+        "--account", metavar="NAME", help="the account (default: the stack's first account)"
+    )
     close.add_argument("--json", action="store_true", help="print the reply as JSON")
     _add_wait_options(close)
     add_stack_options(close)
@@ -137,7 +143,7 @@ def _send(args: argparse.Namespace, symbol: str, account: str | None, body: dict
     client = StackClient(args.config, args.run_dir)
     try:
         client.require_stack()
-        acc = account or client.config.account
+        acc = client.account(account)
         service = client.shard_service(acc, symbol)
         if body.get("reduce_only") and body.get("side") is None:
             body = {**body, "side": _closing_side(client, service, acc, symbol)}
@@ -269,6 +275,7 @@ def run_cancel(args: argparse.Namespace) -> int:
     client = StackClient(args.config, args.run_dir)
     try:
         client.require_stack()
+        client.account(account)
         service = client.shard_service(account, symbol)
         result = _call_refusing_bad_input(
             client, service, "positions.cancel", {"order_id": args.order_id}

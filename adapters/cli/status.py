@@ -12,7 +12,8 @@ from posbus.adapters.cli.stack_options import add_stack_options
 
 _DESCRIPTION = """\
 List each worker of the stack running in the run directory: name, role,
-shard, pid, whether it is alive and serving (its admin socket answers),
+shard, account (each account has its gateway, gateway.NAME), pid, whether it
+is alive and serving (its admin socket answers),
 uptime, restarts by the launcher, its command service and admin endpoint,
 and the bus endpoints a client connects to (`bus`: events_in to publish,
 events_out to subscribe, commands to send commands; `curve` when tcp needs
@@ -65,6 +66,8 @@ def collect(client: Any, admin_timeout: float) -> dict[str, Any]:
                 "name": name,
                 "role": w.get("role"),
                 "shard": w.get("shard"),
+                # A gateway's account (one gateway per account); None for other roles.
+                "account": w.get("account"),
                 "pid": pid,
                 "alive": alive,
                 "serving": serving,
