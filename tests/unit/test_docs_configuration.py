@@ -1,12 +1,15 @@
-"""docs/configuration.md documents every configuration key once, and its last example sets them all.
+"""docs/configuration.md documents every configuration key once, and its last examples set them all.
 
 The reference's tables give the documented keys, one row per key under a
-section heading. The example "Every key in one file" is loaded through the
-public `load_config`, which refuses unknown keys, so every key it names is
-accepted. Then the loaded configuration is compared with the defaults
+section heading. The examples under "Every key in one file" (one file with
+the top-level `account` and `[exchange]`, one with `[accounts]`, which
+replaces them: no one file can hold both) are each loaded through the public
+`load_config`, which refuses unknown keys, so every key they name is
+accepted. Then each loaded configuration is compared with the defaults
 setting by setting, walking the public Config types (dataclasses or msgspec
-Structs alike, nothing private): a setting that kept its default is one the
-example, and so the reference, does not cover. A key added to the
+Structs alike, nothing private), and each account of `[accounts]` with the
+one default account: a setting that every example leaves at its default is
+one the examples, and so the reference, do not cover. A key added to the
 configuration without a row in the reference fails here.
 """
 
@@ -19,12 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from posbus.adapters.config import Config, load_config
+from posbus.adapters.config import AccountConfig, Config, load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 FULL_EXAMPLE_HEADING = "## Every key in one file"
 # The symbols section is one table per symbol; the reference names it by this placeholder.
 SYMBOLS_SECTION = 'symbols."BASE/QUOTE"'
+# So is the accounts section: one table per account.
+ACCOUNTS_SECTION = "accounts.NAME"
 
 
 def _doc() -> str:
@@ -47,11 +52,12 @@ def _documented_rows() -> list[tuple[str, str]]:
     return rows
 
 
-def _full_example() -> str:
-    after = _doc().split(FULL_EXAMPLE_HEADING, 1)[1]
-    block = re.search(r"```toml\n(.*?)```", after, re.DOTALL)
-    assert block is not None, f"no toml block under {FULL_EXAMPLE_HEADING!r}"
-    return block.group(1)
+def _full_examples() -> list[str]:
+    """The toml blocks of the section "Every key in one file"."""
+    section = _doc().split(FULL_EXAMPLE_HEADING, 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.DOTALL)
+    assert blocks, f"no toml block under {FULL_EXAMPLE_HEADING!r}"
+    return blocks
 
 
 def _example_keys(document: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -61,6 +67,9 @@ def _example_keys(document: Mapping[str, Any]) -> list[tuple[str, str]]:
             keys.append(("", name))
         elif name == "symbols":
             keys += [(SYMBOLS_SECTION, key) for table in value.values() for key in table]
+        elif name == "accounts":
+            # Its sub-tables [accounts.NAME.exchange] and .risk are keys of [accounts.NAME].
+            keys += [(ACCOUNTS_SECTION, key) for table in value.values() for key in table]
         else:
             # A sub-table such as [exchange.urls] is the key `urls` of [exchange].
             keys += [(name, key) for key in value]
@@ -97,30 +106,59 @@ def _kept_defaults(default: Any, loaded: Any, path: str) -> list[str]:
     return [path] if default == loaded else []
 
 
+def _kept_account_settings(default: Config, loaded: Config) -> list[str]:
+    """The settings of an account that no account of `loaded` changes from the default account.
+
+    `[accounts]` is a table of tables: each account is compared with the one
+    account of the defaults (`account` and `[exchange]`), field by field;
+    the keys inside its `exchange` table are those of `[exchange]`, which the
+    walk of the whole configuration covers.
+    """
+    (base,) = default.accounts().values()
+    accounts = list((loaded.account_configs or {}).values())
+    return [
+        f"config.accounts[*].{field.name}"
+        for field in dataclasses.fields(AccountConfig)
+        if field.name != "name"
+        and all(getattr(a, field.name) == getattr(base, field.name) for a in accounts)
+    ]
+
+
+def _loaded_examples(directory: Path) -> list[Config]:
+    configs = []
+    for i, example in enumerate(_full_examples()):
+        path = directory / f"every_key_{i}.toml"
+        path.write_text(example, encoding="utf-8")
+        configs.append(load_config(path))
+    return configs
+
+
 def test_every_key_is_documented_once() -> None:
     rows = _documented_rows()
     assert len(rows) > 50, "the reference tables were not found"
     assert sorted({row for row in rows if rows.count(row) > 1}) == []
 
 
-def test_the_full_example_names_exactly_the_documented_keys() -> None:
-    example = _example_keys(tomllib.loads(_full_example()))
+def test_the_full_examples_name_exactly_the_documented_keys() -> None:
+    example = {key for text in _full_examples() for key in _example_keys(tomllib.loads(text))}
     documented = _documented_rows()
-    assert sorted(set(documented) - set(example)) == [], "documented but not in the example"
-    assert sorted(set(example) - set(documented)) == [], "in the example but not documented"
+    assert sorted(set(documented) - example) == [], "documented but not in the examples"
+    assert sorted(example - set(documented)) == [], "in the examples but not documented"
 
 
-def test_the_full_example_loads_so_every_documented_key_is_accepted(tmp_path: Path) -> None:
-    path = tmp_path / "every_key.toml"
-    path.write_text(_full_example(), encoding="utf-8")
-    assert isinstance(load_config(path), Config)
+def test_the_full_examples_load_so_every_documented_key_is_accepted(tmp_path: Path) -> None:
+    assert len(_full_examples()) == 2
+    assert all(isinstance(c, Config) for c in _loaded_examples(tmp_path))
 
 
-def test_the_full_example_changes_every_setting_so_none_is_undocumented(tmp_path: Path) -> None:
-    path = tmp_path / "every_key.toml"
-    path.write_text(_full_example(), encoding="utf-8")
-    kept = _kept_defaults(load_config(None), load_config(path), "config")
+def test_the_full_examples_change_every_setting_so_none_is_undocumented(tmp_path: Path) -> None:
+    default = load_config(None)
+    kept_by_each = [
+        set(_kept_defaults(default, loaded, "config") + _kept_account_settings(default, loaded))
+        for loaded in _loaded_examples(tmp_path)
+    ]
+    kept = sorted(set.intersection(*kept_by_each))
     assert kept == [], (
-        "settings the example in docs/configuration.md leaves at their default: "
-        "document their keys and set them in the example"
+        "settings the examples in docs/configuration.md leave at their default: "
+        "document their keys and set them in an example"
     )
