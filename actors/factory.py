@@ -158,6 +158,8 @@ class ActorFactory:
         starting_equity: Decimal,
         on_started: Callable[[], Sequence[PositionExposure] | None] | None = None,
         scope: str | None = None,
+        reporting_currency: str | None = None,
+        symbols: Sequence[str] = (),
     ) -> ActorRecipe[RiskSupervisor]:
         """A risk supervisor, named as its journal stream (`risk`, `risk.ACCOUNT`).
 
@@ -168,6 +170,9 @@ class ActorFactory:
                 positions workers over the bus (and returns None).
             scope: the one account it judges in a stack of several; None: all
                 of the stack's positions (its one account, or firm-wide).
+            reporting_currency, symbols: the currency risk counts in, and the
+                traded symbols: those quoted in another are converted
+                (`CurrencyConversion`). None: every symbol is counted as quoted.
         """
         kwargs = {
             "limits": limits,
@@ -178,6 +183,8 @@ class ActorFactory:
             "on_started": on_started,
             "snapshots": self.snapshots,
             "scope": scope,
+            "reporting_currency": reporting_currency,
+            "symbols": tuple(symbols),
         }
         return ActorRecipe(RiskSupervisor, risk_stream(scope), kwargs)
 

@@ -91,6 +91,9 @@ class NodeConfig:
     snapshot_interval_s: float | None = 30.0
     # Entering CoolDown or Halted cancels the positions' risk-adding working orders.
     cancel_risk_adding_orders: bool = True
+    # The currency risk counts in: symbols quoted in another are converted at
+    # QUOTE/REPORTING's mid (`CurrencyConversion`). None: every symbol as quoted.
+    reporting_currency: str | None = None
 
     def exposure(self) -> ExposureSettings:
         """How the positions tell risk their exposure."""
@@ -167,6 +170,8 @@ class Node:
             limits=cfg.limits,
             starting_equity=cfg.starting_equity,
             on_started=self._resync_positions,
+            reporting_currency=cfg.reporting_currency,
+            symbols=tuple(cfg.symbols),
         )
         gateway = self.factory.gateway(
             account=cfg.account,

@@ -54,6 +54,7 @@ from posbus.actors.delivery import Delivered, Outbox, StreamCursor
 from posbus.actors.events import EventSink
 from posbus.actors.journal import JournalCorrupt, SnapshotStore
 from posbus.actors.model.clock import Clock
+from posbus.actors.model.currency_conversion import CurrencyConversion
 from posbus.actors.model.risk import (
     PositionExposure,
     RiskDecision,
@@ -132,9 +133,21 @@ class RiskSupervisor(SupervisedActor):
         decision_log: int = 10_000,
         snapshots: SnapshotStore | None = None,
         scope: str | None = None,
+        reporting_currency: str | None = None,
+        symbols: Sequence[str] = (),
     ) -> None:
         super().__init__(link)
         self.scope = scope
+        # Symbols quoted in another currency than risk counts in: their inputs are
+        # converted (`CurrencyConversion`); the native ones kept to re-convert at a new rate.
+        self.conversion = (
+            CurrencyConversion(reporting_currency, symbols)
+            if reporting_currency is not None
+            and CurrencyConversion.needed(reporting_currency, symbols)
+            else None
+        )
+        self._native_quotes: dict[str, MarketUpdate] = {}
+        self._native_exposures: dict[tuple[str, str], ExposureChanged] = {}
         self.stream = risk_stream(scope)
         self.limits = limits
         self.starting_equity = starting_equity
@@ -204,7 +217,13 @@ class RiskSupervisor(SupervisedActor):
         """
         now = self.clock.now_ns()
         scratch = RiskEngine(self.limits, self.starting_equity, now)
-        for exposure in exposures:
+        conversion = self.conversion
+        for native in exposures:
+            exposure = native
+            if conversion is not None and native.symbol in conversion.foreign:
+                key = (native.account, native.symbol)
+                self._native_exposures[key] = ExposureChanged(native, now)
+                exposure = conversion.exposure(native)
             scratch.update_position(exposure, now)
         book = scratch.to_dict()
         snapshot = self.engine.to_dict()
@@ -266,6 +285,10 @@ class RiskSupervisor(SupervisedActor):
             self.counts["stale_exposures"] += 1
             return
         applied[key] = ts_ns
+        conversion = self.conversion
+        if conversion is not None and exposure.symbol in conversion.foreign:
+            self._native_exposures[key] = change
+            exposure = conversion.exposure(exposure)
         transitions = self.engine.update_position(exposure, ts_ns)
         if transitions:  # a mark change seldom moves the state: spare the call
             self._announce(transitions)
@@ -273,17 +296,55 @@ class RiskSupervisor(SupervisedActor):
 
     def _on_market(self, update: MarketUpdate) -> None:
         """Take the symbol's mark; judge it only when it may change the state."""
-        transitions = self.engine.update_mark(update.symbol, update.mid(), update.ts_ns)
+        if self.conversion is not None:
+            self._on_market_converted(update)
+            return
+        self._mark(update.symbol, update.mid(), update.ts_ns)
+
+    def _mark(self, symbol: str, mark: Decimal, ts_ns: int) -> None:
+        transitions = self.engine.update_mark(symbol, mark, ts_ns)
         if transitions is None:  # inside its band: nothing but the mark changed
             return
         if transitions:
             self._announce(transitions)
-        self._keep_durable(update.ts_ns)
+        self._keep_durable(ts_ns)
+
+    def _on_market_converted(self, update: MarketUpdate) -> None:
+        """A foreign symbol's mark at the rate held; a rate symbol re-prices its currency's."""
+        conversion = self.conversion
+        assert conversion is not None
+        symbol = update.symbol
+        if symbol in conversion.foreign:
+            self._native_quotes[symbol] = update
+            converted = conversion.mark(symbol, update.mid(), update.ts_ns)
+            if converted is not None:
+                self._mark(symbol, *converted)
+            return
+        self._mark(symbol, update.mid(), update.ts_ns)
+        currency = conversion.set_rate(symbol, update.mid(), update.ts_ns)
+        if currency is None:
+            return
+        for native in list(self._native_quotes.values()):
+            if conversion.foreign[native.symbol] == currency:
+                converted = conversion.mark(native.symbol, native.mid(), native.ts_ns)
+                if converted is not None:
+                    self._mark(native.symbol, *converted)
+        for change in list(self._native_exposures.values()):
+            if conversion.foreign[change.exposure.symbol] == currency:
+                transitions = self.engine.update_position(
+                    conversion.exposure(change.exposure), change.ts_ns
+                )
+                if transitions:
+                    self._announce(transitions)
 
     def _check(self, message: CheckOrder) -> RiskDecision:
         request = message.request
         state = self.engine.state
-        decision = self.engine.check_order(request)
+        conversion = self.conversion
+        if conversion is not None and request.symbol in conversion.foreign:
+            decision = self.engine.check_order(conversion.request(request))
+        else:
+            decision = self.engine.check_order(request)
         self.decisions.append(
             DecisionRecord(
                 request.order_id, state, decision.approved, decision.risk_reducing, decision.check

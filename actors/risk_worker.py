@@ -68,8 +68,14 @@ class RiskWorker(Worker):
         limits: Any = None,
         starting_equity: Decimal | None = None,
         scopes: Sequence[RiskScope] | None = None,
+        reporting_currency: str | None = None,
     ) -> None:
-        """`scopes` (see risk_scope), or the one scope of `limits` and `starting_equity`."""
+        """`scopes` (see risk_scope), or the one scope of `limits` and `starting_equity`.
+
+        `reporting_currency`: the currency risk counts in (the settings' symbols
+        quoted in another are converted); None: every symbol as quoted.
+        """
+        self.reporting_currency = reporting_currency
         if scopes is None:
             if limits is None or starting_equity is None:
                 raise ValueError("a risk worker needs scopes, or limits and starting_equity")
@@ -102,6 +108,8 @@ class RiskWorker(Worker):
                 starting_equity=scope.starting_equity,
                 on_started=self.request_resync,
                 scope=scope.account,
+                reporting_currency=self.reporting_currency,
+                symbols=tuple(self.settings.symbols),
             )
             specs.append(ChildSpec(scope.name, recipe.start, restart=RestartType.PERMANENT))
         return specs

@@ -21,7 +21,7 @@ import enum
 import re
 import tomllib
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import msgspec
 
+from posbus.actors.model.currency_conversion import missing_rates, quote_currency
 from posbus.actors.model.errors import PosbusError
 from posbus.actors.model.risk import RiskLimits
 from posbus.actors.node import NodeConfig
@@ -339,14 +340,27 @@ class AccountSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FirmSection(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """`[firm]`: limits over every account together, in `reporting_currency`.
+    """`[firm]`: the currency risk counts in, and limits over every account together.
 
-    Without `[firm.risk]` there is no firm-wide check: each account is
-    judged by its own limits only.
+    `reporting_currency` defaults to the quote currency of the symbols when
+    they share one (it must be set when they do not). Without `[firm.risk]`
+    there is no firm-wide check: each account is judged by its own limits.
     """
 
-    reporting_currency: NonEmpty = "USDT"
+    reporting_currency: NonEmpty | None = None
     risk: RiskSection | None = None
+
+    def currency(self, symbols: Iterable[str]) -> str:
+        """The reporting currency: as set, or the symbols' one quote currency (ValueError)."""
+        if self.reporting_currency is not None:
+            return self.reporting_currency
+        quotes = sorted({quote_currency(s) for s in symbols})
+        if len(quotes) != 1:
+            raise ValueError(
+                f"[firm] reporting_currency: the symbols quote in {', '.join(quotes)}; "
+                "set the currency risk counts in"
+            )
+        return quotes[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,9 +376,12 @@ class AccountConfig:
 
 @dataclass(frozen=True, slots=True)
 class FirmConfig:
-    """Firm-wide risk: None limits means each account is judged on its own only."""
+    """The currency risk counts in, and firm-wide limits (None: each account on its own).
 
-    reporting_currency: str = "USDT"
+    A None currency counts every symbol as quoted, unconverted.
+    """
+
+    reporting_currency: str | None = None
     limits: RiskLimits | None = None
 
 
@@ -435,7 +452,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             alerts=self.alerts,
             account_configs=accounts,
             firm=FirmConfig(
-                self.firm.reporting_currency,
+                self.firm.currency(self.symbols),
                 None if self.firm.risk is None else self.firm.risk.limits(),
             ),
         )
@@ -456,7 +473,7 @@ class ConfigFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 def _check_accounts(document: ConfigFile) -> None:
-    """`[accounts]` names, their limits in range, and one quote currency for firm sums."""
+    """`[accounts]` names, their limits in range, and a rate for every foreign quote."""
     if document.accounts is not None:
         if not document.accounts:
             raise ValueError("[accounts]: at least one account is needed (or leave it out)")
@@ -469,18 +486,22 @@ def _check_accounts(document: ConfigFile) -> None:
                 section.risk.over(document.risk).limits()
             except ValueError as exc:
                 raise ValueError(f"[accounts.{name}.risk]: {exc}") from exc
-    several = document.accounts is not None and len(document.accounts) > 1
-    if several or document.firm.risk is not None:
-        currency = document.firm.reporting_currency
-        for symbol in document.symbols:
-            quote = symbol.rpartition("/")[2]
-            if quote != currency:
-                # Firm sums add the accounts' figures as they are, in their quote currency.
-                raise ValueError(
-                    f"[firm] reporting_currency: {symbol} quotes in {quote}, not {currency}; "
-                    "firm-wide figures add the accounts' figures without conversion, so "
-                    "every symbol must quote in the reporting currency"
-                )
+    currency = document.firm.currency(document.symbols)
+    missing = missing_rates(currency, document.symbols)
+    if missing:
+        # Risk converts a symbol quoted in another currency at QUOTE/REPORTING's mid.
+        raise ValueError(
+            f"[symbols]: risk counts in {currency}; to convert the symbols quoted in "
+            f"another currency, add {', '.join(missing)}"
+        )
+    if document.positions.risk_marks != "market" and any(
+        quote_currency(s) != currency for s in document.symbols
+    ):
+        # The rates come from the quotes risk reads itself.
+        raise ValueError(
+            f"[positions] risk_marks: symbols quoted in another currency than {currency} "
+            'need "market" (risk converts them at the quotes it reads)'
+        )
 
 
 def _check_symbol_names(symbols: Mapping[str, SymbolConfig]) -> None:
@@ -557,6 +578,7 @@ class Config:
             risk_reads_market=self.positions.risk_marks == "market",
             snapshot_interval_s=self.storage.snapshot_interval_s or None,
             cancel_risk_adding_orders=self.cancel_risk_adding_orders,
+            reporting_currency=self.firm.reporting_currency,
         )
 
 

@@ -82,7 +82,12 @@ class InlineNode:
     def start(self) -> None:
         """Start the risk supervisor, the gateway and every journaled position."""
         cfg = self.config
-        risk = self.factory.risk(limits=cfg.limits, starting_equity=cfg.starting_equity)
+        risk = self.factory.risk(
+            limits=cfg.limits,
+            starting_equity=cfg.starting_equity,
+            reporting_currency=cfg.reporting_currency,
+            symbols=tuple(cfg.symbols),
+        )
         self.risk = self.scheduler.spawn(risk.build(), RISK)
         gateway = self.factory.gateway(
             account=cfg.account, exchange=self.exchange, lookup=self._doorbell
