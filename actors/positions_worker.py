@@ -292,10 +292,10 @@ class PositionsWorker(Worker):
         with self._halts_lock:
             pending = dict(self._halts_pending)
         for stream, error in pending.items():
+            account = stream.split("/", 2)[1]  # position/ACCOUNT/SYMBOL: that account halts
+            halt = Halt(f"journal corrupt: {error}", self.clock.now_ns(), account)
             try:
-                self.remote_risk.ask(
-                    Halt(f"journal corrupt: {error}", self.clock.now_ns()), timeout=ASK_TIMEOUT_S
-                )
+                self.remote_risk.ask(halt, timeout=ASK_TIMEOUT_S)
             except PosbusError as exc:
                 logger.error(
                     "halt for a corrupt journal not confirmed yet; asked again next tick",
