@@ -305,7 +305,9 @@ def _build(  # noqa: PLR0917 - private, called once
         from posbus.adapters.exchange.factory import exchange_client
 
         # The account's exchange `kind`: the simulated exchange, or ccxt to a real venue.
-        exchange = exchange_client(config, clock=clock, account=account)
+        # A simulated venue lives and dies with this process: its ids name the process.
+        incarnation = f"{os.getpid()}.{time.time_ns() % 10**9}"
+        exchange = exchange_client(config, clock=clock, account=account, incarnation=incarnation)
         return GatewayWorker(
             settings, journal=journal, clock=clock, exchange=exchange, symbols=tuple(config.symbols)
         )

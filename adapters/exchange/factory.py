@@ -18,9 +18,12 @@ from posbus.adapters.simulation.simulated_exchange import SimulatedExchange
 
 
 def exchange_client(
-    config: Config, *, clock: Clock, account: str | None = None
+    config: Config, *, clock: Clock, account: str | None = None, incarnation: str = ""
 ) -> SimulatedExchange | CcxtGateway:
     """The configured exchange client of `account` (default: the config's first account).
+
+    `incarnation` names this client's process in a simulated venue's order and
+    trade ids, so a venue restarted with its gateway repeats none.
 
     Raises ConfigError for an account the configuration does not have, when
     the ccxt credentials are missing or unsafe, or the exchange id is
@@ -33,7 +36,7 @@ def exchange_client(
     chosen = accounts[name]
     settings = chosen.gateway
     if settings.kind != "ccxt":
-        return SimulatedExchange(chosen.exchange, name)
+        return SimulatedExchange(chosen.exchange, name, incarnation=incarnation)
     table = "[exchange]" if config.account_configs is None else f"[accounts.{name}.exchange]"
     try:
         credentials = load_credentials(settings)

@@ -172,9 +172,14 @@ class SimulatedExchange:
         account: str = "default",
         *,
         initial_balances: Mapping[str, Decimal] | None = None,
+        incarnation: str = "",
     ) -> None:
+        """`incarnation`: part of every order and trade id when given; a stack's gateway
+        worker passes its own, so a venue restarted with it never repeats an id its
+        predecessor gave (a position drops a fill whose trade id it already holds)."""
         self._config = config
         self._account = account
+        self._ids = f"{account}-{incarnation}" if incarnation else account
         self._rng = random.Random(config.seed)  # noqa: S311 -- simulation, not cryptography
         self._touches: dict[str, _Touch] = {}
         # Insertion order is submission order, which fixes the order in which
@@ -433,11 +438,11 @@ class SimulatedExchange:
         self._fills.append(fill)
 
     def _new_order_id(self) -> str:
-        order_id = f"{self._account}-order-{self._next_order_no}"
+        order_id = f"{self._ids}-order-{self._next_order_no}"
         self._next_order_no += 1
         return order_id
 
     def _new_trade_id(self) -> str:
-        trade_id = f"{self._account}-trade-{self._next_trade_no}"
+        trade_id = f"{self._ids}-trade-{self._next_trade_no}"
         self._next_trade_no += 1
         return trade_id

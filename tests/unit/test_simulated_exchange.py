@@ -617,3 +617,22 @@ def test_unknown_liquidity_is_refused() -> None:
     fill = Fill("t", "a", BTC, Side.BUY, D(1), D(1), D(0), "USDT", 1)
     with pytest.raises(ValueError, match="liquidity"):
         OrderFilled("c1", fill, "both")  # type: ignore[arg-type]
+
+
+def test_a_venue_of_another_incarnation_repeats_no_order_or_trade_id() -> None:
+    config = make_exchange().config
+    ids = []
+    for incarnation in ("101.5", "102.9"):
+        ex = SimulatedExchange(config, "hedge", incarnation=incarnation)
+        ex.on_market(BTC, D("50000.00"), D("50010.00"), 1000)
+        reports = ex.submit(order("c1", Side.BUY, "0.5", account="hedge"))
+        (fill,) = fills_of(reports)
+        accepted = reports[0]
+        assert isinstance(accepted, OrderAccepted)
+        ids += [accepted.exchange_order_id, fill.trade_id]
+    assert ids == [
+        "hedge-101.5-order-1",
+        "hedge-101.5-trade-1",
+        "hedge-102.9-order-1",
+        "hedge-102.9-trade-1",
+    ]
