@@ -46,7 +46,8 @@ exports:
   (since the worker's previous `metrics` request: the previous frame), p99
   latency, the deepest actor mailbox and, for a positions worker, its journal
   lag (execution signals the gateway published that it has not applied yet);
-- the risk state (Normal, Warning, CoolDown, Halted) and its metrics;
+- the risk state (Normal, Warning, CoolDown, Halted) and its metrics; with
+  several accounts, the firm's (when it has limits) and each account's;
 - each gateway's circuit breaker state ("-": no network exchange);
 - the positions and their P&L.
 
@@ -181,10 +182,9 @@ def gather(client: Any, admin_timeout: float = ADMIN_TIMEOUT_S) -> dict[str, Any
         metrics = admin.ask("metrics")
         if metrics is not None:
             _add_metrics(row, metrics)
-        if row["role"] in _ACTOR_ROLES:
-            actors = admin.ask("actors")
-            if actors is not None:
-                _add_actors(row, actors.get("actors", []))
+        actors = admin.ask("actors") if row["role"] in _ACTOR_ROLES else None
+        if actors is not None:
+            _add_actors(row, actors.get("actors", []))
         if row["role"] in ("gateway", "positions"):
             status = admin.ask("status")
             if status is not None:
@@ -193,10 +193,8 @@ def gather(client: Any, admin_timeout: float = ADMIN_TIMEOUT_S) -> dict[str, Any
             view = admin.ask("inspect", {"actor": entry["name"]})
             if view is not None:
                 row["breaker"] = find_breaker(view)
-        if row["role"] == "risk":
-            view = admin.ask("inspect", {"actor": "risk"})
-            if view is not None:
-                risk = {"state": view.get("state"), "metrics": dict(view.get("metrics", {}))}
+        if row["role"] == "risk" and actors is not None:
+            risk = _risk(admin, [a.get("name") for a in actors.get("actors", [])])
         if not admin.answering:
             row["serving"] = False
             row["state"] = _state(row)
@@ -210,6 +208,33 @@ def gather(client: Any, admin_timeout: float = ADMIN_TIMEOUT_S) -> dict[str, Any
         "positions": _positions(client, workers, errors),
         "errors": errors,
     }
+
+
+def _risk(admin: _Worker, names: list[Any]) -> dict[str, Any] | None:
+    """The stack's risk state and metrics, and each account's when there are several.
+
+    A stack with one account has one supervisor, `risk`; with several, one
+    `risk.ACCOUNT` each and `risk` for firm-wide limits, when it has some.
+    Without those the stack's state is the worst account's, and no metrics.
+    """
+    from posbus.actors.risk_worker import worst_state
+
+    accounts: dict[str, dict[str, Any]] = {}
+    stack: dict[str, Any] | None = None
+    for name in sorted(n for n in names if isinstance(n, str) and n.split(".")[0] == "risk"):
+        view = admin.ask("inspect", {"actor": name})
+        if view is None:
+            continue
+        scope = {"state": view.get("state"), "metrics": dict(view.get("metrics", {}))}
+        if name == "risk":
+            stack = scope
+        else:
+            accounts[name.removeprefix("risk.")] = scope
+    if stack is None:
+        if not accounts:
+            return None
+        stack = {"state": worst_state([str(a["state"]) for a in accounts.values()]), "metrics": {}}
+    return {**stack, "accounts": accounts}
 
 
 def _worker_row(entry: dict[str, Any]) -> dict[str, Any]:
@@ -370,17 +395,18 @@ def render(frame: dict[str, Any], width: int = WIDE) -> Any:
         for w in frame["workers"]
         if w["role"] == "gateway"
     )
+    accounts = dict(risk.get("accounts") or {})
+    each = "".join(f"  {name} {_risk_text(a.get('state'))}" for name, a in accounts.items())
     header = Text.from_markup(
         f"[bold]posbus top[/]  {clock} UTC  {frame['run_dir']}  "
         f"launcher {launcher['pid']} up {_duration(launcher['uptime_s'])}\n"
-        f"risk {_risk_text(risk.get('state'))}{breakers}"
+        f"risk {_risk_text(risk.get('state'))}{each}{breakers}"
     )
-    parts: list[Any] = [
-        header,
-        _workers_table(frame["workers"], wide=width >= WIDE),
-        _risk_table(risk),
-        _positions_table(frame["positions"]),
-    ]
+    parts: list[Any] = [header, _workers_table(frame["workers"], wide=width >= WIDE)]
+    if risk.get("metrics") or not accounts:
+        parts.append(_risk_table(risk, "firm" if accounts else ""))
+    parts += [_risk_table(a, f"account {name}") for name, a in accounts.items()]
+    parts.append(_positions_table(frame["positions"]))
     parts.extend(Text(f"! {error}", style="red") for error in frame["errors"])
     return Group(*parts)
 
@@ -416,14 +442,14 @@ def _workers_table(workers: list[dict[str, Any]], *, wide: bool) -> Any:
     return table
 
 
-def _risk_table(risk: dict[str, Any]) -> Any:
-    """The risk metrics, two to a row."""
+def _risk_table(risk: dict[str, Any], scope: str) -> Any:
+    """The risk metrics of one scope (the stack's, the firm's or an account's), two to a row."""
     from rich import box
     from rich.table import Table
 
     metrics = sorted(dict(risk.get("metrics", {})).items())
     table = Table(
-        title="risk metrics",
+        title=f"risk metrics ({scope})" if scope else "risk metrics",
         title_justify="left",
         box=box.SIMPLE,
         padding=(0, 1),
