@@ -2,11 +2,13 @@
 
 `[metrics] prometheus_port_base` turns it on: each worker serves
 ``http://[metrics] prometheus_host:PORT/metrics`` on its own port,
-`metrics_port(base, name)` (broker +0, risk +1, gateway +2, feed +3,
-alerts +4, positions.I +10+I). Nothing is computed for Prometheus alone: each scrape
-reads the same admin handlers `posbus admin` answers with (`metrics`,
-`actors`, `status`, and the risk or gateway actor's `inspect`), so the
-endpoint and the admin socket always agree. Every sample is labelled
+`metrics_port(base, name, accounts)` (broker +0, risk +1, the first
+account's gateway +2, feed +3, alerts +4, positions.I +10+I, the gateway of
+the account after the first at index i of `[accounts]` +100+i). Nothing is
+computed for Prometheus alone: each scrape reads the same admin handlers
+`posbus admin` answers with (`metrics`, `actors`, `status`, and the risk or
+gateway actor's `inspect`), so the endpoint and the admin socket always
+agree. Every sample is labelled
 ``worker``; the metric names are in `collect` and in docs/operations.md.
 
 Threads: prometheus-client's HTTP server thread runs `collect`; the admin
@@ -18,7 +20,7 @@ logged and its metrics are omitted from that scrape.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from prometheus_client import start_http_server
@@ -32,15 +34,23 @@ AdminCall = Callable[[dict[str, Any]], dict[str, Any]]
 _ROLE_OFFSETS = {"broker": 0, "risk": 1, "gateway": 2, "feed": 3, "alerts": 4}
 POSITIONS_OFFSET = 10
 """positions.I listens on base + 10 + I."""
+GATEWAYS_OFFSET = 100
+"""The gateway of the account at index i >= 1 of the stack's accounts listens on base + 100 + i."""
 
 _QUANTILES = {"p50": "0.5", "p99": "0.99", "p999": "0.999"}
 
 
-def metrics_port(base: int, name: str) -> int:
-    """Worker `name`'s metrics port (broker, risk, gateway.ACCOUNT, feed, alerts, positions.I)."""
+def metrics_port(base: int, name: str, accounts: Sequence[str] = ()) -> int:
+    """Worker `name`'s metrics port (broker, risk, gateway.ACCOUNT, feed, alerts, positions.I).
+
+    `accounts`: the stack's, in order; the first one's gateway keeps the
+    gateway's port of a one-account stack, each other has its own.
+    """
     role, _, rest = name.partition(".")
     if role == "positions":
         return base + POSITIONS_OFFSET + int(rest or 0)
+    if role == "gateway" and rest in accounts[1:]:
+        return base + GATEWAYS_OFFSET + list(accounts).index(rest)
     if role not in _ROLE_OFFSETS:
         raise ValueError(f"no metrics port for worker {name!r}")
     return base + _ROLE_OFFSETS[role]
@@ -264,5 +274,5 @@ def start_for_worker(config: Any, name: str, worker: Any) -> MetricsEndpoint | N
             for key, attr in (("status", "_status"), ("metrics", "_metrics"))
             if callable(getattr(worker, attr, None))
         }
-    port = metrics_port(settings.prometheus_port_base, name)
+    port = metrics_port(settings.prometheus_port_base, name, tuple(config.accounts()))
     return MetricsEndpoint(name, handlers, settings.prometheus_host, port)

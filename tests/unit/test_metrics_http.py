@@ -17,6 +17,13 @@ def test_metrics_ports_are_distinct_per_worker_of_a_stack() -> None:
     assert ports == [9400, 9401, 9402, 9403, 9410, 9411]
 
 
+def test_each_accounts_gateway_has_its_own_port_the_first_one_the_gateway_port() -> None:
+    accounts = ("main", "hedge", "venue")
+    names = ["gateway.main", "gateway.hedge", "gateway.venue", "positions.0", "alerts"]
+    ports = [metrics_port(9400, n, accounts) for n in names]
+    assert ports == [9402, 9501, 9502, 9410, 9404]
+
+
 def test_a_worker_without_a_port_is_refused() -> None:
     with pytest.raises(ValueError, match="no metrics port"):
         metrics_port(9400, "strategy")
