@@ -5,7 +5,8 @@ checked against what the strategy declares (`posbus.actors.strategy_params`):
 an unknown name is refused with the declared ones, a bad value with its
 parameter's name. `run_sweep` runs them on local worker processes
 (`concurrent.futures`, forked from a fork server) or on a Dask distributed cluster (the
-`sweep` extra), and `rank` orders the outcomes by a metric.
+`sweep` extra), `open_runner` keeps either for several batches (a search,
+`posbus.adapters.backtest_search`), and `rank` orders the outcomes by a metric.
 
 Deterministic whatever the number of workers and the order runs finish in:
 each run is numbered by its place in the grid (parameters in the strategy's
@@ -22,11 +23,13 @@ import hashlib
 import itertools
 import logging
 import multiprocessing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +73,11 @@ def parse_sweep(items: Sequence[str]) -> dict[str, list[str]]:
             raise StrategyError(f"--sweep {name}: given twice")
         sweep[name] = listed
     return sweep
+
+
+def is_range(text: str) -> bool:
+    """Whether a `--sweep` value is a search's range (`LOW..HIGH[:STEP]`) rather than one value."""
+    return ".." in text
 
 
 def expand_grid(
@@ -192,6 +200,10 @@ class SweepError(StrategyError):
     """The sweep could not be run at all (no scheduler, the `sweep` extra missing)."""
 
 
+Runner = Callable[[Sequence[RunSpec], Callable[[RunOutcome], None] | None], list[RunOutcome]]
+"""Runs a batch of specs, calling `on_done` as each finishes; the outcomes in index order."""
+
+
 def run_sweep(
     specs: Sequence[RunSpec],
     *,
@@ -209,53 +221,66 @@ def run_sweep(
     """
     if not specs:
         return []
-    if scheduler is not None:
-        outcomes = _run_on_dask(specs, scheduler, on_done)
-    else:
-        outcomes = _run_on_processes(
-            specs,
-            workers=workers,
-            on_done=on_done,
-            log_file=log_file,
-            log_level=log_level,
-            log_format=log_format,
-        )
-    return sorted(outcomes, key=lambda outcome: outcome.index)
+    with open_runner(
+        workers=min(workers, len(specs)),
+        scheduler=scheduler,
+        log_file=log_file,
+        log_level=log_level,
+        log_format=log_format,
+    ) as run:
+        return run(specs, on_done)
 
 
-def _run_on_processes(
-    specs: Sequence[RunSpec],
+@contextmanager
+def open_runner(
     *,
     workers: int,
-    on_done: Callable[[RunOutcome], None] | None,
-    log_file: Path | None,
-    log_level: str,
-    log_format: str,
-) -> list[RunOutcome]:
+    scheduler: str | None = None,
+    log_file: Path | None = None,
+    log_level: str = "INFO",
+    log_format: str = "json",
+) -> Iterator[Runner]:
+    """`workers` local processes or a client of the Dask `scheduler`, kept for several batches.
+
+    Local workers log to `log_file` as a single run does. Raises SweepError
+    when the scheduler cannot be reached or Dask is not installed.
+    """
+    if scheduler is not None:
+        with _dask_client(scheduler) as client:
+            yield partial(_run_on_dask, client)
+        return
     # Not fork: the parent may run threads (the progress bar) a fork would copy mid-step. A fork
     # server is a fresh process that imports the engine once; each worker is forked from it.
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    outcomes: list[RunOutcome] = []
     with ProcessPoolExecutor(
-        max_workers=max(1, min(workers, len(specs))),
+        max_workers=max(1, workers),
         mp_context=context,
         initializer=_init_worker,
         initargs=(log_file, log_level, log_format),
     ) as pool:
-        futures = [pool.submit(run_one, spec) for spec in specs]
-        try:
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(outcome)
-        except BrokenProcessPool as exc:
-            raise SweepError(f"a worker process died, the sweep stopped: {exc}") from exc
-        except BaseException:  # Ctrl-C: do not start the runs still queued
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    return outcomes
+        yield partial(_run_on_processes, pool)
+
+
+def _run_on_processes(
+    pool: ProcessPoolExecutor,
+    specs: Sequence[RunSpec],
+    on_done: Callable[[RunOutcome], None] | None,
+) -> list[RunOutcome]:
+    outcomes: list[RunOutcome] = []
+    futures = [pool.submit(run_one, spec) for spec in specs]
+    try:
+        for future in as_completed(futures):
+            outcome = future.result()
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    except BrokenProcessPool as exc:
+        raise SweepError(f"a worker process died, the sweep stopped: {exc}") from exc
+    except BaseException:  # Ctrl-C: do not start the runs still queued
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return sorted(outcomes, key=lambda outcome: outcome.index)
 
 
 def _init_worker(log_file: Path | None, level: str, fmt: str) -> None:
@@ -263,9 +288,8 @@ def _init_worker(log_file: Path | None, level: str, fmt: str) -> None:
         configure_logging(level, fmt, file=log_file)
 
 
-def _run_on_dask(
-    specs: Sequence[RunSpec], scheduler: str, on_done: Callable[[RunOutcome], None] | None
-) -> list[RunOutcome]:
+@contextmanager
+def _dask_client(scheduler: str) -> Iterator[Any]:
     try:
         import distributed  # noqa: PLC0415 - the optional 'sweep' extra, only with --scheduler
     except ImportError as exc:
@@ -276,19 +300,27 @@ def _run_on_dask(
         client = distributed.Client(scheduler, timeout=10, set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise SweepError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from exc
-    outcomes: list[RunOutcome] = []
     with client:
-        futures = [client.submit(run_one, spec, pure=False) for spec in specs]
-        try:
-            for future in distributed.as_completed(futures, loop=client.loop):
-                outcome: RunOutcome = future.result()
-                outcomes.append(outcome)
-                if on_done is not None:
-                    on_done(outcome)
-        except BaseException:  # Ctrl-C or a lost worker: take the runs back from the cluster
-            client.cancel(futures)
-            raise
-    return outcomes
+        yield client
+
+
+def _run_on_dask(
+    client: Any, specs: Sequence[RunSpec], on_done: Callable[[RunOutcome], None] | None
+) -> list[RunOutcome]:
+    import distributed  # noqa: PLC0415 - imported by _dask_client already
+
+    outcomes: list[RunOutcome] = []
+    futures = [client.submit(run_one, spec, pure=False) for spec in specs]
+    try:
+        for future in distributed.as_completed(futures, loop=client.loop):
+            outcome: RunOutcome = future.result()
+            outcomes.append(outcome)
+            if on_done is not None:
+                on_done(outcome)
+    except BaseException:  # Ctrl-C or a lost worker: take the runs back from the cluster
+        client.cancel(futures)
+        raise
+    return sorted(outcomes, key=lambda outcome: outcome.index)
 
 
 def rank(outcomes: Sequence[RunOutcome], metric: str) -> list[RunOutcome]:

@@ -3,12 +3,14 @@
 - `sweep.json` (and `--json`): the sweep's settings, `ranking` (run indices
   best first) and `runs` in grid order, each with its `index`, `rank`,
   `params`, `seed` and `summary` (the single run's `--json` summary), or its
-  `error`.
+  `error`. A search (`posbus.adapters.backtest_search`) adds its settings
+  as `search`; its runs are in trial order.
 - `sweep.csv`: the ranked table, one run per row.
 - `report.html`: one self-contained page: a heat map of the ranking metric
   over the first two swept parameters (with more than two, each cell shows
-  the best run over the others; with one, a single row), the equity curves
-  of the best runs (inline SVG, adapters/backtest_chart.py) and the table.
+  the best run over the others; with one, a single row; none for a search,
+  whose values are sampled rather than a grid), the equity curves of the
+  best runs (inline SVG, adapters/backtest_chart.py) and the table.
 
 Deterministic: the same outcomes write the same bytes (nothing from the wall
 clock, the worker count or the completion order).
@@ -42,8 +44,9 @@ def document(
     swept: Sequence[str],
     rank_by: str,
     base_seed: int,
+    search: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The sweep as one JSON-ready dict (see the module docstring)."""
+    """The sweep as one JSON-ready dict (module docstring); `search`: a search's settings."""
     ranks = {outcome.index: place for place, outcome in enumerate(ranked, 1)}
     runs = []
     for outcome in outcomes:
@@ -58,7 +61,7 @@ def document(
         else:
             run["summary"] = outcome.summary
         runs.append(run)
-    return {
+    doc: dict[str, Any] = {
         "strategy": strategy,
         "data": list(data),
         "swept": list(swept),
@@ -69,6 +72,9 @@ def document(
         "ranking": [outcome.index for outcome in ranked],
         "runs": runs,
     }
+    if search is not None:
+        doc["search"] = search
+    return doc
 
 
 def table(
@@ -261,15 +267,30 @@ def render_html(
         for row in rows
     )
     failed = doc["runs_failed"]
+    search = doc.get("search")
+    if search is None:
+        kind, over = "sweep", "over " + html.escape(", ".join(swept))
+        grid = heat_map(outcomes, ranked, swept, rank_by)
+    else:
+        kind = "search"
+        space = ", ".join(f"{k} in {v}" for k, v in search["space"].items())
+        over = (
+            f"picked by optuna's {search['sampler']} (seed {search['sampler_seed']}) "
+            f"from {html.escape(space)}"
+        )
+        grid = (
+            '<p class="sub">No heat map: a search samples its parameters from ranges '
+            "rather than covering a grid; the table lists every run.</p>"
+        )
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>posbus sweep: {html.escape(doc['strategy'])}</title>"
+        f"<title>posbus {kind}: {html.escape(doc['strategy'])}</title>"
         f"<style>{_STYLE}</style></head><body>"
-        f"<h1>Sweep: {html.escape(doc['strategy'])}</h1>"
-        f'<p class="sub">{doc["runs_total"]} runs over {html.escape(", ".join(swept))}'
+        f"<h1>{kind.capitalize()}: {html.escape(doc['strategy'])}</h1>"
+        f'<p class="sub">{doc["runs_total"]} runs {over}'
         f" ({failed} failed), ranked by {html.escape(rank_by)}; data "
         f"{html.escape(', '.join(doc['data']))}; base seed {doc['base_seed']}</p>"
-        f"<div>{heat_map(outcomes, ranked, swept, rank_by)}</div>"
+        f"<div>{grid}</div>"
         f'<div class="chart">{equity_chart(ranked, swept)}</div>'
         f"<h2>Runs, best first</h2><table><tr>{head}</tr>{body}</table>"
         "</body></html>\n"

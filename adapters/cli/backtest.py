@@ -74,6 +74,13 @@ base seed and its parameters (the same sweep gives the same results on any
 number of workers); it prints the runs ranked by --rank-by, and --out DIR
 writes sweep.json, sweep.csv and report.html (heat map, equity curves).
 A run that fails is listed with its error (exit 1); the others finish.
+
+--search N runs N backtests whose parameters optuna's TPE sampler (seeded
+from --seed) picks to do best by --rank-by, from each --sweep NAME=LOW..HIGH
+(an int parameter: whole numbers; a float or Decimal one: any number between),
+NAME=LOW..HIGH:STEP (on a grid of STEP) or NAME=V1,V2 (choices). Trials run
+in batches of 8 and are told back in trial order: the same search gives the
+same runs on any number of workers. Output as a sweep's, runs in trial order.
 """
 
 _EXAMPLES = """\
@@ -85,6 +92,8 @@ _EXAMPLES = """\
   posbus backtest --data ticks.parquet --strategy mypkg.strategies:Breakout --seed 3
   posbus backtest --data examples/data/btc_quotes.csv --strategy mean_reversion \\
       --sweep window=24,48,96 --sweep entry_z=1.5,2 --rank-by sharpe --out var/sweep
+  posbus backtest --data examples/data/btc_quotes.csv --strategy mean_reversion \\
+      --search 40 --sweep window=24..96 --sweep entry_z=1.0..3.0 --out var/search
 
 built-in strategies: ma_crossover (fast, slow, qty, symbol, allow_short),
 mean_reversion (window, entry_z, exit_z, qty, symbol), flip (every, qty, symbol)
@@ -125,14 +134,22 @@ def register(subparsers: SubParsers) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep = parser.add_argument_group(
         "sweeps",
-        "one backtest per point of a grid over the strategy's parameters, run in parallel",
+        "one backtest per point of a grid over the strategy's parameters, or N picked by "
+        "--search, run in parallel",
     )
     sweep.add_argument(
         "--sweep",
         action="append",
         default=[],
         metavar="NAME=V1,V2,...",
-        help="values of one strategy parameter to sweep; repeat for a grid",
+        help="values of one strategy parameter to sweep; repeat for a grid "
+        "(with --search: LOW..HIGH[:STEP] or choices)",
+    )
+    sweep.add_argument(
+        "--search",
+        type=_positive_int,
+        metavar="N",
+        help="run N backtests picked by optuna's TPE sampler from the --sweep ranges",
     )
     sweep.add_argument(
         "--workers",
@@ -169,6 +186,10 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of `posbus backtest`."""
+    if args.search is not None:
+        from posbus.adapters.cli.backtest_sweep import run_search_command
+
+        return run_search_command(args)
     if args.sweep:
         from posbus.adapters.cli.backtest_sweep import run_sweep_command
 
