@@ -21,7 +21,9 @@ from typing import Any
 import pytest
 from stack_harness import posbus, wait_for, where
 
+from posbus.adapters.launcher_client import StackClient
 from posbus.adapters.simulation.binance_emulator import BinanceEmulator
+from posbus.bus.errors import CommandFailed
 
 ACCOUNTS = ("main", "hedge", "venue")
 SYMBOL = "BTC/USDT"
@@ -230,6 +232,34 @@ def test_an_unknown_account_is_bad_input_and_journals_nothing(
         )
         assert found.returncode == 2, found.stdout
         assert "no stream" in found.stderr
+
+
+def test_a_shard_refuses_an_order_for_an_account_the_stack_does_not_have(desk: Desk) -> None:
+    """A client other than the CLI is refused too, before anything is journaled."""
+    before = desk.json("orders")["orders"]
+    client = StackClient(str(desk.config))
+    try:
+        for shard in client.position_services():
+            with pytest.raises(CommandFailed) as refused:
+                client.call(
+                    shard,
+                    "positions.order",
+                    {"account": "hegde", "symbol": SYMBOL, "side": "buy", "qty": "0.01"},
+                )
+            assert refused.value.error_type == "OrderValidationError"
+            assert "unknown account 'hegde'; did you mean 'hedge'?" in str(refused.value)
+    finally:
+        client.close()
+    assert desk.json("orders")["orders"] == before
+
+
+def test_a_gateway_worker_of_an_account_the_config_does_not_have_is_bad_usage(
+    desk: Desk,
+) -> None:
+    for how in (("--role", "gateway", "--account", "hegde"), ("--instance", "gateway-hegde")):
+        result = desk.cli("worker", *how, check=False)
+        assert result.returncode == 2, result.stderr
+        assert "unknown account 'hegde'; the accounts: main, hedge, venue" in result.stderr
 
 
 def test_a_killed_gateway_leaves_the_other_accounts_trading_and_is_restarted(desk: Desk) -> None:
