@@ -1,4 +1,4 @@
-"""Sweep throughput: 16 backtests on 1 and 2 local worker processes, and on a Dask LocalCluster.
+"""Sweep and search throughput: 16 backtests on 1 and 2 local processes and on a Dask LocalCluster.
 
     python bench/bench_sweep.py                    # 16 runs of 40,000 ticks, 3 rounds
     python bench/bench_sweep.py --ticks 10000 --rounds 1
@@ -10,8 +10,11 @@ time, its start-up included; its workers are forked from the fork server,
 which a CLI run starts once, here by an untimed warm-up sweep) and a
 `distributed.LocalCluster` of 2 worker processes with 1 thread each (started
 once, before the rounds, and warmed by one untimed sweep so its workers have
-imported posbus). It checks that every mode gave the same outcomes, then
-prints the median wall time of each mode, runs/s and the speed-ups against
+imported posbus). Each round then times a search (`--search`, optuna's TPE
+sampler) of as many runs over window in 10..200 and entry_z in 1.0..3.0 on
+the same three modes, its pool or client opened inside the timing. It
+checks that every mode gave the same outcomes (the sweep's, the search's),
+then prints the median wall time of each, runs/s and the speed-ups against
 1 worker. The engine's warnings go to a log file in the temporary directory.
 """
 
@@ -52,13 +55,15 @@ def main() -> None:
 
     import distributed
 
-    from posbus.adapters.backtest_sweep import plan, run_sweep
+    from posbus.adapters.backtest_search import run_search, search_space
+    from posbus.adapters.backtest_sweep import RunOutcome, open_runner, plan, run_sweep
     from posbus.adapters.config import Config
 
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "ticks.csv"
         write_ticks(path, args.ticks, args.seed)
+        log = Path(tmp) / "bench.log"
         config = Config(run_dir=Path(tmp) / "var")
         specs = plan(
             "mean_reversion",
@@ -68,7 +73,25 @@ def main() -> None:
             config,
         )
         print(f"{len(specs)} backtests of {args.ticks:,} quote ticks each", flush=True)
+        axes = search_space(
+            "mean_reversion", {"qty": "0.1"}, {"window": ["10..200"], "entry_z": ["1.0..3.0"]}
+        )
+
+        def search(workers: int, scheduler: str | None) -> list[RunOutcome]:
+            with open_runner(workers=workers, scheduler=scheduler, log_file=log) as run_batch:
+                return run_search(
+                    "mean_reversion",
+                    {"qty": "0.1"},
+                    axes,
+                    [str(path)],
+                    config,
+                    runs=len(specs),
+                    rank_by="sharpe",
+                    run_batch=run_batch,
+                )
+
         times: dict[str, list[float]] = {"1 worker": [], "2 workers": [], "dask 2x1": []}
+        search_times: dict[str, list[float]] = {mode: [] for mode in times}
         with distributed.LocalCluster(
             n_workers=2,
             threads_per_worker=1,
@@ -79,9 +102,9 @@ def main() -> None:
             address = str(cluster.scheduler_address)
             with distributed.Client(address) as client:
                 client.run(logging.disable, logging.WARNING)
-            log = Path(tmp) / "bench.log"
             run_sweep(specs[:2], workers=2, log_file=log)  # warm-up: starts the fork server
             reference = run_sweep(specs, workers=1, scheduler=address)  # warm-up, untimed
+            searched: list[RunOutcome] | None = None
             for round_no in range(1, args.rounds + 1):
                 for mode, taken in times.items():
                     started = time.perf_counter()
@@ -100,17 +123,34 @@ def main() -> None:
                         f"{len(specs) / elapsed:5.2f} runs/s",
                         flush=True,
                     )
+                for mode, taken in search_times.items():
+                    started = time.perf_counter()
+                    dask = mode == "dask 2x1"
+                    outcomes = search(2 if dask else int(mode[0]), address if dask else None)
+                    elapsed = time.perf_counter() - started
+                    searched = searched or outcomes
+                    if outcomes != searched:
+                        raise SystemExit(f"search {mode}: outcomes differ from the first search")
+                    if any(outcome.error for outcome in outcomes):
+                        raise SystemExit(f"search {mode}: a run failed: {outcomes}")
+                    taken.append(elapsed)
+                    print(
+                        f"round {round_no} search {mode:<10} {elapsed:7.2f} s  "
+                        f"{len(specs) / elapsed:5.2f} runs/s",
+                        flush=True,
+                    )
 
-    base = statistics.median(times["1 worker"])
     print(
         f"\nmedians of {args.rounds} round(s), {len(specs)} runs, outcomes identical in every mode"
     )
-    for mode, values in times.items():
-        wall = statistics.median(values)
-        print(
-            f"{mode:<10} {wall:7.2f} s  {len(specs) / wall:5.2f} runs/s  "
-            f"speed-up {base / wall:4.2f}x"
-        )
+    for kind, measured in (("sweep", times), ("search", search_times)):
+        base = statistics.median(measured["1 worker"])
+        for mode, values in measured.items():
+            wall = statistics.median(values)
+            print(
+                f"{kind:<6} {mode:<10} {wall:7.2f} s  {len(specs) / wall:5.2f} runs/s  "
+                f"speed-up {base / wall:4.2f}x"
+            )
 
 
 if __name__ == "__main__":
