@@ -164,6 +164,8 @@ def _range_axis(strategy: str, name: str, text: str, *, int_kind: bool) -> Axis:
     if not low or not high or (colon and not step):
         raise StrategyError(f"{given}: expected NAME=LOW..HIGH or NAME=LOW..HIGH:STEP")
     ends = [convert_params(strategy, {name: end})[name] for end in (low, high)]
+    if not all(math.isfinite(end) for end in ends):
+        raise StrategyError(f"{given}: LOW and HIGH must be finite numbers")
     if not ends[0] < ends[1]:
         raise StrategyError(f"{given}: LOW must be below HIGH")
     if colon:

@@ -52,6 +52,7 @@ def test_a_float_on_a_step_is_written_exactly_with_the_finer_places() -> None:
         (["window=2..10:x"], "STEP must be a whole number"),
         (["symbol=a..z"], "symbol is a str"),
         (["window=1..10"], "parameter window: must be >= 2, got '1'"),
+        (["entry_z=1..inf"], "a finite number"),
     ],
 )
 def test_a_bad_space_is_refused_naming_what_is_wrong(items: list[str], named: str) -> None:
