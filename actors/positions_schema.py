@@ -44,7 +44,9 @@ class ListArgs(Arguments, frozen=True, kw_only=True):
 class OrderArgs(Arguments, frozen=True, kw_only=True):
     """An order intent."""
 
-    account: Annotated[Id | None, Doc("the account (default: the stack's account)")] = None
+    account: Annotated[
+        Id | None, Doc("one of the stack's accounts (default: the stack's first account)")
+    ] = None
     symbol: Annotated[Id, Doc("the symbol, e.g. BTC/USDT")]
     side: Annotated[Side, Doc("buy or sell")]
     qty: Annotated[Positive, Doc("the quantity, in the base currency")]
@@ -131,10 +133,10 @@ ORDER = CommandSpec(
     },
     errors={
         "WorkerError": _CORRUPT,
-        "OrderValidationError": "the intent is not a valid order, names a symbol the stack "
-        "does not trade (the message names the spelling meant, e.g. BTCUSDT: BTC/USDT), or "
-        "has a qty or limit price off the venue's grid (the message names the nearest); "
-        "nothing was journaled",
+        "OrderValidationError": "the intent is not a valid order, names an account the "
+        "stack does not have or a symbol it does not trade (the message names the spelling "
+        "meant, e.g. BTCUSDT: BTC/USDT), or has a qty or limit price off the account's "
+        "venue's grid (the message names the nearest); nothing was journaled",
     },
     example=Example(
         args={
