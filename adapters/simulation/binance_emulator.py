@@ -392,6 +392,14 @@ class BinanceEmulator:
         """
         return self._user_stream.stall()
 
+    def duplicate_user_stream_events(self, times: int) -> None:
+        """Push each of the next `times` user-data events twice (a stream that repeats itself)."""
+        self._user_stream.duplicate(times)
+
+    def reorder_user_stream_events(self, times: int) -> None:
+        """Swap the next `times` pairs of user-data events (a stream out of order)."""
+        self._user_stream.reorder(times)
+
     def refuse_user_streams(self, times: int = 1) -> None:
         """Refuse the next `times` listenKeys and WebSocket API subscriptions."""
         with self._lock:
@@ -402,13 +410,17 @@ class BinanceEmulator:
         return self._user_stream.connections()
 
     def clear_faults(self) -> None:
-        """Remove every pending rule, the latency, maintenance, any ban and user-stream refusal."""
+        """Remove every pending rule, the latency, maintenance, any ban and user-stream fault.
+
+        Stalled user-data connections stay silent: their clients reconnect.
+        """
         with self._lock:
             self._refused_streams = 0
             self._rules.clear()
             self._latency_s = 0.0
             self._maintenance = False
             self._banned_until = 0.0
+        self._user_stream.calm()
 
     def _add(self, rule: _Rule) -> None:
         with self._lock:

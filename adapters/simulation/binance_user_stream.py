@@ -14,6 +14,8 @@ Events are `executionReport` and `outboundAccountPosition` JSON built by the
 emulator (binance_emulator.py); `publish` fans each out, in order, to every
 subscribed connection. Faults: `drop` closes every connection without a
 close frame, `stall` keeps them open but sends nothing and answers no ping,
+`duplicate` sends the next events twice, `reorder` swaps the next events
+pairwise (one held back until the next comes, or REORDER_HOLD_S passes),
 and the emulator refuses new subscriptions on demand.
 
 Threads: an aiohttp server on its own asyncio loop and daemon thread;
@@ -33,6 +35,9 @@ from typing import Any, TypeVar
 from aiohttp import WSMsgType, web
 
 T = TypeVar("T")
+
+REORDER_HOLD_S = 0.2
+"""How long `reorder` holds an event back at most, waiting for one to overtake it."""
 
 # Answers a WebSocket API request: (status, result or error) from (method, params).
 WsApiHandler = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
@@ -72,6 +77,10 @@ class UserStreamServer:
         self._port = 0
         self._connections: set[_Connection] = set()
         self._subscriptions = 0
+        # Loop thread only: events still to send twice, pairs still to swap, the held one.
+        self._duplicates = 0
+        self._reorders = 0
+        self._held: dict[str, Any] | None = None
 
     # -- any thread ------------------------------------------------------------------
 
@@ -109,6 +118,19 @@ class UserStreamServer:
             loop.call_soon_threadsafe(self._fan_out, event)
         except RuntimeError:
             return  # the server stopped meanwhile: nobody to tell
+
+    def duplicate(self, times: int) -> None:
+        """Send each of the next `times` events twice, back to back."""
+        self._call(self._set_faults(duplicates=times))
+
+    def reorder(self, times: int) -> None:
+        """Swap the next `times` pairs of events (the first of each pair arrives second)."""
+        self._call(self._set_faults(reorders=times))
+
+    def calm(self) -> None:
+        """No more repeated or swapped events; one held back is sent now."""
+        if self._loop is not None and self._thread is not None:
+            self._call(self._calm())
 
     def drop(self) -> int:
         """Close every connection without a close frame; returns how many there were."""
@@ -166,6 +188,16 @@ class UserStreamServer:
             self._abort(conn)
         return len(dropped)
 
+    async def _set_faults(self, *, duplicates: int = 0, reorders: int = 0) -> None:
+        self._duplicates += duplicates
+        self._reorders += reorders
+
+    async def _calm(self) -> None:
+        self._duplicates = self._reorders = 0
+        held, self._held = self._held, None
+        if held is not None:
+            self._deliver(held)
+
     async def _stall(self) -> int:
         for conn in self._connections:
             conn.stalled = True
@@ -184,6 +216,30 @@ class UserStreamServer:
             conn.transport.abort()
 
     def _fan_out(self, event: dict[str, Any]) -> None:
+        """Send `event` (loop thread), as the duplicate and reorder faults bend it."""
+        held, self._held = self._held, None
+        if held is not None:  # the second of a swapped pair goes first
+            self._deliver(event)
+            self._deliver(held)
+            return
+        if self._reorders:
+            self._reorders -= 1
+            self._held = event
+            loop = asyncio.get_running_loop()
+            loop.call_later(REORDER_HOLD_S, self._release, event)
+            return
+        self._deliver(event)
+        if self._duplicates:
+            self._duplicates -= 1
+            self._deliver(event)
+
+    def _release(self, event: dict[str, Any]) -> None:
+        """A held event no later one came to overtake: sent late, not lost."""
+        if self._held is event:
+            self._held = None
+            self._deliver(event)
+
+    def _deliver(self, event: dict[str, Any]) -> None:
         for conn in self._connections:
             if conn.stalled:
                 continue

@@ -81,6 +81,8 @@ JOURNAL_STALL_S = (1.0, 4.0)
 
 GATEWAY_TIMEOUT_S = 1.0
 """The ccxt gateway's request timeout in an emulator run (a held request outlasts it)."""
+STREAM_LIVENESS_S = 2.0
+"""A silent user-data stream is down after this long: a stall fault ends quickly."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +136,8 @@ class ChaosReport:
     recoveries_incomplete: int = 0
     recovery_errors: list[str] = field(default_factory=list)
     market_updates: int = 0
+    #: Emulator runs: the gateway's fills by path (stream, poll) since its last start.
+    gateway_fills: dict[str, int] = field(default_factory=dict)
     workers_alive: bool = False
     audit: AuditResult = field(default_factory=AuditResult)
     problems: list[str] = field(default_factory=list)
@@ -164,6 +168,7 @@ class ChaosReport:
             "largest_order_notional": str(self.audit.largest_order_notional),
             "positions": self.audit.positions,
             "market_updates": self.market_updates,
+            "gateway_fills": dict(self.gateway_fills),
             "restarts": self.restarts,
             "recoveries": self.recoveries,
             "recoveries_incomplete": self.recoveries_incomplete,
@@ -207,6 +212,7 @@ def _exchange_table(settings: ChaosSettings, venue: VenueAccess | None) -> list[
         "recv_window_ms = 1500",
         "enable_rate_limit = false",
         f"poll_interval_s = {settings.poll_interval_s}",
+        f"user_stream_liveness_s = {STREAM_LIVENESS_S}",
         "reconcile_interval_s = 10",
         "retry_tries = 3",
         "retry_min_s = 0.05",
@@ -217,7 +223,7 @@ def _exchange_table(settings: ChaosSettings, venue: VenueAccess | None) -> list[
         "",
         "[exchange.urls]",
     ]
-    lines += [f'{name} = "{url}"' for name, url in sorted(venue.urls.items())]
+    lines += [f'"{name}" = "{url}"' for name, url in sorted(venue.urls.items())]
     return lines
 
 
@@ -368,6 +374,7 @@ def run_chaos(settings: ChaosSettings, root: Path, log: Log = lambda _: None) ->
             volatility=0.001,
             timeout_s=GATEWAY_TIMEOUT_S,
             credentials_file=root / "venue-credentials.toml",
+            stream_liveness_s=STREAM_LIVENESS_S,
         )
     try:
         if venue is not None:
@@ -677,6 +684,17 @@ def _ledger(venue: ChaosVenue, account: str) -> VenueLedger:
     return VenueLedger(orders=tuple(orders), trades=tuple(trades))
 
 
+def _gateway_fills(stack: ChaosStack) -> dict[str, int]:
+    """How the gateway's ccxt client found its fills, since its last start (report only)."""
+    try:
+        view = stack.client.admin_result(GATEWAY, "inspect", {"actor": GATEWAY}, timeout=2.0)
+        counts = view["network"]["exchange"]["counts"]
+    except Exception:  # noqa: BLE001 - a count for the report only; the audit decides
+        return {}
+    keys = ("fills_from_stream", "fills_from_poll", "user_stream.reconnects")
+    return {key: int(counts.get(key, 0)) for key in keys}
+
+
 def _finish(stack: ChaosStack, venue: ChaosVenue | None, report: ChaosReport) -> None:
     data = stack.run_info()
     workers = data.get("workers", {})
@@ -689,6 +707,7 @@ def _finish(stack: ChaosStack, venue: ChaosVenue | None, report: ChaosReport) ->
         )
     if venue is not None:
         report.market_updates = venue.touches
+        report.gateway_fills = _gateway_fills(stack)
         return
     try:
         feed = stack.client.admin_result("feed", "metrics", timeout=2.0)

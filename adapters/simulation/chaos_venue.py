@@ -12,9 +12,12 @@ Exchange faults (`inject`) go through the emulator's fault API at the
 moments the chaos driver draws: a request held past the client's timeout
 (before or after it executes), a 5xx (JSON or a proxy's HTML page), a
 response lost after the request executed, myTrades listing every trade
-twice for a while, a 429 with Retry-After (and 418 inside the ban), and a
-short maintenance window. Faults that last are switched off by the market
-thread; `calm` clears them all.
+twice for a while, a 429 with Retry-After (and 418 inside the ban), a
+short maintenance window, and on the user-data stream (the gateway reads
+fills from it): every connection dropped without a close frame, every
+connection gone silent, events sent twice, and events swapped pairwise.
+Faults that last are switched off by the market thread; `calm` clears them
+all.
 
 This module must never log or print the credentials, and never bind
 anything but 127.0.0.1.
@@ -45,6 +48,10 @@ EXCHANGE_FAULTS = (
     "exchange.duplicate_trades",
     "exchange.rate_limit",
     "exchange.maintenance",
+    "exchange.stream_drop",
+    "exchange.stream_stall",
+    "exchange.stream_duplicates",
+    "exchange.stream_reorder",
 )
 """The exchange faults a chaos run injects (the keys of its report's `faults`)."""
 
@@ -84,6 +91,7 @@ class ChaosVenue:
         volatility: float,
         timeout_s: float,
         credentials_file: Path,
+        stream_liveness_s: float = 2.0,
     ) -> None:
         self.symbols = tuple(prices)
         specs = {
@@ -103,6 +111,7 @@ class ChaosVenue:
         self._market = RandomWalkMarket(dict(prices), seed=seed, volatility=volatility, tick=TICK)
         self._interval_s = 1.0 / steps_per_s
         self._timeout_s = timeout_s
+        self._stream_liveness_s = stream_liveness_s
         self._credentials_file = credentials_file
         self._later: list[tuple[float, Callable[[], None]]] = []
         self._later_lock = threading.Lock()
@@ -122,7 +131,7 @@ class ChaosVenue:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(f'api_key = "{self.emulator.api_key}"\nsecret = "{self.emulator.secret}"\n')
         self._thread.start()
-        return VenueAccess(self.emulator.ccxt_urls(), self._credentials_file)
+        return VenueAccess(self.emulator.ccxt_urls(websocket=True), self._credentials_file)
 
     def stop_market(self) -> None:
         """Stop moving prices (the touches stay where they are)."""
@@ -167,6 +176,19 @@ class ChaosVenue:
             emulator.set_maintenance(True)
             self._after(lasts, lambda: emulator.set_maintenance(False))
             return lasts
+        if fault == "exchange.stream_drop":
+            emulator.drop_user_streams()
+            return 1.0
+        if fault == "exchange.stream_stall":
+            emulator.stall_user_streams()
+            # Past the gateway's liveness bound it reconnects and reconciles.
+            return self._stream_liveness_s + 1.0
+        if fault == "exchange.stream_duplicates":
+            emulator.duplicate_user_stream_events(rng.randint(1, 10))
+            return 1.0
+        if fault == "exchange.stream_reorder":
+            emulator.reorder_user_stream_events(rng.randint(1, 5))
+            return 1.0
         raise ValueError(f"unknown exchange fault {fault!r}")
 
     def calm(self) -> None:

@@ -201,6 +201,36 @@ def test_listen_key_stream_pushes_execution_reports_and_balances(
     assert closed == aiohttp.WSMsgType.CLOSE
 
 
+def test_listen_key_stream_repeats_and_reorders_events_on_demand(
+    emulator: BinanceEmulator,
+) -> None:
+    headers = {"X-MBX-APIKEY": API_KEY}
+
+    async def scenario() -> list[tuple[str, str]]:
+        async with aiohttp.ClientSession() as session:
+            endpoint = f"{emulator.url}/api/v3/userDataStream"
+            async with session.post(endpoint, headers=headers) as answer:
+                key = (await answer.json())["listenKey"]
+            async with session.ws_connect(f"{emulator.ws_url}/ws/{key}") as ws:
+                await until(lambda: emulator.user_stream_connections() == 1)
+                emulator.duplicate_user_stream_events(1)
+                emulator.place_order(BTC, "buy", Decimal("0.2"), Decimal(59000), "c1")
+                emulator.reorder_user_stream_events(1)
+                emulator.set_touch(BTC, *CROSSING)
+                events = [await ws.receive_json(timeout=5) for _ in range(5)]
+        return [(e["e"], e.get("X", "")) for e in events]
+
+    emulator.set_partial_fills(2)
+    # NEW twice; then the two trades swapped (FILLED first); then the balances.
+    assert asyncio.run(scenario()) == [
+        ("executionReport", "NEW"),
+        ("executionReport", "NEW"),
+        ("executionReport", "FILLED"),
+        ("executionReport", "PARTIALLY_FILLED"),
+        ("outboundAccountPosition", ""),
+    ]
+
+
 def test_listen_keys_need_the_api_key_and_can_be_refused(emulator: BinanceEmulator) -> None:
     endpoint = f"{emulator.url}/api/v3/userDataStream"
 

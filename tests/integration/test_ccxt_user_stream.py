@@ -140,6 +140,33 @@ def test_partial_fills_through_the_stream_are_each_journaled_once(
     assert counts(rig)["fills_from_stream"] == 2
 
 
+@pytest.mark.parametrize("fault", ["duplicate", "reorder"])
+def test_repeated_or_reordered_stream_events_change_nothing(
+    emulator: BinanceEmulator, rigs: RigFactory, fault: str
+) -> None:
+    emulator.set_partial_fills(2)
+    rig = streaming_rig(rigs, emulator)
+    rig.quote()
+    rig.order(Side.BUY, "0.2", limit="59000.00")
+    rig.settle()
+    if fault == "duplicate":
+        emulator.duplicate_user_stream_events(4)  # both trades' reports and the balances, twice
+    else:
+        emulator.reorder_user_stream_events(1)  # the FILLED report before the partial one
+
+    emulator.set_touch(BTC, *CROSSING)
+    wait_until(lambda: only_order(rig)["status"] == "Filled" and Decimal(
+        rig.position()["qty"]) == Decimal("0.2"))  # fmt: skip
+    rig.settle()
+
+    # 0.2 at 59000.00 in two trades of 0.1, each journaled once, whatever the stream did.
+    assert sorted(f.trade_id for f in journaled_fills(rig)) == ["5001", "5002"]
+    position = rig.position()
+    assert Decimal(position["qty"]) == Decimal("0.2")
+    assert Decimal(position["fees"]) == Decimal("11.8")  # 2 x 0.1 x 59000 x 0.001
+    assert only_order(rig)["status"] == "Filled"
+
+
 def test_a_dropped_stream_resumes_polling_which_finds_the_fill_and_the_reconnect_repeats_none(
     emulator: BinanceEmulator, rigs: RigFactory
 ) -> None:
