@@ -300,7 +300,13 @@ def _build(  # noqa: PLR0917 - private, called once
             # Without [accounts] and firm-wide limits: the one supervisor of old, stream `risk`.
             per_account=config.account_configs is not None or config.firm.limits is not None,
         )
-        return RiskWorker(settings, journal=journal, clock=clock, scopes=scopes)
+        return RiskWorker(
+            settings,
+            journal=journal,
+            clock=clock,
+            scopes=scopes,
+            reporting_currency=config.firm.reporting_currency,
+        )
     if role == "gateway":
         from posbus.adapters.exchange.factory import exchange_client
 
